@@ -1,0 +1,857 @@
+//! The ledger rules. [`apply`] is the only function that changes balances.
+//!
+//! Each operation is checked completely before anything changes (TigerBeetle's shape): one
+//! early return per rule, in the precedence order documented on [`Rejection`], then a
+//! straight-line execution that cannot fail.
+
+use super::state::LedgerState;
+use super::types::*;
+use crate::money::Amount;
+use crate::time::Timestamp;
+
+/// Whether an accepted operation was new or a repeat of one already recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    /// The same id with the same fields was recorded before; nothing changed this time.
+    Exists,
+}
+
+/// The answer to an accepted operation: what it recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub status: Status,
+    /// The main transfer made (none for placing, voiding or expiring a hold).
+    pub transfer: Option<Transfer>,
+    /// The hold placed or closed.
+    pub hold: Option<Hold>,
+}
+
+/// Why an operation was refused. Variants are listed in precedence order: when several
+/// apply, the first one listed is reported. A refused operation changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Rejection {
+    #[error("id must not be empty")]
+    IdMustNotBeEmpty,
+    #[error("id is longer than {ID_LEN_MAX} bytes")]
+    IdTooLong,
+    #[error("reference is longer than {REFERENCE_LEN_MAX} bytes")]
+    ReferenceTooLong,
+    #[error("amount must be positive")]
+    AmountMustBePositive,
+    #[error("amount must not be negative")]
+    AmountMustNotBeNegative,
+    #[error("debit and credit accounts must be different")]
+    AccountsMustBeDifferent,
+    #[error("ttl must be positive")]
+    TtlMustBePositive,
+    #[error("ttl exceeds {HOLD_TTL_MS_MAX} ms")]
+    TtlExceedsMax,
+    #[error("grant priority exceeds {GRANT_PRIORITY_MAX}")]
+    PriorityExceedsMax,
+    #[error("transfers of this kind are made only by the ledger")]
+    KindNotAllowed,
+    #[error("the id was used before with different fields")]
+    ExistsWithDifferentFields,
+    #[error("debit account not found")]
+    DebitAccountNotFound,
+    #[error("credit account not found")]
+    CreditAccountNotFound,
+    #[error("account not found")]
+    AccountNotFound,
+    #[error("grant terms apply only to credits into an org account")]
+    GrantTermsNotAllowed,
+    #[error("hold not found")]
+    HoldNotFound,
+    #[error("hold is already settled, voided or expired")]
+    HoldAlreadyClosed,
+    #[error("hold has expired")]
+    HoldExpired,
+    #[error("hold has not expired yet")]
+    HoldNotExpired,
+    #[error("grant not found")]
+    GrantNotFound,
+    #[error("grant has no expiry or it is still in the future")]
+    GrantNotExpired,
+    #[error("amount would overflow a balance")]
+    AmountOverflow,
+    #[error("insufficient funds")]
+    InsufficientFunds,
+}
+
+impl Rejection {
+    /// The stable snake_case code of this result.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::IdMustNotBeEmpty => "id_must_not_be_empty",
+            Rejection::IdTooLong => "id_too_long",
+            Rejection::ReferenceTooLong => "reference_too_long",
+            Rejection::AmountMustBePositive => "amount_must_be_positive",
+            Rejection::AmountMustNotBeNegative => "amount_must_not_be_negative",
+            Rejection::AccountsMustBeDifferent => "accounts_must_be_different",
+            Rejection::TtlMustBePositive => "ttl_must_be_positive",
+            Rejection::TtlExceedsMax => "ttl_exceeds_max",
+            Rejection::PriorityExceedsMax => "priority_exceeds_max",
+            Rejection::KindNotAllowed => "kind_not_allowed",
+            Rejection::ExistsWithDifferentFields => "exists_with_different_fields",
+            Rejection::DebitAccountNotFound => "debit_account_not_found",
+            Rejection::CreditAccountNotFound => "credit_account_not_found",
+            Rejection::AccountNotFound => "account_not_found",
+            Rejection::GrantTermsNotAllowed => "grant_terms_not_allowed",
+            Rejection::HoldNotFound => "hold_not_found",
+            Rejection::HoldAlreadyClosed => "hold_already_closed",
+            Rejection::HoldExpired => "hold_expired",
+            Rejection::HoldNotExpired => "hold_not_expired",
+            Rejection::GrantNotFound => "grant_not_found",
+            Rejection::GrantNotExpired => "grant_not_expired",
+            Rejection::AmountOverflow => "amount_overflow",
+            Rejection::InsufficientFunds => "insufficient_funds",
+        }
+    }
+}
+
+/// The result of one operation.
+pub type Outcome = Result<Receipt, Rejection>;
+
+/// Applies one operation to `state` at time `now`. The only place balances change.
+pub fn apply(state: &mut LedgerState, operation: &Operation, now: Timestamp) -> Outcome {
+    match operation {
+        Operation::Transfer(request) => transfer(state, request, now),
+        Operation::RecordUsage(request) => record_usage(state, request, now),
+        Operation::PlaceHold(request) => place_hold(state, request, now),
+        Operation::SettleHold(request) => settle_hold(state, request, now),
+        Operation::VoidHold(request) => {
+            close_hold(state, &request.hold_id, &request.id, now, Close::Void)
+        }
+        Operation::ExpireHold(request) => close_hold(
+            state,
+            &request.hold_id,
+            &request.operation_id(),
+            now,
+            Close::Expire,
+        ),
+        Operation::ExpireGrant(request) => expire_grant(state, request, now),
+    }
+}
+
+fn transfer(state: &mut LedgerState, request: &TransferRequest, now: Timestamp) -> Outcome {
+    check_id(request.id.as_str())?;
+    check_reference(&request.reference)?;
+    check_positive(request.amount)?;
+    check_different(&request.debit_account_id, &request.credit_account_id)?;
+    if let Some(terms) = &request.grant {
+        check_priority(terms.priority)?;
+    }
+    if request.kind == TransferKind::Expiry {
+        return Err(Rejection::KindNotAllowed);
+    }
+    if let Some(existing) = state.transfer(&request.id) {
+        return exists(existing, same_transfer(existing, request));
+    }
+    let (debit, credit) =
+        find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
+    if request.grant.is_some() && credit.kind != AccountKind::OrgCredit {
+        return Err(Rejection::GrantTermsNotAllowed);
+    }
+    let debit_after = debit
+        .posted
+        .checked_sub(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    credit
+        .posted
+        .checked_add(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    let available_after = debit_after
+        .checked_sub(debit.reserved)
+        .ok_or(Rejection::AmountOverflow)?;
+    if debit.floor.is_some_and(|floor| available_after < floor) {
+        return Err(Rejection::InsufficientFunds);
+    }
+
+    let terms = request.grant.unwrap_or_default();
+    let movement = Movement {
+        id: &request.id,
+        debit: &request.debit_account_id,
+        credit: &request.credit_account_id,
+        amount: request.amount,
+        kind: request.kind,
+        reference: &request.reference,
+        hold_id: None,
+    };
+    let transfer = post(state, movement, Amount::ZERO, terms, request.amount, now);
+    Ok(created(Some(transfer), None))
+}
+
+fn record_usage(state: &mut LedgerState, request: &UsageRequest, now: Timestamp) -> Outcome {
+    check_id(request.id.as_str())?;
+    check_reference(&request.reference)?;
+    check_positive(request.amount)?;
+    check_different(&request.debit_account_id, &request.credit_account_id)?;
+    if let Some(existing) = state.transfer(&request.id) {
+        let same = existing.kind == TransferKind::Usage
+            && existing.hold_id.is_none()
+            && existing.debit_account_id == request.debit_account_id
+            && existing.credit_account_id == request.credit_account_id
+            && existing.amount == request.amount
+            && existing.reference == request.reference;
+        return exists(existing, same);
+    }
+    let (debit, credit) =
+        find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
+    debit
+        .posted
+        .checked_sub(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    credit
+        .posted
+        .checked_add(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    let overspend = forced_overspend(debit, request.amount, Amount::ZERO)?;
+
+    let movement = Movement {
+        id: &request.id,
+        debit: &request.debit_account_id,
+        credit: &request.credit_account_id,
+        amount: request.amount,
+        kind: TransferKind::Usage,
+        reference: &request.reference,
+        hold_id: None,
+    };
+    let transfer = post(
+        state,
+        movement,
+        overspend,
+        GrantTerms::default(),
+        request.amount,
+        now,
+    );
+    Ok(created(Some(transfer), None))
+}
+
+fn place_hold(state: &mut LedgerState, request: &PlaceHoldRequest, now: Timestamp) -> Outcome {
+    check_id(request.id.as_str())?;
+    check_reference(&request.reference)?;
+    check_positive(request.amount)?;
+    check_different(&request.debit_account_id, &request.credit_account_id)?;
+    if request.ttl_ms <= 0 {
+        return Err(Rejection::TtlMustBePositive);
+    }
+    if request.ttl_ms > HOLD_TTL_MS_MAX {
+        return Err(Rejection::TtlExceedsMax);
+    }
+    if let Some(existing) = state.hold(&request.id) {
+        let same = existing.debit_account_id == request.debit_account_id
+            && existing.credit_account_id == request.credit_account_id
+            && existing.amount == request.amount
+            && existing.reference == request.reference
+            && existing.ttl_ms == request.ttl_ms;
+        if !same {
+            return Err(Rejection::ExistsWithDifferentFields);
+        }
+        return Ok(Receipt {
+            status: Status::Exists,
+            transfer: None,
+            hold: Some(existing.clone()),
+        });
+    }
+    let (debit, credit) =
+        find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
+    // The credit side moves only at settlement, but it must be able to take the full hold then.
+    credit
+        .posted
+        .checked_add(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    let reserved_after = debit
+        .reserved
+        .checked_add(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    let available_after = debit
+        .posted
+        .checked_sub(reserved_after)
+        .ok_or(Rejection::AmountOverflow)?;
+    if debit.floor.is_some_and(|floor| available_after < floor) {
+        return Err(Rejection::InsufficientFunds);
+    }
+
+    let (allocations, unbacked) = allocate(state, &request.debit_account_id, request.amount);
+    state.account_mut(&request.debit_account_id).reserved = reserved_after;
+    let hold = Hold {
+        id: request.id.clone(),
+        debit_account_id: request.debit_account_id.clone(),
+        credit_account_id: request.credit_account_id.clone(),
+        amount: request.amount,
+        reference: request.reference.clone(),
+        ttl_ms: request.ttl_ms,
+        expires_at: now.plus_ms(request.ttl_ms),
+        state: HoldState::Open,
+        allocations,
+        unbacked,
+        closed_by: None,
+        settled_amount: None,
+        created_at: now,
+        closed_at: None,
+    };
+    state.create_hold(hold.clone());
+    Ok(created(None, Some(hold)))
+}
+
+fn settle_hold(state: &mut LedgerState, request: &SettleHoldRequest, now: Timestamp) -> Outcome {
+    check_id(request.id.as_str())?;
+    if request.amount.is_negative() {
+        return Err(Rejection::AmountMustNotBeNegative);
+    }
+    let hold = state
+        .hold(&request.hold_id)
+        .ok_or(Rejection::HoldNotFound)?;
+    if hold.closed_by.as_ref() == Some(&request.id) {
+        let same = hold.state == HoldState::Settled && hold.settled_amount == Some(request.amount);
+        if !same {
+            return Err(Rejection::ExistsWithDifferentFields);
+        }
+        let transfer = state.transfer(&request.id).cloned();
+        return Ok(Receipt {
+            status: Status::Exists,
+            transfer,
+            hold: Some(hold.clone()),
+        });
+    }
+    if state.transfer(&request.id).is_some() {
+        return Err(Rejection::ExistsWithDifferentFields);
+    }
+    if hold.state != HoldState::Open {
+        return Err(Rejection::HoldAlreadyClosed);
+    }
+    if now >= hold.expires_at {
+        return Err(Rejection::HoldExpired);
+    }
+    let (debit, credit) = find_accounts(state, &hold.debit_account_id, &hold.credit_account_id)?;
+    debit
+        .posted
+        .checked_sub(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    credit
+        .posted
+        .checked_add(request.amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    // Charging more than was held is usage that already happened: recorded, maybe as overspend.
+    let excess = request
+        .amount
+        .checked_sub(hold.amount)
+        .ok_or(Rejection::AmountOverflow)?
+        .max_zero();
+    let overspend = forced_overspend(debit, excess, hold.amount)?;
+
+    let hold = hold.clone();
+    let (rest, leftover) = release(state, &hold, request.amount);
+    let transfer = request.amount.is_positive().then(|| {
+        let movement = Movement {
+            id: &request.id,
+            debit: &hold.debit_account_id,
+            credit: &hold.credit_account_id,
+            amount: request.amount,
+            kind: TransferKind::Usage,
+            reference: &hold.reference,
+            hold_id: Some(&hold.id),
+        };
+        post(state, movement, overspend, GrantTerms::default(), rest, now)
+    });
+    expire_released(state, &hold, &request.id, leftover, now);
+    let closed = finish_hold(
+        state,
+        &hold.id,
+        &request.id,
+        HoldState::Settled,
+        Some(request.amount),
+        now,
+    );
+    Ok(created(transfer, Some(closed)))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Close {
+    Void,
+    Expire,
+}
+
+fn close_hold(
+    state: &mut LedgerState,
+    hold_id: &HoldId,
+    id: &TransferId,
+    now: Timestamp,
+    close: Close,
+) -> Outcome {
+    check_id(id.as_str())?;
+    let target = match close {
+        Close::Void => HoldState::Voided,
+        Close::Expire => HoldState::Expired,
+    };
+    let hold = state.hold(hold_id).ok_or(Rejection::HoldNotFound)?;
+    if hold.closed_by.as_ref() == Some(id) {
+        if hold.state != target {
+            return Err(Rejection::ExistsWithDifferentFields);
+        }
+        return Ok(Receipt {
+            status: Status::Exists,
+            transfer: None,
+            hold: Some(hold.clone()),
+        });
+    }
+    if state.transfer(id).is_some() {
+        return Err(Rejection::ExistsWithDifferentFields);
+    }
+    if hold.state != HoldState::Open {
+        return Err(Rejection::HoldAlreadyClosed);
+    }
+    match close {
+        Close::Void if now >= hold.expires_at => return Err(Rejection::HoldExpired),
+        Close::Expire if now < hold.expires_at => return Err(Rejection::HoldNotExpired),
+        _ => {}
+    }
+    find_accounts(state, &hold.debit_account_id, &hold.credit_account_id)?;
+
+    let hold = hold.clone();
+    let (_, leftover) = release(state, &hold, Amount::ZERO);
+    expire_released(state, &hold, id, leftover, now);
+    let closed = finish_hold(state, &hold.id, id, target, None, now);
+    Ok(created(None, Some(closed)))
+}
+
+fn expire_grant(state: &mut LedgerState, request: &ExpireGrantRequest, now: Timestamp) -> Outcome {
+    let id = request.operation_id();
+    check_id(id.as_str())?;
+    if let Some(existing) = state.transfer(&id) {
+        let same = existing.kind == TransferKind::Expiry
+            && existing.debit_account_id == request.account_id
+            && existing.grant_id.as_ref() == Some(&request.grant_id);
+        return exists(existing, same);
+    }
+    let account = state
+        .account(&request.account_id)
+        .ok_or(Rejection::AccountNotFound)?;
+    let grant = state
+        .grant(&request.account_id, &request.grant_id)
+        .ok_or(Rejection::GrantNotFound)?;
+    if grant.expired_at.is_some() {
+        // Expired earlier with nothing left to move: the expiry happened, once.
+        return Ok(Receipt {
+            status: Status::Exists,
+            transfer: None,
+            hold: None,
+        });
+    }
+    if grant
+        .terms
+        .expires_at
+        .is_none_or(|expires_at| now < expires_at)
+    {
+        return Err(Rejection::GrantNotExpired);
+    }
+    let expiring = grant.spendable();
+    let expired_id = AccountKind::ExpiredCredits
+        .operator_account_id()
+        .expect("operator account");
+    let expired_account = state
+        .account(&expired_id)
+        .ok_or(Rejection::CreditAccountNotFound)?;
+    expired_account
+        .posted
+        .checked_add(expiring)
+        .ok_or(Rejection::AmountOverflow)?;
+    let shortfall = below_floor(account, expiring)?;
+
+    let grant = state
+        .grants_mut(&request.account_id)
+        .iter_mut()
+        .find(|grant| grant.id == request.grant_id)
+        .expect("grant found above");
+    grant.expired_at = Some(now);
+    grant.expired = grant
+        .expired
+        .checked_add(expiring)
+        .expect("expired stays within amount");
+    state.touch_grant(&request.account_id, &request.grant_id);
+    if expiring.is_zero() {
+        return Ok(created(None, None));
+    }
+    let transfer = post_expiry(
+        state,
+        &request.account_id,
+        &request.grant_id,
+        id,
+        expiring,
+        shortfall,
+        now,
+    );
+    Ok(created(Some(transfer), None))
+}
+
+// --- checks -------------------------------------------------------------------------------
+
+fn check_id(id: &str) -> Result<(), Rejection> {
+    if id.is_empty() {
+        return Err(Rejection::IdMustNotBeEmpty);
+    }
+    if id.len() > ID_LEN_MAX {
+        return Err(Rejection::IdTooLong);
+    }
+    Ok(())
+}
+
+fn check_reference(reference: &str) -> Result<(), Rejection> {
+    if reference.len() > REFERENCE_LEN_MAX {
+        return Err(Rejection::ReferenceTooLong);
+    }
+    Ok(())
+}
+
+fn check_positive(amount: Amount) -> Result<(), Rejection> {
+    if !amount.is_positive() {
+        return Err(Rejection::AmountMustBePositive);
+    }
+    Ok(())
+}
+
+fn check_different(debit: &AccountId, credit: &AccountId) -> Result<(), Rejection> {
+    if debit == credit {
+        return Err(Rejection::AccountsMustBeDifferent);
+    }
+    Ok(())
+}
+
+fn check_priority(priority: u32) -> Result<(), Rejection> {
+    if priority > GRANT_PRIORITY_MAX {
+        return Err(Rejection::PriorityExceedsMax);
+    }
+    Ok(())
+}
+
+fn find_accounts<'a>(
+    state: &'a LedgerState,
+    debit: &AccountId,
+    credit: &AccountId,
+) -> Result<(&'a Account, &'a Account), Rejection> {
+    let debit = state
+        .account(debit)
+        .ok_or(Rejection::DebitAccountNotFound)?;
+    let credit = state
+        .account(credit)
+        .ok_or(Rejection::CreditAccountNotFound)?;
+    Ok((debit, credit))
+}
+
+fn exists(existing: &Transfer, same: bool) -> Outcome {
+    if !same {
+        return Err(Rejection::ExistsWithDifferentFields);
+    }
+    Ok(Receipt {
+        status: Status::Exists,
+        transfer: Some(existing.clone()),
+        hold: None,
+    })
+}
+
+fn same_transfer(existing: &Transfer, request: &TransferRequest) -> bool {
+    existing.hold_id.is_none()
+        && existing.debit_account_id == request.debit_account_id
+        && existing.credit_account_id == request.credit_account_id
+        && existing.amount == request.amount
+        && existing.kind == request.kind
+        && existing.reference == request.reference
+}
+
+/// How much of a forced debit of `amount` lands below the floor, after `released` comes back
+/// to the available balance (a settled hold's own amount).
+fn forced_overspend(
+    debit: &Account,
+    amount: Amount,
+    released: Amount,
+) -> Result<Amount, Rejection> {
+    let available = debit
+        .available()
+        .checked_add(released)
+        .ok_or(Rejection::AmountOverflow)?;
+    let Some(floor) = debit.floor else {
+        return Ok(Amount::ZERO);
+    };
+    let after = available
+        .checked_sub(amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    let below = floor
+        .checked_sub(after)
+        .ok_or(Rejection::AmountOverflow)?
+        .max_zero();
+    Ok(below.min(amount))
+}
+
+/// How far below its floor `account` goes when `amount` leaves it (forced, not refused).
+fn below_floor(account: &Account, amount: Amount) -> Result<Amount, Rejection> {
+    forced_overspend(account, amount, Amount::ZERO)
+}
+
+fn created(transfer: Option<Transfer>, hold: Option<Hold>) -> Receipt {
+    Receipt {
+        status: Status::Created,
+        transfer,
+        hold,
+    }
+}
+
+// --- execution (cannot fail: everything was checked) ---------------------------------------
+
+struct Movement<'a> {
+    id: &'a TransferId,
+    debit: &'a AccountId,
+    credit: &'a AccountId,
+    amount: Amount,
+    kind: TransferKind,
+    reference: &'a str,
+    hold_id: Option<&'a HoldId>,
+}
+
+/// Posts a transfer: moves balances, consumes `consumed` of the debit org's grants (less than
+/// the amount when a hold's allocations already covered part), opens a grant on a credited
+/// org, and records the transfer.
+fn post(
+    state: &mut LedgerState,
+    movement: Movement<'_>,
+    overspend: Amount,
+    terms: GrantTerms,
+    consumed: Amount,
+    now: Timestamp,
+) -> Transfer {
+    let amount = movement.amount;
+    let debit_kind = state.account(movement.debit).expect("checked").kind;
+    if debit_kind == AccountKind::OrgCredit {
+        consume(state, movement.debit, consumed);
+    }
+    let debit = state.account_mut(movement.debit);
+    debit.posted = debit.posted.checked_sub(amount).expect("checked");
+    debit.overspend = debit
+        .overspend
+        .checked_add(overspend)
+        .expect("overspend is bounded by debits");
+    let debit_balance_after = debit.posted;
+
+    let credit_kind = state.account(movement.credit).expect("checked").kind;
+    let grant_id = (credit_kind == AccountKind::OrgCredit).then(|| {
+        let grant_id = GrantId::new(movement.id.as_str());
+        open_grant(state, movement.credit, grant_id.clone(), amount, terms, now);
+        grant_id
+    });
+    let credit = state.account_mut(movement.credit);
+    credit.posted = credit.posted.checked_add(amount).expect("checked");
+    let transfer = Transfer {
+        id: movement.id.clone(),
+        debit_account_id: movement.debit.clone(),
+        credit_account_id: movement.credit.clone(),
+        amount,
+        kind: movement.kind,
+        reference: movement.reference.to_owned(),
+        hold_id: movement.hold_id.cloned(),
+        grant_id,
+        debit_balance_after,
+        credit_balance_after: credit.posted,
+        overspend,
+        created_at: now,
+    };
+    state.record_transfer(transfer.clone());
+    transfer
+}
+
+/// Takes `amount` from the account's spendable grants in consumption order; what they cannot
+/// cover becomes unbacked (an overdraft, repaid by the next credits).
+fn consume(state: &mut LedgerState, account_id: &AccountId, amount: Amount) {
+    let mut left = amount;
+    let mut touched = Vec::new();
+    for grant in state.grants_mut(account_id) {
+        if left.is_zero() {
+            break;
+        }
+        let take = grant.spendable().min(left);
+        if take.is_positive() {
+            grant.consumed = grant.consumed.checked_add(take).expect("within amount");
+            left = left.checked_sub(take).expect("take ≤ left");
+            touched.push(grant.id.clone());
+        }
+    }
+    for grant_id in touched {
+        state.touch_grant(account_id, &grant_id);
+    }
+    if left.is_positive() {
+        let account = state.account_mut(account_id);
+        account.unbacked = account
+            .unbacked
+            .checked_add(left)
+            .expect("bounded by debits");
+    }
+}
+
+/// Reserves `amount` on the account's spendable grants in consumption order.
+fn allocate(
+    state: &mut LedgerState,
+    account_id: &AccountId,
+    amount: Amount,
+) -> (Vec<Allocation>, Amount) {
+    let mut left = amount;
+    let mut allocations = Vec::new();
+    for grant in state.grants_mut(account_id) {
+        if left.is_zero() {
+            break;
+        }
+        let take = grant.spendable().min(left);
+        if take.is_positive() {
+            grant.reserved = grant.reserved.checked_add(take).expect("within remaining");
+            left = left.checked_sub(take).expect("take ≤ left");
+            allocations.push(Allocation {
+                grant_id: grant.id.clone(),
+                amount: take,
+            });
+        }
+    }
+    for allocation in &allocations {
+        state.touch_grant(account_id, &allocation.grant_id);
+    }
+    (allocations, left)
+}
+
+/// Opens a grant for credits flowing into an org; any unbacked overdraft is repaid first.
+fn open_grant(
+    state: &mut LedgerState,
+    account_id: &AccountId,
+    grant_id: GrantId,
+    amount: Amount,
+    terms: GrantTerms,
+    now: Timestamp,
+) {
+    let account = state.account_mut(account_id);
+    let repaid = account.unbacked.min(amount);
+    account.unbacked = account
+        .unbacked
+        .checked_sub(repaid)
+        .expect("repaid ≤ unbacked");
+    state.create_grant(Grant {
+        id: grant_id,
+        account_id: account_id.clone(),
+        terms,
+        amount,
+        consumed: repaid,
+        reserved: Amount::ZERO,
+        expired: Amount::ZERO,
+        expired_at: None,
+        created_at: now,
+    });
+}
+
+/// Undoes a hold's reservation, consuming up to `used` of it from its grant allocations (in
+/// order). Returns the part of `used` the allocations did not cover (to be consumed like any
+/// debit) and the released parts that sat on grants which expired while the hold was open.
+fn release(state: &mut LedgerState, hold: &Hold, used: Amount) -> (Amount, Vec<(GrantId, Amount)>) {
+    let mut used_left = used;
+    let mut leftover = Vec::new();
+    for allocation in &hold.allocations {
+        let use_here = used_left.min(allocation.amount);
+        used_left = used_left.checked_sub(use_here).expect("use ≤ left");
+        let released = allocation
+            .amount
+            .checked_sub(use_here)
+            .expect("use ≤ allocation");
+        let grant = state
+            .grants_mut(&hold.debit_account_id)
+            .iter_mut()
+            .find(|grant| grant.id == allocation.grant_id)
+            .expect("a hold's grants stay loaded while it is open");
+        grant.reserved = grant
+            .reserved
+            .checked_sub(allocation.amount)
+            .expect("reserved ≥ allocation");
+        grant.consumed = grant.consumed.checked_add(use_here).expect("within amount");
+        if grant.expired_at.is_some() && released.is_positive() {
+            grant.expired = grant.expired.checked_add(released).expect("within amount");
+            leftover.push((allocation.grant_id.clone(), released));
+        }
+        state.touch_grant(&hold.debit_account_id, &allocation.grant_id);
+    }
+    let account = state.account_mut(&hold.debit_account_id);
+    account.reserved = account
+        .reserved
+        .checked_sub(hold.amount)
+        .expect("reserved ≥ hold");
+    (used_left, leftover)
+}
+
+/// Expires what a closing hold released on grants that expired while it was open.
+fn expire_released(
+    state: &mut LedgerState,
+    hold: &Hold,
+    closing_id: &TransferId,
+    leftover: Vec<(GrantId, Amount)>,
+    now: Timestamp,
+) {
+    for (grant_id, amount) in leftover {
+        let id = TransferId::new(format!("{closing_id}:expiry:{grant_id}"));
+        let account = state.account(&hold.debit_account_id).expect("checked");
+        let shortfall = below_floor(account, amount).unwrap_or(Amount::ZERO);
+        post_expiry(
+            state,
+            &hold.debit_account_id,
+            &grant_id,
+            id,
+            amount,
+            shortfall,
+            now,
+        );
+    }
+}
+
+/// Records an expiry transfer; the grant's `expired` was already increased by the caller.
+fn post_expiry(
+    state: &mut LedgerState,
+    account_id: &AccountId,
+    grant_id: &GrantId,
+    id: TransferId,
+    amount: Amount,
+    shortfall: Amount,
+    now: Timestamp,
+) -> Transfer {
+    let expired_id = AccountKind::ExpiredCredits
+        .operator_account_id()
+        .expect("operator account");
+    let account = state.account_mut(account_id);
+    account.posted = account.posted.checked_sub(amount).expect("checked");
+    account.overspend = account.overspend.checked_add(shortfall).expect("bounded");
+    let debit_balance_after = account.posted;
+    let expired = state.account_mut(&expired_id);
+    expired.posted = expired.posted.checked_add(amount).expect("checked");
+    let transfer = Transfer {
+        id,
+        debit_account_id: account_id.clone(),
+        credit_account_id: expired_id,
+        amount,
+        kind: TransferKind::Expiry,
+        reference: String::new(),
+        hold_id: None,
+        grant_id: Some(grant_id.clone()),
+        debit_balance_after,
+        credit_balance_after: expired.posted,
+        overspend: shortfall,
+        created_at: now,
+    };
+    state.record_transfer(transfer.clone());
+    transfer
+}
+
+fn finish_hold(
+    state: &mut LedgerState,
+    hold_id: &HoldId,
+    closing_id: &TransferId,
+    target: HoldState,
+    settled_amount: Option<Amount>,
+    now: Timestamp,
+) -> Hold {
+    let hold = state.hold_mut(hold_id);
+    hold.state = target;
+    hold.closed_by = Some(closing_id.clone());
+    hold.settled_amount = settled_amount;
+    hold.closed_at = Some(now);
+    hold.clone()
+}

@@ -1,0 +1,193 @@
+//! The slice of ledger state an operation (or a batch of them) works on, and the record of
+//! what changed. The store loads a `LedgerState` inside its transaction, the engine
+//! mutates it, and the store writes back exactly [`LedgerState::take_changes`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::invariants::Snapshot;
+use super::types::{Account, AccountId, Grant, GrantId, Hold, HoldId, Transfer, TransferId};
+
+/// Accounts, their open grants, holds and already-recorded transfers, as loaded for a batch.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerState {
+    accounts: HashMap<AccountId, Account>,
+    /// Each org account's grants that still hold credits, in consumption order.
+    grants: HashMap<AccountId, Vec<Grant>>,
+    holds: HashMap<HoldId, Hold>,
+    /// Transfers already recorded under ids the batch uses (for idempotency).
+    transfers: HashMap<TransferId, Transfer>,
+    changes: Dirty,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Dirty {
+    transfers: Vec<Transfer>,
+    holds: BTreeSet<HoldId>,
+    grants: BTreeSet<(AccountId, GrantId)>,
+    accounts: BTreeSet<AccountId>,
+}
+
+/// Everything an applied batch changed, ready to be written in one transaction.
+/// Accounts, grants and holds are listed in id order (the store's lock order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// New transfers, in the order they were made.
+    pub transfers: Vec<Transfer>,
+    /// Holds created or changed (upsert).
+    pub holds: Vec<Hold>,
+    /// Grants created or changed (upsert).
+    pub grants: Vec<Grant>,
+    /// Accounts whose balances changed.
+    pub accounts: Vec<Account>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.transfers.is_empty()
+            && self.holds.is_empty()
+            && self.grants.is_empty()
+            && self.accounts.is_empty()
+    }
+}
+
+impl LedgerState {
+    pub fn new() -> LedgerState {
+        LedgerState::default()
+    }
+
+    /// Adds a loaded account (replacing any earlier copy).
+    pub fn insert_account(&mut self, account: Account) {
+        self.accounts.insert(account.id.clone(), account);
+    }
+
+    /// Adds a loaded grant, keeping its account's grants in consumption order.
+    pub fn insert_grant(&mut self, grant: Grant) {
+        let grants = self.grants.entry(grant.account_id.clone()).or_default();
+        grants.retain(|existing| existing.id != grant.id);
+        let at = grants.partition_point(|g| g.consumption_key() < grant.consumption_key());
+        grants.insert(at, grant);
+    }
+
+    pub fn insert_hold(&mut self, hold: Hold) {
+        self.holds.insert(hold.id.clone(), hold);
+    }
+
+    pub fn insert_transfer(&mut self, transfer: Transfer) {
+        self.transfers.insert(transfer.id.clone(), transfer);
+    }
+
+    pub fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    pub fn hold(&self, id: &HoldId) -> Option<&Hold> {
+        self.holds.get(id)
+    }
+
+    pub fn holds(&self) -> impl Iterator<Item = &Hold> {
+        self.holds.values()
+    }
+
+    pub fn transfer(&self, id: &TransferId) -> Option<&Transfer> {
+        self.transfers.get(id)
+    }
+
+    /// The account's grants that still hold credits, in consumption order.
+    pub fn grants(&self, account_id: &AccountId) -> &[Grant] {
+        self.grants.get(account_id).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn grant(&self, account_id: &AccountId, grant_id: &GrantId) -> Option<&Grant> {
+        self.grants(account_id)
+            .iter()
+            .find(|grant| &grant.id == grant_id)
+    }
+
+    /// Everything loaded, as a snapshot for the invariant checker (complete only when the
+    /// state holds the whole ledger, as in tests and the reference model).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot {
+            accounts: self.accounts.values().cloned().collect(),
+            grants: self.grants.values().flatten().cloned().collect(),
+            holds: self.holds.values().cloned().collect(),
+            transfers: self.transfers.values().cloned().collect(),
+        };
+        snapshot.accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        snapshot
+    }
+
+    /// Hands over what changed since the last call, leaving the state as it now is.
+    pub fn take_changes(&mut self) -> ChangeSet {
+        let dirty = std::mem::take(&mut self.changes);
+        ChangeSet {
+            transfers: dirty.transfers,
+            holds: dirty
+                .holds
+                .iter()
+                .map(|id| self.holds[id].clone())
+                .collect(),
+            grants: dirty
+                .grants
+                .iter()
+                .map(|(account_id, grant_id)| {
+                    self.grant(account_id, grant_id)
+                        .expect("a dirty grant stays loaded")
+                        .clone()
+                })
+                .collect(),
+            accounts: dirty
+                .accounts
+                .iter()
+                .map(|id| self.accounts[id].clone())
+                .collect(),
+        }
+    }
+
+    pub(super) fn account_mut(&mut self, id: &AccountId) -> &mut Account {
+        self.changes.accounts.insert(id.clone());
+        self.accounts
+            .get_mut(id)
+            .expect("the engine checked the account exists")
+    }
+
+    pub(super) fn hold_mut(&mut self, id: &HoldId) -> &mut Hold {
+        self.changes.holds.insert(id.clone());
+        self.holds
+            .get_mut(id)
+            .expect("the engine checked the hold exists")
+    }
+
+    pub(super) fn create_hold(&mut self, hold: Hold) {
+        self.changes.holds.insert(hold.id.clone());
+        self.insert_hold(hold);
+    }
+
+    pub(super) fn create_grant(&mut self, grant: Grant) {
+        self.changes
+            .grants
+            .insert((grant.account_id.clone(), grant.id.clone()));
+        self.insert_grant(grant);
+    }
+
+    /// The account's grants, mutable; the caller marks the ones it changes with `touch_grant`.
+    pub(super) fn grants_mut(&mut self, account_id: &AccountId) -> &mut [Grant] {
+        self.grants
+            .get_mut(account_id)
+            .map_or(&mut [], Vec::as_mut_slice)
+    }
+
+    pub(super) fn touch_grant(&mut self, account_id: &AccountId, grant_id: &GrantId) {
+        self.changes
+            .grants
+            .insert((account_id.clone(), grant_id.clone()));
+    }
+
+    pub(super) fn record_transfer(&mut self, transfer: Transfer) {
+        self.transfers.insert(transfer.id.clone(), transfer.clone());
+        self.changes.transfers.push(transfer);
+    }
+}

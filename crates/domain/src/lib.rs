@@ -1,0 +1,12 @@
+//! The pure core of creditgate.
+//!
+//! Everything here is a function of its inputs: no I/O, no async, no clock, no randomness.
+//! Callers pass the time ([`time::Timestamp`]) and the ids; the core answers with a
+//! decision. The store and the server (the imperative shell) do the reading and writing.
+
+pub mod ledger;
+pub mod money;
+pub mod time;
+
+pub use money::{Amount, ParseAmountError};
+pub use time::Timestamp;

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The one command that runs every test of the workspace.
+#
+#   scripts/test.sh [extra args for `cargo test --workspace --all-targets`]
+#
+# 1. Installs what the tests need and is missing (see install_deps).
+# 2. Uses CREDITGATE_TEST_DATABASE_URL if set; otherwise starts a throwaway PostgreSQL cluster with scripts/pg.sh
+#    in a fresh temp dir, exports CREDITGATE_TEST_DATABASE_URL, and always stops it on exit.
+# 3. Runs `cargo test --workspace --all-targets "$@"`, then `cargo test --workspace --doc`.
+# Exits non-zero if anything fails.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+
+PG_BIN="${CREDITGATE_PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Run apt-get as root, or through passwordless sudo when not root.
+apt_get() {
+    if [ "$(id -u)" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    else
+        die "need root (or passwordless sudo) to run: apt-get $*"
+    fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        apt_get update -qq </dev/null
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    apt_get install -y -qq --no-install-recommends "$@" </dev/null
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# install_deps: everything the test suite needs that may be missing on a fresh machine.
+# Later issues add their apt / pip / npm installs HERE (each guarded by a cheap "already installed?" check).
+# ---------------------------------------------------------------------------------------------------------------
+install_deps() {
+    # PostgreSQL 15 server binaries (only needed when we start our own cluster).
+    if [ -z "${CREDITGATE_TEST_DATABASE_URL:-}" ] && [ ! -x "$PG_BIN/initdb" ]; then
+        apt_install postgresql-15 || apt_install postgresql
+        [ -x "$PG_BIN/initdb" ] || die "PostgreSQL installed but $PG_BIN/initdb is still missing"
+        # If the distro package auto-started its own cluster, that's fine: we don't use it.
+    fi
+
+    # --- add further dependencies below (apt/pip/npm), e.g.:
+    # command -v chromium >/dev/null || apt_install chromium chromium-driver
+}
+
+PG_DIR=""
+CLEANED_UP=0
+cleanup() {
+    [ "$CLEANED_UP" -eq 0 ] || return 0
+    CLEANED_UP=1
+    if [ -n "$PG_DIR" ]; then
+        bash "$ROOT/scripts/pg.sh" stop "$PG_DIR" >&2 || log "warning: could not stop PostgreSQL in $PG_DIR"
+        rm -rf "$PG_DIR" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+install_deps
+
+if [ -n "${CREDITGATE_TEST_DATABASE_URL:-}" ]; then
+    log "using CREDITGATE_TEST_DATABASE_URL from the environment"
+else
+    # Short path under TMPDIR (the server's Unix socket lives in it), traversable by the postgres user.
+    tmp_base="${TMPDIR:-/tmp}"
+    if [ "${#tmp_base}" -gt 60 ] ||
+        { [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$tmp_base" 2>/dev/null; }; then
+        log "TMPDIR=$tmp_base is too long or not reachable by the postgres user; using /tmp"
+        tmp_base=/tmp
+    fi
+    PG_DIR="$(mktemp -d "$tmp_base/cg-pg.XXXXXX")"
+    CREDITGATE_TEST_DATABASE_URL="$(bash "$ROOT/scripts/pg.sh" start "$PG_DIR")"
+    export CREDITGATE_TEST_DATABASE_URL
+    log "started PostgreSQL: $CREDITGATE_TEST_DATABASE_URL"
+fi
+
+status=0
+
+log "cargo test --workspace --all-targets --no-fail-fast $*"
+cargo test --workspace --all-targets --no-fail-fast "$@" </dev/null || status=$?
+
+log "cargo test --workspace --doc"
+doc_out="$(mktemp)"
+if cargo test --workspace --doc </dev/null 2>&1 | tee "$doc_out"; then
+    :
+elif grep -q 'no library targets found' "$doc_out"; then
+    log "no library targets: no doc tests to run"
+else
+    status=1
+fi
+rm -f "$doc_out"
+
+if [ "$status" -ne 0 ] && [ -n "$PG_DIR" ] && [ -f "$PG_DIR/pg.log" ]; then
+    log "tests failed; last lines of the PostgreSQL log ($PG_DIR/pg.log):"
+    tail -n 50 "$PG_DIR/pg.log" >&2 || true
+fi
+
+if [ "$status" -eq 0 ]; then
+    log "all tests passed"
+else
+    log "some tests FAILED"
+fi
+exit "$status"
