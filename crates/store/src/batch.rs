@@ -1,0 +1,313 @@
+//! The one writer of balances: group commit.
+//!
+//! Callers hand operations to a [`LedgerWriter`]; one loop per process takes whatever has
+//! queued up (at most `batch_len_max` operations, waiting at most `batch_wait_us` for more),
+//! and hands the batch to its backend, which, inside one transaction, loads the rows the
+//! batch touches (locking them on PostgreSQL), runs the pure engine over every operation in
+//! order, writes the change set and commits. Only then are the callers answered. A rejected
+//! operation changes nothing, so it never fails its batch-mates; a database error fails the
+//! whole batch, and nothing of it is committed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use creditgate_domain::ledger::{
+    apply, AccountId, AccountKind, ChangeSet, GrantId, HoldId, LedgerState, Operation, Outcome,
+    TransferId,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Clock, StoreError};
+
+/// Bounds of the writer.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Most operations committed in one transaction.
+    pub batch_len_max: usize,
+    /// Longest the writer waits for more operations once it has one (0: take what is queued).
+    pub batch_wait_us: u64,
+    /// Most submissions waiting for the writer; beyond it callers get [`WriteError::Overloaded`].
+    pub queue_len_max: usize,
+    /// Most operations in one `submit_many` call.
+    pub submit_len_max: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> WriterConfig {
+        WriterConfig {
+            batch_len_max: 4_096,
+            batch_wait_us: 0,
+            queue_len_max: 65_536,
+            submit_len_max: 10_000,
+        }
+    }
+}
+
+/// Why an operation got no outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the ledger writer's queue is full")]
+    Overloaded,
+    #[error("too many operations in one submission")]
+    TooManyOperations,
+    #[error("the ledger writer has stopped")]
+    Stopped,
+    #[error("the batch failed and nothing of it was committed: {0}")]
+    Store(Arc<StoreError>),
+}
+
+struct Submission {
+    operations: Vec<Operation>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, WriteError>>,
+}
+
+/// The handle callers use to change balances. Cheap to clone.
+#[derive(Clone)]
+pub struct LedgerWriter {
+    queue: mpsc::Sender<Submission>,
+    submit_len_max: usize,
+    stats: Arc<WriterStats>,
+}
+
+/// Counters a benchmark or `/metrics` can read.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: std::sync::atomic::AtomicU64,
+    pub operations: std::sync::atomic::AtomicU64,
+}
+
+impl LedgerWriter {
+    /// Applies one operation; answers after it is durable.
+    pub async fn submit(&self, operation: Operation) -> Result<Outcome, WriteError> {
+        let mut outcomes = self.submit_many(vec![operation]).await?;
+        Ok(outcomes.pop().expect("one outcome per operation"))
+    }
+
+    /// Applies several operations, in order, in one batch; one outcome each.
+    pub async fn submit_many(
+        &self,
+        operations: Vec<Operation>,
+    ) -> Result<Vec<Outcome>, WriteError> {
+        if operations.len() > self.submit_len_max {
+            return Err(WriteError::TooManyOperations);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Submission { operations, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => WriteError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
+            })?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// (batches committed, operations committed) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.stats.batches.load(Relaxed),
+            self.stats.operations.load(Relaxed),
+        )
+    }
+}
+
+/// What a backend does with one batch, inside one transaction.
+pub(crate) trait BatchBackend: Send + 'static {
+    /// Loads what `keys` names into a [`LedgerState`] (locking account rows where the backend
+    /// shares the database), runs `decide`, writes its change set and commits.
+    fn commit(
+        &mut self,
+        keys: &BatchKeys,
+        decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether the loop should run on a dedicated thread (blocking I/O) or as a task.
+    fn blocking() -> bool;
+}
+
+/// The rows one batch needs, each set in id order (the lock order).
+#[derive(Debug, Default)]
+pub(crate) struct BatchKeys {
+    pub accounts: BTreeSet<AccountId>,
+    /// Holds to close, and holds to place (for idempotency).
+    pub holds: BTreeSet<HoldId>,
+    /// Ids the batch would record transfers under (for idempotency).
+    pub transfers: BTreeSet<TransferId>,
+    /// Grants named by grant expiries (loaded even when nothing is left in them).
+    pub grants: BTreeSet<GrantId>,
+}
+
+impl BatchKeys {
+    /// Collects the keys of every operation. Accounts of holds that are only named by id are
+    /// added by the backend once it has loaded those holds.
+    pub fn of(operations: &[&Operation]) -> BatchKeys {
+        let mut keys = BatchKeys::default();
+        let expired = AccountKind::ExpiredCredits
+            .operator_account_id()
+            .expect("operator account");
+        for operation in operations {
+            match operation {
+                Operation::Transfer(request) => {
+                    keys.accounts.insert(request.debit_account_id.clone());
+                    keys.accounts.insert(request.credit_account_id.clone());
+                    keys.transfers.insert(request.id.clone());
+                }
+                Operation::RecordUsage(request) => {
+                    keys.accounts.insert(request.debit_account_id.clone());
+                    keys.accounts.insert(request.credit_account_id.clone());
+                    keys.transfers.insert(request.id.clone());
+                }
+                Operation::PlaceHold(request) => {
+                    keys.accounts.insert(request.debit_account_id.clone());
+                    keys.accounts.insert(request.credit_account_id.clone());
+                    keys.holds.insert(request.id.clone());
+                }
+                Operation::SettleHold(request) => {
+                    keys.holds.insert(request.hold_id.clone());
+                    keys.transfers.insert(request.id.clone());
+                    keys.accounts.insert(expired.clone());
+                }
+                Operation::VoidHold(request) => {
+                    keys.holds.insert(request.hold_id.clone());
+                    keys.transfers.insert(request.id.clone());
+                    keys.accounts.insert(expired.clone());
+                }
+                Operation::ExpireHold(request) => {
+                    keys.holds.insert(request.hold_id.clone());
+                    keys.transfers.insert(request.operation_id());
+                    keys.accounts.insert(expired.clone());
+                }
+                Operation::ExpireGrant(request) => {
+                    keys.accounts.insert(request.account_id.clone());
+                    keys.accounts.insert(expired.clone());
+                    keys.grants.insert(request.grant_id.clone());
+                    keys.transfers.insert(request.operation_id());
+                }
+            }
+        }
+        keys
+    }
+}
+
+pub(crate) fn start<B: BatchBackend>(
+    backend: B,
+    config: WriterConfig,
+    clock: Arc<dyn Clock>,
+) -> LedgerWriter {
+    let (queue, receiver) = mpsc::channel(config.queue_len_max.max(1));
+    let stats = Arc::new(WriterStats::default());
+    let writer = LedgerWriter {
+        queue,
+        submit_len_max: config.submit_len_max,
+        stats: stats.clone(),
+    };
+    let run = run(backend, receiver, config, clock, stats);
+    if B::blocking() {
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("a current-thread runtime builds")
+                    .block_on(run);
+            })
+            .expect("the writer thread starts");
+    } else {
+        tokio::spawn(run);
+    }
+    writer
+}
+
+/// The writer loop: ends when every [`LedgerWriter`] handle is dropped and the queue is empty.
+async fn run<B: BatchBackend>(
+    mut backend: B,
+    mut receiver: mpsc::Receiver<Submission>,
+    config: WriterConfig,
+    clock: Arc<dyn Clock>,
+    stats: Arc<WriterStats>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let batch = collect(first, &mut receiver, &config).await;
+        let operations: Vec<&Operation> = batch.iter().flat_map(|s| s.operations.iter()).collect();
+        let keys = BatchKeys::of(&operations);
+        let now = clock.now();
+        let mut outcomes = Vec::with_capacity(operations.len());
+        let mut decide = |state: &mut LedgerState| {
+            outcomes.clear();
+            outcomes.extend(
+                operations
+                    .iter()
+                    .map(|operation| apply(state, operation, now)),
+            );
+            state.take_changes()
+        };
+        let result = backend.commit(&keys, &mut decide).await;
+        let count = operations.len() as u64;
+        drop(decide);
+        answer(batch, outcomes, result);
+        use std::sync::atomic::Ordering::Relaxed;
+        stats.batches.fetch_add(1, Relaxed);
+        stats.operations.fetch_add(count, Relaxed);
+    }
+}
+
+async fn collect(
+    first: Submission,
+    receiver: &mut mpsc::Receiver<Submission>,
+    config: &WriterConfig,
+) -> Vec<Submission> {
+    let mut len = first.operations.len();
+    let mut batch = vec![first];
+    let deadline = Instant::now() + Duration::from_micros(config.batch_wait_us);
+    while len < config.batch_len_max {
+        let next = match receiver.try_recv() {
+            Ok(next) => next,
+            Err(_) if config.batch_wait_us == 0 => break,
+            Err(_) => match tokio::time::timeout_at(deadline.into(), receiver.recv()).await {
+                Ok(Some(next)) => next,
+                _ => break,
+            },
+        };
+        len += next.operations.len();
+        batch.push(next);
+    }
+    batch
+}
+
+fn answer(batch: Vec<Submission>, outcomes: Vec<Outcome>, result: Result<(), StoreError>) {
+    match result {
+        Ok(()) => {
+            let mut outcomes = outcomes.into_iter();
+            for submission in batch {
+                let mine = outcomes
+                    .by_ref()
+                    .take(submission.operations.len())
+                    .collect();
+                let _ = submission.reply.send(Ok(mine));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "ledger batch failed; nothing of it was committed");
+            let error = Arc::new(error);
+            for submission in batch {
+                let _ = submission.reply.send(Err(WriteError::Store(error.clone())));
+            }
+        }
+    }
+}
+
+/// The accounts of loaded holds, which the batch keys could not know before loading them.
+pub(crate) fn accounts_of_holds<'a>(
+    holds: impl Iterator<Item = &'a creditgate_domain::ledger::Hold>,
+) -> BTreeSet<AccountId> {
+    holds
+        .flat_map(|hold| {
+            [
+                hold.debit_account_id.clone(),
+                hold.credit_account_id.clone(),
+            ]
+        })
+        .collect()
+}

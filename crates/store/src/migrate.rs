@@ -1,0 +1,11 @@
+//! Schema migrations: one folder per backend, applied in order, each exactly once.
+
+/// (version, SQL) for SQLite, in order.
+pub const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_ledger.sql"))];
+
+/// (version, SQL) for PostgreSQL, in order.
+pub const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_ledger.sql"))];
+
+/// Creates the bookkeeping table; same statement on both backends.
+pub const CREATE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

@@ -1,0 +1,552 @@
+//! The SQLite backend: the embedded default.
+//!
+//! WAL mode; every write transaction starts with `BEGIN IMMEDIATE` (a deferred transaction
+//! that later upgrades to a write fails with SQLITE_BUSY even with a busy timeout). One
+//! process writes: the writer owns its own connection on a dedicated thread; reads use a
+//! separate connection behind a mutex, run on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use creditgate_domain::ledger::{
+    Account, AccountId, AccountKind, ChangeSet, Grant, GrantId, GrantTerms, Hold, HoldId,
+    LedgerState, Snapshot, Transfer, TransferId,
+};
+use creditgate_domain::{Amount, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::batch::{accounts_of_holds, BatchBackend, BatchKeys};
+use crate::{codec, migrate, StoreConfig, StoreError, Synchronous};
+
+pub struct SqliteStore {
+    path: PathBuf,
+    config: StoreConfig,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &str, config: &StoreConfig) -> Result<SqliteStore, StoreError> {
+        let path = PathBuf::from(path);
+        let config = config.clone();
+        let (path, config, reader) = blocking(move || {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::BadUrl(format!("{}: {e}", parent.display())))?;
+            }
+            let mut connection = connect(&path, &config)?;
+            run_migrations(&mut connection)?;
+            Ok((path, config, connection))
+        })
+        .await?;
+        Ok(SqliteStore {
+            path,
+            config,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    pub fn batch_backend(&self) -> Result<SqliteBatch, StoreError> {
+        Ok(SqliteBatch {
+            connection: connect(&self.path, &self.config)?,
+        })
+    }
+
+    pub async fn create_account(
+        &self,
+        account: &Account,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let account = account.clone();
+        self.read(move |connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO accounts (id, kind, floor, posted, reserved, unbacked, overspend, created_at)
+                 VALUES (?1, ?2, ?3, 0, 0, 0, 0, ?4) ON CONFLICT (id) DO NOTHING",
+                params![account.id.as_str(), account.kind.as_str(), account.floor.map(Amount::micros), now.unix_ms()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        let id = id.clone();
+        self.read(move |connection| load_account(connection, &id))
+            .await
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.read(|connection| {
+            let tx = connection.transaction()?;
+            let snapshot = Snapshot {
+                accounts: collect(
+                    &tx,
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"),
+                    account_row,
+                )?,
+                grants: collect(
+                    &tx,
+                    &format!("SELECT {GRANT_COLUMNS} FROM grants ORDER BY id"),
+                    grant_row,
+                )?,
+                holds: collect(
+                    &tx,
+                    &format!("SELECT {HOLD_COLUMNS} FROM holds ORDER BY id"),
+                    hold_row,
+                )?,
+                transfers: collect(
+                    &tx,
+                    &format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq"),
+                    transfer_row,
+                )?,
+            };
+            tx.commit()?;
+            Ok(snapshot)
+        })
+        .await
+    }
+
+    pub async fn due_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<HoldId>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT id FROM holds WHERE state = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![now.unix_ms(), limit_i64(limit)], |row| {
+                Ok(HoldId::new(row.get::<_, String>(0)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn due_grants(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(AccountId, GrantId)>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT account_id, id FROM grants WHERE expired_at IS NULL AND expires_at IS NOT NULL
+                 AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![now.unix_ms(), limit_i64(limit)], |row| {
+                Ok((AccountId::new(row.get::<_, String>(0)?), GrantId::new(row.get::<_, String>(1)?)))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn naive_debit(
+        &self,
+        account: &AccountId,
+        revenue: &AccountId,
+        transfer_id: &str,
+        amount: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (account, revenue, transfer_id) =
+            (account.clone(), revenue.clone(), transfer_id.to_owned());
+        self.read(move |connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.prepare_cached(
+                "UPDATE accounts SET posted = posted - ?2 WHERE id = ?1 AND posted - reserved - ?2 >= COALESCE(floor, posted - reserved - ?2)",
+            )?
+            .execute(params![account.as_str(), amount])?;
+            if changed == 1 {
+                tx.prepare_cached("UPDATE accounts SET posted = posted + ?2 WHERE id = ?1")?
+                    .execute(params![revenue.as_str(), amount])?;
+                tx.prepare_cached(
+                    "INSERT INTO naive_transfers (id, account_id, amount, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![transfer_id, account.as_str(), amount, now.unix_ms()])?;
+            }
+            tx.commit()?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        blocking(move || {
+            let mut connection = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut connection)
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| StoreError::WorkerStopped)?
+}
+
+fn limit_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn connect(path: &Path, config: &StoreConfig) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_millis(config.busy_timeout_ms))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match config.sqlite_synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+fn run_migrations(connection: &mut Connection) -> Result<(), StoreError> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(migrate::CREATE_TABLE, [])?;
+    for (version, sql) in migrate::SQLITE {
+        let applied: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if applied.is_none() {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                [version],
+            )?;
+        }
+    }
+    // The benchmark's naive baseline keeps its rows apart from the real ledger.
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS naive_transfers (id TEXT PRIMARY KEY, account_id TEXT NOT NULL,
+         amount INTEGER NOT NULL, created_at INTEGER NOT NULL)",
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The writer's side: its own connection, used only on the writer thread.
+pub struct SqliteBatch {
+    connection: Connection,
+}
+
+impl BatchBackend for SqliteBatch {
+    async fn commit(
+        &mut self,
+        keys: &BatchKeys,
+        decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut state = load(&tx, keys)?;
+        let changes = decide(&mut state);
+        write(&tx, &changes)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn blocking() -> bool {
+        true
+    }
+}
+
+fn load(tx: &rusqlite::Transaction<'_>, keys: &BatchKeys) -> Result<LedgerState, StoreError> {
+    let mut state = LedgerState::new();
+    {
+        let mut statement =
+            tx.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?1"))?;
+        for id in &keys.holds {
+            if let Some(hold) = statement.query_row([id.as_str()], hold_row).optional()? {
+                state.insert_hold(hold?);
+            }
+        }
+    }
+    let mut accounts = accounts_of_holds(state.holds());
+    accounts.extend(keys.accounts.iter().cloned());
+    let mut org_accounts = Vec::new();
+    for id in &accounts {
+        if let Some(account) = load_account(tx, id)? {
+            if account.kind == AccountKind::OrgCredit {
+                org_accounts.push(account.id.clone());
+            }
+            state.insert_account(account);
+        }
+    }
+    {
+        let mut statement = tx.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE account_id = ?1 AND open = 1"
+        ))?;
+        for id in &org_accounts {
+            for grant in statement.query_map([id.as_str()], grant_row)? {
+                state.insert_grant(grant??);
+            }
+        }
+        let mut statement =
+            tx.prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"))?;
+        for id in &keys.grants {
+            if let Some(grant) = statement.query_row([id.as_str()], grant_row).optional()? {
+                state.insert_grant(grant?);
+            }
+        }
+    }
+    let mut statement = tx.prepare_cached(&format!(
+        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"
+    ))?;
+    for id in &keys.transfers {
+        if let Some(transfer) = statement
+            .query_row([id.as_str()], transfer_row)
+            .optional()?
+        {
+            state.insert_transfer(transfer?);
+        }
+    }
+    Ok(state)
+}
+
+fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), StoreError> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, reference, hold_id,
+         grant_id, debit_balance_after, credit_balance_after, overspend, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for t in &changes.transfers {
+        statement.execute(params![
+            t.id.as_str(),
+            t.debit_account_id.as_str(),
+            t.credit_account_id.as_str(),
+            t.amount.micros(),
+            t.kind.as_str(),
+            t.reference,
+            t.hold_id.as_ref().map(HoldId::as_str),
+            t.grant_id.as_ref().map(GrantId::as_str),
+            t.debit_balance_after.micros(),
+            t.credit_balance_after.micros(),
+            t.overspend.micros(),
+            t.created_at.unix_ms(),
+        ])?;
+    }
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO holds (id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state,
+         allocations, unbacked, closed_by, settled_amount, created_at, closed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, allocations = excluded.allocations,
+         closed_by = excluded.closed_by, settled_amount = excluded.settled_amount, closed_at = excluded.closed_at",
+    )?;
+    for h in &changes.holds {
+        statement.execute(params![
+            h.id.as_str(),
+            h.debit_account_id.as_str(),
+            h.credit_account_id.as_str(),
+            h.amount.micros(),
+            h.reference,
+            h.ttl_ms,
+            h.expires_at.unix_ms(),
+            h.state.as_str(),
+            codec::encode_allocations(&h.allocations),
+            h.unbacked.micros(),
+            h.closed_by.as_ref().map(TransferId::as_str),
+            h.settled_amount.map(Amount::micros),
+            h.created_at.unix_ms(),
+            h.closed_at.map(Timestamp::unix_ms),
+        ])?;
+    }
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
+         expired_at, created_at, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved,
+         expired = excluded.expired, expired_at = excluded.expired_at, open = excluded.open",
+    )?;
+    for g in &changes.grants {
+        statement.execute(params![
+            g.id.as_str(),
+            g.account_id.as_str(),
+            g.terms.origin.as_str(),
+            i64::from(g.terms.priority),
+            g.terms.expires_at.map(Timestamp::unix_ms),
+            g.amount.micros(),
+            g.consumed.micros(),
+            g.reserved.micros(),
+            g.expired.micros(),
+            g.expired_at.map(Timestamp::unix_ms),
+            g.created_at.unix_ms(),
+            g.remaining().is_positive(),
+        ])?;
+    }
+    let mut statement = tx.prepare_cached(
+        "UPDATE accounts SET posted = ?2, reserved = ?3, unbacked = ?4, overspend = ?5 WHERE id = ?1",
+    )?;
+    for a in &changes.accounts {
+        statement.execute(params![
+            a.id.as_str(),
+            a.posted.micros(),
+            a.reserved.micros(),
+            a.unbacked.micros(),
+            a.overspend.micros()
+        ])?;
+    }
+    Ok(())
+}
+
+const ACCOUNT_COLUMNS: &str = "id, kind, floor, posted, reserved, unbacked, overspend";
+const GRANT_COLUMNS: &str =
+    "id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired, expired_at, created_at";
+const HOLD_COLUMNS: &str =
+    "id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state, \
+     allocations, unbacked, closed_by, settled_amount, created_at, closed_at";
+const TRANSFER_COLUMNS: &str =
+    "id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id, \
+     debit_balance_after, credit_balance_after, overspend, created_at";
+
+fn load_account(connection: &Connection, id: &AccountId) -> Result<Option<Account>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+    ))?;
+    statement
+        .query_row([id.as_str()], account_row)
+        .optional()?
+        .transpose()
+}
+
+fn collect<T>(
+    connection: &Connection,
+    sql: &str,
+    row: fn(&Row<'_>) -> rusqlite::Result<Result<T, StoreError>>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map([], row)?;
+    rows.map(|item| item?).collect()
+}
+
+fn micros(row: &Row<'_>, index: usize) -> rusqlite::Result<Amount> {
+    Ok(Amount::from_micros(row.get(index)?))
+}
+
+fn time(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+    Ok(Timestamp::from_unix_ms(row.get(index)?))
+}
+
+fn account_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, StoreError>> {
+    let kind: String = row.get(1)?;
+    let floor: Option<i64> = row.get(2)?;
+    let id = AccountId::new(row.get::<_, String>(0)?);
+    let (posted, reserved, unbacked, overspend) = (
+        micros(row, 3)?,
+        micros(row, 4)?,
+        micros(row, 5)?,
+        micros(row, 6)?,
+    );
+    Ok(codec::account_kind(&kind).map(|kind| Account {
+        id,
+        kind,
+        floor: floor.map(Amount::from_micros),
+        posted,
+        reserved,
+        unbacked,
+        overspend,
+    }))
+}
+
+fn grant_row(row: &Row<'_>) -> rusqlite::Result<Result<Grant, StoreError>> {
+    let origin: String = row.get(2)?;
+    let priority: i64 = row.get(3)?;
+    let expires_at: Option<i64> = row.get(4)?;
+    let expired_at: Option<i64> = row.get(9)?;
+    let grant = (
+        GrantId::new(row.get::<_, String>(0)?),
+        AccountId::new(row.get::<_, String>(1)?),
+        micros(row, 5)?,
+        micros(row, 6)?,
+        micros(row, 7)?,
+        micros(row, 8)?,
+        time(row, 10)?,
+    );
+    Ok((|| {
+        let (id, account_id, amount, consumed, reserved, expired, created_at) = grant;
+        Ok(Grant {
+            id,
+            account_id,
+            terms: GrantTerms {
+                origin: codec::origin(&origin)?,
+                priority: codec::priority(priority)?,
+                expires_at: expires_at.map(Timestamp::from_unix_ms),
+            },
+            amount,
+            consumed,
+            reserved,
+            expired,
+            expired_at: expired_at.map(Timestamp::from_unix_ms),
+            created_at,
+        })
+    })())
+}
+
+fn hold_row(row: &Row<'_>) -> rusqlite::Result<Result<Hold, StoreError>> {
+    let state: String = row.get(7)?;
+    let allocations: String = row.get(8)?;
+    let closed_by: Option<String> = row.get(10)?;
+    let settled_amount: Option<i64> = row.get(11)?;
+    let closed_at: Option<i64> = row.get(13)?;
+    let (id, debit, credit): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let (amount, reference, ttl_ms, expires_at) =
+        (micros(row, 3)?, row.get(4)?, row.get(5)?, time(row, 6)?);
+    let (unbacked, created_at) = (micros(row, 9)?, time(row, 12)?);
+    Ok((|| {
+        Ok(Hold {
+            id: HoldId::new(id),
+            debit_account_id: AccountId::new(debit),
+            credit_account_id: AccountId::new(credit),
+            amount,
+            reference,
+            ttl_ms,
+            expires_at,
+            state: codec::hold_state(&state)?,
+            allocations: codec::decode_allocations(&allocations)?,
+            unbacked,
+            closed_by: closed_by.map(TransferId::new),
+            settled_amount: settled_amount.map(Amount::from_micros),
+            created_at,
+            closed_at: closed_at.map(Timestamp::from_unix_ms),
+        })
+    })())
+}
+
+fn transfer_row(row: &Row<'_>) -> rusqlite::Result<Result<Transfer, StoreError>> {
+    let kind: String = row.get(4)?;
+    let hold_id: Option<String> = row.get(6)?;
+    let grant_id: Option<String> = row.get(7)?;
+    let (id, debit, credit): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let (amount, reference) = (micros(row, 3)?, row.get(5)?);
+    let (debit_after, credit_after, overspend, created_at) = (
+        micros(row, 8)?,
+        micros(row, 9)?,
+        micros(row, 10)?,
+        time(row, 11)?,
+    );
+    Ok(codec::transfer_kind(&kind).map(|kind| Transfer {
+        id: TransferId::new(id),
+        debit_account_id: AccountId::new(debit),
+        credit_account_id: AccountId::new(credit),
+        amount,
+        kind,
+        reference,
+        hold_id: hold_id.map(HoldId::new),
+        grant_id: grant_id.map(GrantId::new),
+        debit_balance_after: debit_after,
+        credit_balance_after: credit_after,
+        overspend,
+        created_at,
+    }))
+}

@@ -1,0 +1,134 @@
+//! Fresh databases for tests, on both backends.
+//!
+//! PostgreSQL comes from `CREDITGATE_TEST_DATABASE_URL` (an admin URL; `scripts/test.sh`
+//! starts a throwaway cluster and sets it). Each test gets a database of its own. Without the
+//! variable, PostgreSQL tests are skipped with a notice — unless `CI` is set, where they fail.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{Store, StoreConfig, StoreError};
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, migrated database; the SQLite file is removed on drop.
+pub struct TestDatabase {
+    pub kind: Kind,
+    pub url: String,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl TestDatabase {
+    /// Opens a store on this database (each call opens another handle on the same data).
+    pub async fn open(&self) -> Result<Store, StoreError> {
+        Store::open(&StoreConfig::new(self.url.clone())).await
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+/// A fresh SQLite database in a new temporary directory.
+pub fn sqlite() -> TestDatabase {
+    let dir = std::env::temp_dir().join(unique("creditgate_test"));
+    std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+    let url = format!("sqlite:{}", dir.join("ledger.db").display());
+    TestDatabase {
+        kind: Kind::Sqlite,
+        url,
+        dir: Some(dir),
+    }
+}
+
+/// A fresh PostgreSQL database, or `None` when no server is configured (outside CI only).
+pub async fn postgres() -> Option<TestDatabase> {
+    let Ok(admin_url) = std::env::var("CREDITGATE_TEST_DATABASE_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but CREDITGATE_TEST_DATABASE_URL is not: PostgreSQL tests must run");
+        }
+        eprintln!("note: CREDITGATE_TEST_DATABASE_URL is not set; skipping the PostgreSQL half of this test");
+        return None;
+    };
+    let name = unique("cg");
+    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {admin_url}: {error}"));
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
+    let url = replace_database(&admin_url, &name);
+    Some(TestDatabase {
+        kind: Kind::Postgres,
+        url,
+        dir: None,
+    })
+}
+
+/// Every backend available: SQLite always, PostgreSQL when configured (always in CI).
+pub async fn all() -> Vec<TestDatabase> {
+    let mut databases = vec![sqlite()];
+    databases.extend(postgres().await);
+    databases
+}
+
+/// `postgres://u@h:p/old?x` → `postgres://u@h:p/new?x`.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_end..]
+        .find('/')
+        .map_or(base.len(), |i| authority_end + i);
+    let mut out = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            super::replace_database("postgres://u@h:1/postgres", "x"),
+            "postgres://u@h:1/x"
+        );
+        assert_eq!(
+            super::replace_database("postgres://u@h:1", "x"),
+            "postgres://u@h:1/x"
+        );
+        assert_eq!(
+            super::replace_database("postgres://u@h:1/p?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+    }
+}
