@@ -243,9 +243,8 @@ async fn run<B: BatchBackend>(
             );
             state.take_changes()
         };
-        let result = backend.commit(&keys, &mut decide).await;
         let count = operations.len() as u64;
-        drop(decide);
+        let result = backend.commit(&keys, &mut decide).await;
         answer(batch, outcomes, result);
         use std::sync::atomic::Ordering::Relaxed;
         stats.batches.fetch_add(1, Relaxed);
