@@ -1,1 +1,80 @@
-fn main() {}
+//! `creditgate`: the binary. `anyhow` lives here and nowhere else.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod expiry;
+mod load;
+
+/// Prepaid usage credits for API providers.
+#[derive(Parser)]
+#[command(name = "creditgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure the ledger: durable single operations, batches, holds, hot org, naive baseline.
+    Bench(bench::BenchArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Drive the ledger writer with a steady load and print each acknowledged operation id
+    /// (used by the crash and multi-process tests).
+    #[command(hide = true)]
+    LedgerLoad(load::LoadArgs),
+}
+
+/// Where the ledger lives: `CREDITGATE_DATABASE_URL`, else SQLite in `CREDITGATE_DATA_DIR`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// `sqlite:PATH` or `postgres://…`; overrides the data directory.
+    #[arg(long, env = "CREDITGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The embedded default's home (SQLite file `creditgate.db` inside it).
+    #[arg(long, env = "CREDITGATE_DATA_DIR", default_value = ".creditgate")]
+    pub data_dir: PathBuf,
+}
+
+impl DatabaseArgs {
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", self.data_dir.join("creditgate.db").display()),
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CREDITGATE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Bench(args) => bench::run(args).await,
+            Command::Migrate { database } => {
+                let store = creditgate_store::Store::open(&creditgate_store::StoreConfig::new(
+                    database.url(),
+                ))
+                .await?;
+                println!("migrated {} database", store.backend_name());
+                Ok(())
+            }
+            Command::LedgerLoad(args) => load::run(args).await,
+        }
+    })
+}

@@ -89,6 +89,9 @@ impl LedgerWriter {
         &self,
         operations: Vec<Operation>,
     ) -> Result<Vec<Outcome>, WriteError> {
+        if operations.is_empty() {
+            return Ok(Vec::new());
+        }
         if operations.len() > self.submit_len_max {
             return Err(WriteError::TooManyOperations);
         }
