@@ -363,7 +363,7 @@ impl Model {
         self.repeat(request.id.as_str(), &record)?;
         let hold = self.open_hold(&request.hold_id, now, Close::Charge)?;
         let (debit, credit) = self.find_pair(&hold.debit, &hold.credit)?;
-        let rest = self.release(&hold, amount);
+        let (rest, leftovers) = self.release(&hold, amount);
         // Charging more than was held is usage that already happened: that part is forced.
         self.consume(debit, rest);
         self.charge(debit, amount, (amount - hold.amount).max(0));
@@ -376,6 +376,9 @@ impl Model {
                 now,
             );
         }
+        for leftover in leftovers {
+            self.expire_credits(debit, leftover);
+        }
         self.close(&hold.id, HoldState::Settled);
         self.check_range()?;
         self.created(request.id.as_str(), record)
@@ -387,7 +390,7 @@ impl Model {
         };
         self.repeat(request.id.as_str(), &record)?;
         let hold = self.open_hold(&request.hold_id, now, Close::Void)?;
-        self.release(&hold, 0);
+        self.release_unused(&hold);
         self.close(&hold.id, HoldState::Voided);
         self.check_range()?;
         self.created(request.id.as_str(), record)
@@ -400,7 +403,7 @@ impl Model {
         };
         self.repeat(&id, &record)?;
         let hold = self.open_hold(&request.hold_id, now, Close::Expire)?;
-        self.release(&hold, 0);
+        self.release_unused(&hold);
         self.close(&hold.id, HoldState::Expired);
         self.check_range()?;
         self.created(&id, record)
@@ -593,12 +596,23 @@ impl Model {
         self.accounts[expired].posted += amount;
     }
 
-    /// Ends a hold's reservation: `used` of it is consumed from its allocations in order, the
-    /// released part of grants that expired meanwhile expires now. Returns the part of `used`
-    /// the allocations did not cover.
-    fn release(&mut self, hold: &ModelHold, used: i128) -> i128 {
+    /// Ends a hold's reservation without charging anything.
+    fn release_unused(&mut self, hold: &ModelHold) {
+        let account = self.find(&hold.debit).expect("hold account exists");
+        let (_, leftovers) = self.release(hold, 0);
+        for leftover in leftovers {
+            self.expire_credits(account, leftover);
+        }
+    }
+
+    /// Ends a hold's reservation: `used` of it is consumed from its allocations in order.
+    /// Returns the part of `used` the allocations did not cover, and the released amounts that
+    /// sat on grants which expired meanwhile (already counted as expired on the grant; the
+    /// caller moves them out after any charge).
+    fn release(&mut self, hold: &ModelHold, used: i128) -> (i128, Vec<i128>) {
         let account = self.find(&hold.debit).expect("hold account exists");
         let mut left = used;
+        let mut leftovers = Vec::new();
         for (grant_id, reserved) in &hold.allocations {
             let use_here = left.min(*reserved);
             left -= use_here;
@@ -612,11 +626,11 @@ impl Model {
             let released = reserved - use_here;
             if grant.is_expired && released > 0 {
                 grant.expired += released;
-                self.expire_credits(account, released);
+                leftovers.push(released);
             }
         }
         self.accounts[account].reserved -= hold.amount;
-        left
+        (left, leftovers)
     }
 }
 
