@@ -15,7 +15,7 @@ use creditgate_domain::ledger::{
 use creditgate_domain::{Amount, Timestamp};
 use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::batch::{accounts_of_holds, BatchBackend, BatchKeys};
 use crate::{codec, migrate, StoreError};
@@ -39,9 +39,9 @@ impl PgStore {
     }
 
     pub async fn batch_backend(&self) -> Result<PgBatch, StoreError> {
-        Ok(PgBatch {
-            client: connect(&self.url).await?,
-        })
+        let client = connect(&self.url).await?;
+        let statements = Statements::prepare(&client).await?;
+        Ok(PgBatch { client, statements })
     }
 
     pub async fn create_account(
@@ -230,9 +230,48 @@ async fn run_migrations(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The writer's side: its own connection.
+/// The writer's side: its own connection and its prepared statements (one round trip each).
 pub struct PgBatch {
     client: Client,
+    statements: Statements,
+}
+
+struct Statements {
+    holds: Statement,
+    accounts: Statement,
+    open_grants: Statement,
+    grants: Statement,
+    transfers: Statement,
+    insert_transfers: Statement,
+    upsert_holds: Statement,
+    upsert_grants: Statement,
+    update_accounts: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, StoreError> {
+        Ok(Statements {
+            holds: client
+                .prepare(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
+                .await?,
+            accounts: client
+                .prepare(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                ))
+                .await?,
+            open_grants: client
+                .prepare(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE account_id = ANY($1) AND open"))
+                .await?,
+            grants: client.prepare(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ANY($1)")).await?,
+            transfers: client
+                .prepare(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"))
+                .await?,
+            insert_transfers: client.prepare(INSERT_TRANSFERS).await?,
+            upsert_holds: client.prepare(UPSERT_HOLDS).await?,
+            upsert_grants: client.prepare(UPSERT_GRANTS).await?,
+            update_accounts: client.prepare(UPDATE_ACCOUNTS).await?,
+        })
+    }
 }
 
 impl BatchBackend for PgBatch {
@@ -276,9 +315,9 @@ impl PgBatch {
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> Result<(), StoreError> {
         let tx = self.client.transaction().await?;
-        let mut state = load(&tx, keys).await?;
+        let mut state = load(&tx, &self.statements, keys).await?;
         let changes = decide(&mut state);
-        write(&tx, &changes).await?;
+        write(&tx, &self.statements, &changes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -286,38 +325,43 @@ impl PgBatch {
 
 async fn load(
     tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
     keys: &BatchKeys,
 ) -> Result<LedgerState, StoreError> {
     let mut state = LedgerState::new();
-    let hold_ids: Vec<&str> = keys.holds.iter().map(HoldId::as_str).collect();
-    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-    for row in tx.query(&sql, &[&hold_ids]).await? {
-        state.insert_hold(hold_row(&row)?);
+    if !keys.holds.is_empty() {
+        let hold_ids: Vec<&str> = keys.holds.iter().map(HoldId::as_str).collect();
+        for row in tx.query(&statements.holds, &[&hold_ids]).await? {
+            state.insert_hold(hold_row(&row)?);
+        }
     }
     let mut account_ids = accounts_of_holds(state.holds());
     account_ids.extend(keys.accounts.iter().cloned());
     let account_ids: Vec<&str> = account_ids.iter().map(AccountId::as_str).collect();
-    let sql =
-        format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE");
     let mut org_accounts = Vec::new();
-    for row in tx.query(&sql, &[&account_ids]).await? {
+    for row in tx.query(&statements.accounts, &[&account_ids]).await? {
         let account = account_row(&row)?;
         if account.kind == AccountKind::OrgCredit {
             org_accounts.push(account.id.as_str().to_owned());
         }
         state.insert_account(account);
     }
-    let grant_ids: Vec<&str> = keys.grants.iter().map(GrantId::as_str).collect();
-    let sql = format!(
-        "SELECT {GRANT_COLUMNS} FROM grants WHERE (account_id = ANY($1) AND open) OR id = ANY($2)"
-    );
-    for row in tx.query(&sql, &[&org_accounts, &grant_ids]).await? {
-        state.insert_grant(grant_row(&row)?);
+    if !org_accounts.is_empty() {
+        for row in tx.query(&statements.open_grants, &[&org_accounts]).await? {
+            state.insert_grant(grant_row(&row)?);
+        }
     }
-    let transfer_ids: Vec<&str> = keys.transfers.iter().map(TransferId::as_str).collect();
-    let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)");
-    for row in tx.query(&sql, &[&transfer_ids]).await? {
-        state.insert_transfer(transfer_row(&row)?);
+    if !keys.grants.is_empty() {
+        let grant_ids: Vec<&str> = keys.grants.iter().map(GrantId::as_str).collect();
+        for row in tx.query(&statements.grants, &[&grant_ids]).await? {
+            state.insert_grant(grant_row(&row)?);
+        }
+    }
+    if !keys.transfers.is_empty() {
+        let transfer_ids: Vec<&str> = keys.transfers.iter().map(TransferId::as_str).collect();
+        for row in tx.query(&statements.transfers, &[&transfer_ids]).await? {
+            state.insert_transfer(transfer_row(&row)?);
+        }
     }
     Ok(state)
 }
@@ -325,16 +369,17 @@ async fn load(
 /// Writes a change set with one statement per table (arrays unnested server-side).
 async fn write(
     tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
     changes: &ChangeSet,
 ) -> Result<(), StoreError> {
     if !changes.transfers.is_empty() {
-        write_transfers(tx, &changes.transfers).await?;
+        write_transfers(tx, statements, &changes.transfers).await?;
     }
     if !changes.holds.is_empty() {
-        write_holds(tx, &changes.holds).await?;
+        write_holds(tx, statements, &changes.holds).await?;
     }
     if !changes.grants.is_empty() {
-        write_grants(tx, &changes.grants).await?;
+        write_grants(tx, statements, &changes.grants).await?;
     }
     if !changes.accounts.is_empty() {
         let ids: Vec<&str> = changes.accounts.iter().map(|a| a.id.as_str()).collect();
@@ -355,11 +400,7 @@ async fn write(
             .map(|a| a.overspend.micros())
             .collect();
         tx.execute(
-            "UPDATE accounts AS a SET posted = u.posted, reserved = u.reserved, unbacked = u.unbacked,
-             overspend = u.overspend
-             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-               AS u(id, posted, reserved, unbacked, overspend)
-             WHERE a.id = u.id",
+            &statements.update_accounts,
             &[&ids, &posted, &reserved, &unbacked, &overspend],
         )
         .await?;
@@ -369,6 +410,7 @@ async fn write(
 
 async fn write_transfers(
     tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
     transfers: &[Transfer],
 ) -> Result<(), StoreError> {
     let ids: Vec<&str> = transfers.iter().map(|t| t.id.as_str()).collect();
@@ -402,15 +444,20 @@ async fn write_transfers(
     let overspend: Vec<i64> = transfers.iter().map(|t| t.overspend.micros()).collect();
     let created: Vec<i64> = transfers.iter().map(|t| t.created_at.unix_ms()).collect();
     tx.execute(
-        "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id,
-         debit_balance_after, credit_balance_after, overspend, created_at)
-         SELECT id, d, c, a, k, r, h, g, da, ca, o, t
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-         $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY
-         AS u(id, d, c, a, k, r, h, g, da, ca, o, t, n) ORDER BY n",
+        &statements.insert_transfers,
         &[
-            &ids, &debits, &credits, &amounts, &kinds, &references, &holds, &grants, &debit_after, &credit_after,
-            &overspend, &created,
+            &ids,
+            &debits,
+            &credits,
+            &amounts,
+            &kinds,
+            &references,
+            &holds,
+            &grants,
+            &debit_after,
+            &credit_after,
+            &overspend,
+            &created,
         ],
     )
     .await?;
@@ -419,6 +466,7 @@ async fn write_transfers(
 
 async fn write_holds(
     tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
     holds: &[Hold],
 ) -> Result<(), StoreError> {
     let ids: Vec<&str> = holds.iter().map(|h| h.id.as_str()).collect();
@@ -448,15 +496,22 @@ async fn write_holds(
         .map(|h| h.closed_at.map(Timestamp::unix_ms))
         .collect();
     tx.execute(
-        "INSERT INTO holds (id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state,
-         allocations, unbacked, closed_by, settled_amount, created_at, closed_at)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
-         $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])
-         ON CONFLICT (id) DO UPDATE SET state = excluded.state, allocations = excluded.allocations,
-         closed_by = excluded.closed_by, settled_amount = excluded.settled_amount, closed_at = excluded.closed_at",
+        &statements.upsert_holds,
         &[
-            &ids, &debits, &credits, &amounts, &references, &ttls, &expires, &states, &allocations, &unbacked,
-            &closed_by, &settled, &created, &closed_at,
+            &ids,
+            &debits,
+            &credits,
+            &amounts,
+            &references,
+            &ttls,
+            &expires,
+            &states,
+            &allocations,
+            &unbacked,
+            &closed_by,
+            &settled,
+            &created,
+            &closed_at,
         ],
     )
     .await?;
@@ -465,6 +520,7 @@ async fn write_holds(
 
 async fn write_grants(
     tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
     grants: &[Grant],
 ) -> Result<(), StoreError> {
     let ids: Vec<&str> = grants.iter().map(|g| g.id.as_str()).collect();
@@ -486,15 +542,20 @@ async fn write_grants(
     let created: Vec<i64> = grants.iter().map(|g| g.created_at.unix_ms()).collect();
     let open: Vec<bool> = grants.iter().map(|g| g.remaining().is_positive()).collect();
     tx.execute(
-        "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
-         expired_at, created_at, open)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bool[])
-         ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved,
-         expired = excluded.expired, expired_at = excluded.expired_at, open = excluded.open",
+        &statements.upsert_grants,
         &[
-            &ids, &accounts, &origins, &priorities, &expires, &amounts, &consumed, &reserved, &expired, &expired_at,
-            &created, &open,
+            &ids,
+            &accounts,
+            &origins,
+            &priorities,
+            &expires,
+            &amounts,
+            &consumed,
+            &reserved,
+            &expired,
+            &expired_at,
+            &created,
+            &open,
         ],
     )
     .await?;
@@ -584,3 +645,31 @@ fn transfer_row(row: &Row) -> Result<Transfer, StoreError> {
         created_at: time(row, 11),
     })
 }
+
+const INSERT_TRANSFERS: &str = "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id,
+         debit_balance_after, credit_balance_after, overspend, created_at)
+         SELECT id, d, c, a, k, r, h, g, da, ca, o, t
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+         $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY
+         AS u(id, d, c, a, k, r, h, g, da, ca, o, t, n) ORDER BY n";
+
+const UPSERT_HOLDS: &str = "INSERT INTO holds (id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state,
+         allocations, unbacked, closed_by, settled_amount, created_at, closed_at)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+         $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state, allocations = excluded.allocations,
+         closed_by = excluded.closed_by, settled_amount = excluded.settled_amount, closed_at = excluded.closed_at";
+
+const UPSERT_GRANTS: &str = "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
+         expired_at, created_at, open)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bool[])
+         ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved,
+         expired = excluded.expired, expired_at = excluded.expired_at, open = excluded.open";
+
+const UPDATE_ACCOUNTS: &str =
+    "UPDATE accounts AS a SET posted = u.posted, reserved = u.reserved, unbacked = u.unbacked,
+             overspend = u.overspend
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+               AS u(id, posted, reserved, unbacked, overspend)
+             WHERE a.id = u.id";
