@@ -139,6 +139,8 @@ pub(crate) struct BatchKeys {
     pub transfers: BTreeSet<TransferId>,
     /// Grants named by grant expiries (loaded even when nothing is left in them).
     pub grants: BTreeSet<GrantId>,
+    /// Ids of closing operations (settle, void, expiry), to find a hold they already closed.
+    pub closers: BTreeSet<TransferId>,
 }
 
 impl BatchKeys {
@@ -169,11 +171,13 @@ impl BatchKeys {
                 Operation::SettleHold(request) => {
                     keys.holds.insert(request.hold_id.clone());
                     keys.transfers.insert(request.id.clone());
+                    keys.closers.insert(request.id.clone());
                     keys.accounts.insert(expired.clone());
                 }
                 Operation::VoidHold(request) => {
                     keys.holds.insert(request.hold_id.clone());
                     keys.transfers.insert(request.id.clone());
+                    keys.closers.insert(request.id.clone());
                     keys.accounts.insert(expired.clone());
                 }
                 Operation::ExpireHold(request) => {

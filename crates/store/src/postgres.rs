@@ -242,6 +242,7 @@ struct Statements {
     open_grants: Statement,
     grants: Statement,
     transfers: Statement,
+    closers: Statement,
     insert_transfers: Statement,
     upsert_holds: Statement,
     upsert_grants: Statement,
@@ -265,6 +266,9 @@ impl Statements {
             grants: client.prepare(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ANY($1)")).await?,
             transfers: client
                 .prepare(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"))
+                .await?,
+            closers: client
+                .prepare("SELECT closed_by, id FROM holds WHERE closed_by = ANY($1)")
                 .await?,
             insert_transfers: client.prepare(INSERT_TRANSFERS).await?,
             upsert_holds: client.prepare(UPSERT_HOLDS).await?,
@@ -359,8 +363,24 @@ async fn load(
     }
     if !keys.transfers.is_empty() {
         let transfer_ids: Vec<&str> = keys.transfers.iter().map(TransferId::as_str).collect();
+        let mut repeated_grants: Vec<String> = Vec::new();
         for row in tx.query(&statements.transfers, &[&transfer_ids]).await? {
-            state.insert_transfer(transfer_row(&row)?);
+            let transfer = transfer_row(&row)?;
+            repeated_grants.extend(transfer.grant_id.as_ref().map(|id| id.as_str().to_owned()));
+            state.insert_transfer(transfer);
+        }
+        // A repeated transfer is compared with the terms of the grant it opened.
+        if !repeated_grants.is_empty() {
+            for row in tx.query(&statements.grants, &[&repeated_grants]).await? {
+                state.insert_grant(grant_row(&row)?);
+            }
+        }
+    }
+    if !keys.closers.is_empty() {
+        let closer_ids: Vec<&str> = keys.closers.iter().map(TransferId::as_str).collect();
+        for row in tx.query(&statements.closers, &[&closer_ids]).await? {
+            let (closer, hold_id): (String, String) = (row.get(0), row.get(1));
+            state.insert_closer(TransferId::new(closer), HoldId::new(hold_id));
         }
     }
     Ok(state)

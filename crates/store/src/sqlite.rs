@@ -305,12 +305,32 @@ fn load(tx: &rusqlite::Transaction<'_>, keys: &BatchKeys) -> Result<LedgerState,
     let mut statement = tx.prepare_cached(&format!(
         "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"
     ))?;
+    let mut repeated_grants = Vec::new();
     for id in &keys.transfers {
         if let Some(transfer) = statement
             .query_row([id.as_str()], transfer_row)
             .optional()?
         {
-            state.insert_transfer(transfer?);
+            let transfer = transfer?;
+            repeated_grants.extend(transfer.grant_id.clone());
+            state.insert_transfer(transfer);
+        }
+    }
+    // A repeated transfer is compared with the terms of the grant it opened.
+    let mut statement =
+        tx.prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"))?;
+    for id in &repeated_grants {
+        if let Some(grant) = statement.query_row([id.as_str()], grant_row).optional()? {
+            state.insert_grant(grant?);
+        }
+    }
+    let mut statement = tx.prepare_cached("SELECT id FROM holds WHERE closed_by = ?1")?;
+    for id in &keys.closers {
+        let hold_id = statement
+            .query_row([id.as_str()], |row| row.get::<_, String>(0))
+            .optional()?;
+        if let Some(hold_id) = hold_id {
+            state.insert_closer(id.clone(), HoldId::new(hold_id));
         }
     }
     Ok(state)

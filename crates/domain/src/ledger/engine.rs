@@ -146,7 +146,13 @@ fn transfer(state: &mut LedgerState, request: &TransferRequest, now: Timestamp) 
         return Err(Rejection::KindNotAllowed);
     }
     if let Some(existing) = state.transfer(&request.id) {
-        return exists(existing, same_transfer(existing, request));
+        // The store loads the grant a repeated transfer opened, so its terms can be compared.
+        let terms = existing
+            .grant_id
+            .as_ref()
+            .and_then(|g| state.grant(&existing.credit_account_id, g));
+        let same_terms = terms.is_none_or(|grant| grant.terms == request.grant.unwrap_or_default());
+        return exists(existing, same_transfer(existing, request) && same_terms);
     }
     let (debit, credit) =
         find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
@@ -300,6 +306,7 @@ fn settle_hold(state: &mut LedgerState, request: &SettleHoldRequest, now: Timest
     if request.amount.is_negative() {
         return Err(Rejection::AmountMustNotBeNegative);
     }
+    check_closer_unused(state, &request.id, &request.hold_id)?;
     let hold = state
         .hold(&request.hold_id)
         .ok_or(Rejection::HoldNotFound)?;
@@ -314,9 +321,6 @@ fn settle_hold(state: &mut LedgerState, request: &SettleHoldRequest, now: Timest
             transfer,
             hold: Some(hold.clone()),
         });
-    }
-    if state.transfer(&request.id).is_some() {
-        return Err(Rejection::ExistsWithDifferentFields);
     }
     if hold.state != HoldState::Open {
         return Err(Rejection::HoldAlreadyClosed);
@@ -339,7 +343,8 @@ fn settle_hold(state: &mut LedgerState, request: &SettleHoldRequest, now: Timest
         .checked_sub(hold.amount)
         .ok_or(Rejection::AmountOverflow)?
         .max_zero();
-    let overspend = forced_overspend(debit, excess, hold.amount)?;
+    // The hold's own amount comes back and `amount` leaves: net, `excess` leaves available.
+    let overspend = forced_overspend(debit, excess, Amount::ZERO)?;
 
     let hold = hold.clone();
     let (rest, leftover) = release(state, &hold, request.amount);
@@ -380,11 +385,16 @@ fn close_hold(
     now: Timestamp,
     close: Close,
 ) -> Outcome {
-    check_id(id.as_str())?;
+    match close {
+        Close::Void => check_id(id.as_str())?,
+        // An expiry's id is derived from the hold's: only the hold id's own length counts.
+        Close::Expire => check_id(hold_id.as_str())?,
+    }
     let target = match close {
         Close::Void => HoldState::Voided,
         Close::Expire => HoldState::Expired,
     };
+    check_closer_unused(state, id, hold_id)?;
     let hold = state.hold(hold_id).ok_or(Rejection::HoldNotFound)?;
     if hold.closed_by.as_ref() == Some(id) {
         if hold.state != target {
@@ -395,9 +405,6 @@ fn close_hold(
             transfer: None,
             hold: Some(hold.clone()),
         });
-    }
-    if state.transfer(id).is_some() {
-        return Err(Rejection::ExistsWithDifferentFields);
     }
     if hold.state != HoldState::Open {
         return Err(Rejection::HoldAlreadyClosed);
@@ -417,8 +424,9 @@ fn close_hold(
 }
 
 fn expire_grant(state: &mut LedgerState, request: &ExpireGrantRequest, now: Timestamp) -> Outcome {
+    // The id is derived from the grant's, so only the grant id's own length is checked.
+    check_id(request.grant_id.as_str())?;
     let id = request.operation_id();
-    check_id(id.as_str())?;
     if let Some(existing) = state.transfer(&id) {
         let same = existing.kind == TransferKind::Expiry
             && existing.debit_account_id == request.account_id
@@ -521,6 +529,24 @@ fn check_different(debit: &AccountId, credit: &AccountId) -> Result<(), Rejectio
 fn check_priority(priority: u32) -> Result<(), Rejection> {
     if priority > GRANT_PRIORITY_MAX {
         return Err(Rejection::PriorityExceedsMax);
+    }
+    Ok(())
+}
+
+/// A closing operation's id must not already name a transfer or the closing of another hold.
+fn check_closer_unused(
+    state: &LedgerState,
+    id: &TransferId,
+    hold_id: &HoldId,
+) -> Result<(), Rejection> {
+    let transfer_elsewhere = state
+        .transfer(id)
+        .is_some_and(|t| t.hold_id.as_ref() != Some(hold_id));
+    let closed_elsewhere = state
+        .closed_hold(id)
+        .is_some_and(|closed| closed != hold_id);
+    if transfer_elsewhere || closed_elsewhere {
+        return Err(Rejection::ExistsWithDifferentFields);
     }
     Ok(())
 }
@@ -746,17 +772,19 @@ fn open_grant(
 /// order). Returns the part of `used` the allocations did not cover (to be consumed like any
 /// debit) and the released parts that sat on grants which expired while the hold was open.
 fn release(state: &mut LedgerState, hold: &Hold, used: Amount) -> (Amount, Vec<(GrantId, Amount)>) {
+    let account_id = &hold.debit_account_id;
+    let mut unbacked = state.account(account_id).expect("checked").unbacked;
     let mut used_left = used;
     let mut leftover = Vec::new();
     for allocation in &hold.allocations {
         let use_here = used_left.min(allocation.amount);
         used_left = used_left.checked_sub(use_here).expect("use ≤ left");
-        let released = allocation
+        let mut released = allocation
             .amount
             .checked_sub(use_here)
             .expect("use ≤ allocation");
         let grant = state
-            .grants_mut(&hold.debit_account_id)
+            .grants_mut(account_id)
             .iter_mut()
             .find(|grant| grant.id == allocation.grant_id)
             .expect("a hold's grants stay loaded while it is open");
@@ -766,17 +794,51 @@ fn release(state: &mut LedgerState, hold: &Hold, used: Amount) -> (Amount, Vec<(
             .expect("reserved ≥ allocation");
         grant.consumed = grant.consumed.checked_add(use_here).expect("within amount");
         if grant.expired_at.is_some() && released.is_positive() {
+            // Usage that went unbacked while these credits were reserved is paid from them
+            // before they expire: a unit of credit is either used or expired, never both.
+            let repaid = unbacked.min(released);
+            grant.consumed = grant.consumed.checked_add(repaid).expect("within amount");
+            unbacked = unbacked.checked_sub(repaid).expect("repaid ≤ unbacked");
+            released = released.checked_sub(repaid).expect("repaid ≤ released");
             grant.expired = grant.expired.checked_add(released).expect("within amount");
-            leftover.push((allocation.grant_id.clone(), released));
+            if released.is_positive() {
+                leftover.push((allocation.grant_id.clone(), released));
+            }
         }
-        state.touch_grant(&hold.debit_account_id, &allocation.grant_id);
+        state.touch_grant(account_id, &allocation.grant_id);
     }
-    let account = state.account_mut(&hold.debit_account_id);
+    let account = state.account_mut(account_id);
     account.reserved = account
         .reserved
         .checked_sub(hold.amount)
         .expect("reserved ≥ hold");
+    account.unbacked = unbacked;
+    repay_unbacked(state, account_id);
     (used_left, leftover)
+}
+
+/// Pays an account's unbacked overdraft from its spendable grants, as far as they reach.
+fn repay_unbacked(state: &mut LedgerState, account_id: &AccountId) {
+    let unbacked = state.account(account_id).expect("checked").unbacked;
+    if unbacked.is_zero() {
+        return;
+    }
+    let spendable = state
+        .grants(account_id)
+        .iter()
+        .try_fold(Amount::ZERO, |sum, grant| {
+            sum.checked_add(grant.spendable())
+        })
+        .expect("grants sum within the account's range");
+    let repaid = unbacked.min(spendable);
+    if repaid.is_positive() {
+        consume(state, account_id, repaid);
+        let account = state.account_mut(account_id);
+        account.unbacked = account
+            .unbacked
+            .checked_sub(repaid)
+            .expect("repaid ≤ unbacked");
+    }
 }
 
 /// Expires what a closing hold released on grants that expired while it was open.
@@ -848,6 +910,7 @@ fn finish_hold(
     settled_amount: Option<Amount>,
     now: Timestamp,
 ) -> Hold {
+    state.insert_closer(closing_id.clone(), hold_id.clone());
     let hold = state.hold_mut(hold_id);
     hold.state = target;
     hold.closed_by = Some(closing_id.clone());

@@ -16,6 +16,9 @@ pub struct LedgerState {
     holds: HashMap<HoldId, Hold>,
     /// Transfers already recorded under ids the batch uses (for idempotency).
     transfers: HashMap<TransferId, Transfer>,
+    /// Which hold each known closing operation id closed (voids and zero settlements record
+    /// no transfer, so their ids are known only from here).
+    closers: HashMap<TransferId, HoldId>,
     changes: Dirty,
 }
 
@@ -69,7 +72,20 @@ impl LedgerState {
     }
 
     pub fn insert_hold(&mut self, hold: Hold) {
+        if let Some(closed_by) = &hold.closed_by {
+            self.closers.insert(closed_by.clone(), hold.id.clone());
+        }
         self.holds.insert(hold.id.clone(), hold);
+    }
+
+    /// Records that operation `id` closed `hold_id` (loaded without the hold itself).
+    pub fn insert_closer(&mut self, id: TransferId, hold_id: HoldId) {
+        self.closers.insert(id, hold_id);
+    }
+
+    /// The hold an operation id closed, if it closed one.
+    pub fn closed_hold(&self, id: &TransferId) -> Option<&HoldId> {
+        self.closers.get(id)
     }
 
     pub fn insert_transfer(&mut self, transfer: Transfer) {

@@ -45,6 +45,8 @@ CREATE TABLE holds (
     closed_at         INTEGER
 );
 CREATE INDEX holds_open_by_expiry ON holds (expires_at) WHERE state = 'open';
+-- A closing operation id (settle, void, expiry) closes one hold only.
+CREATE UNIQUE INDEX holds_closed_by ON holds (closed_by) WHERE closed_by IS NOT NULL;
 
 CREATE TABLE grants (
     id          TEXT PRIMARY KEY,
