@@ -105,7 +105,7 @@ impl LedgerWriter {
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// (batches committed, operations committed) so far.
+    /// (batches committed, operations committed) so far; counted before callers are answered.
     pub fn stats(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (
@@ -252,10 +252,12 @@ async fn run<B: BatchBackend>(
         };
         let count = operations.len() as u64;
         let result = backend.commit(&keys, &mut decide).await;
+        if result.is_ok() {
+            use std::sync::atomic::Ordering::Relaxed;
+            stats.batches.fetch_add(1, Relaxed);
+            stats.operations.fetch_add(count, Relaxed);
+        }
         answer(batch, outcomes, result);
-        use std::sync::atomic::Ordering::Relaxed;
-        stats.batches.fetch_add(1, Relaxed);
-        stats.operations.fetch_add(count, Relaxed);
     }
 }
 

@@ -244,7 +244,8 @@ struct Statements {
     transfers: Statement,
     closers: Statement,
     insert_transfers: Statement,
-    upsert_holds: Statement,
+    insert_holds: Statement,
+    update_holds: Statement,
     upsert_grants: Statement,
     update_accounts: Statement,
 }
@@ -271,7 +272,8 @@ impl Statements {
                 .prepare("SELECT closed_by, id FROM holds WHERE closed_by = ANY($1)")
                 .await?,
             insert_transfers: client.prepare(INSERT_TRANSFERS).await?,
-            upsert_holds: client.prepare(UPSERT_HOLDS).await?,
+            insert_holds: client.prepare(INSERT_HOLDS).await?,
+            update_holds: client.prepare(UPDATE_HOLDS).await?,
             upsert_grants: client.prepare(UPSERT_GRANTS).await?,
             update_accounts: client.prepare(UPDATE_ACCOUNTS).await?,
         })
@@ -395,8 +397,11 @@ async fn write(
     if !changes.transfers.is_empty() {
         write_transfers(tx, statements, &changes.transfers).await?;
     }
+    if !changes.holds_created.is_empty() {
+        write_holds(tx, statements, &changes.holds_created, true).await?;
+    }
     if !changes.holds.is_empty() {
-        write_holds(tx, statements, &changes.holds).await?;
+        write_holds(tx, statements, &changes.holds, false).await?;
     }
     if !changes.grants.is_empty() {
         write_grants(tx, statements, &changes.grants).await?;
@@ -488,6 +493,7 @@ async fn write_holds(
     tx: &tokio_postgres::Transaction<'_>,
     statements: &Statements,
     holds: &[Hold],
+    new: bool,
 ) -> Result<(), StoreError> {
     let ids: Vec<&str> = holds.iter().map(|h| h.id.as_str()).collect();
     let debits: Vec<&str> = holds.iter().map(|h| h.debit_account_id.as_str()).collect();
@@ -516,7 +522,11 @@ async fn write_holds(
         .map(|h| h.closed_at.map(Timestamp::unix_ms))
         .collect();
     tx.execute(
-        &statements.upsert_holds,
+        if new {
+            &statements.insert_holds
+        } else {
+            &statements.update_holds
+        },
         &[
             &ids,
             &debits,
@@ -673,12 +683,21 @@ const INSERT_TRANSFERS: &str = "INSERT INTO transfers (id, debit_account_id, cre
          $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY
          AS u(id, d, c, a, k, r, h, g, da, ca, o, t, n) ORDER BY n";
 
-const UPSERT_HOLDS: &str = "INSERT INTO holds (id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state,
-         allocations, unbacked, closed_by, settled_amount, created_at, closed_at)
+/// New holds: a plain insert, so a hold id committed meanwhile by another process fails the
+/// batch (and it retries, finding the hold) instead of overwriting it.
+const INSERT_HOLDS: &str = "INSERT INTO holds (id, debit_account_id, credit_account_id, amount, reference, ttl_ms,
+         expires_at, state, allocations, unbacked, closed_by, settled_amount, created_at, closed_at)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
-         $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])
-         ON CONFLICT (id) DO UPDATE SET state = excluded.state, allocations = excluded.allocations,
-         closed_by = excluded.closed_by, settled_amount = excluded.settled_amount, closed_at = excluded.closed_at";
+         $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[],
+         $14::bigint[])";
+
+/// Loaded (and locked) holds: only what closing changes. Same parameters as INSERT_HOLDS.
+const UPDATE_HOLDS: &str = "UPDATE holds AS h SET state = u.state, closed_by = u.closed_by,
+         settled_amount = u.settled_amount, closed_at = u.closed_at
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+         $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[],
+         $14::bigint[]) AS u(id, d, c, a, r, t, e, state, al, ub, closed_by, settled_amount, ca, closed_at)
+         WHERE h.id = u.id";
 
 const UPSERT_GRANTS: &str = "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
          expired_at, created_at, open)

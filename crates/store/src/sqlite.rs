@@ -361,11 +361,9 @@ fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), Stor
     let mut statement = tx.prepare_cached(
         "INSERT INTO holds (id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state,
          allocations, unbacked, closed_by, settled_amount, created_at, closed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (id) DO UPDATE SET state = excluded.state, allocations = excluded.allocations,
-         closed_by = excluded.closed_by, settled_amount = excluded.settled_amount, closed_at = excluded.closed_at",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
-    for h in &changes.holds {
+    for h in &changes.holds_created {
         statement.execute(params![
             h.id.as_str(),
             h.debit_account_id.as_str(),
@@ -380,6 +378,18 @@ fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), Stor
             h.closed_by.as_ref().map(TransferId::as_str),
             h.settled_amount.map(Amount::micros),
             h.created_at.unix_ms(),
+            h.closed_at.map(Timestamp::unix_ms),
+        ])?;
+    }
+    let mut statement = tx.prepare_cached(
+        "UPDATE holds SET state = ?2, closed_by = ?3, settled_amount = ?4, closed_at = ?5 WHERE id = ?1",
+    )?;
+    for h in &changes.holds {
+        statement.execute(params![
+            h.id.as_str(),
+            h.state.as_str(),
+            h.closed_by.as_ref().map(TransferId::as_str),
+            h.settled_amount.map(Amount::micros),
             h.closed_at.map(Timestamp::unix_ms),
         ])?;
     }

@@ -208,7 +208,7 @@ async fn holds_expire_once_their_ttl_has_passed() {
 
         ledger.clock.advance_ms(1);
         let due = ledger.store.due_holds(ledger.now(), 10).await.unwrap();
-        assert_eq!(due, [hold_x.clone()]);
+        assert_eq!(due, std::slice::from_ref(&hold_x));
         // Past its TTL a hold can no longer be settled or voided, only expired.
         ledger
             .rejected(
@@ -380,35 +380,30 @@ async fn grant_expiry_expires_the_reserved_part_when_its_hold_closes() {
 
 /// Regression test: a grant's id is its transfer's client-chosen id, and holds store their
 /// allocations as `"micros grant_id"` lines. An id with a line break must still let the hold
-/// on it close (and must not fail the batch it is in, nor stop the writer).
+/// on it close, without failing its batch-mates or stopping the writer.
 #[tokio::test]
-async fn a_hold_on_a_grant_whose_id_has_a_line_break_can_be_settled() {
-    for id in ["txn_line\nbreak", "txn_carriage_return\r"] {
+async fn ids_with_line_breaks_are_refused_before_they_reach_a_stored_list() {
+    // Regression: a grant id with a line break broke the stored list of a hold's allocations
+    // and then the writer. Ids are now printable ASCII only.
+    for id in [
+        "txn_line\nbreak",
+        "txn_trailing_line_break\n",
+        "txn with space",
+        "txn_é",
+    ] {
         for db in testing::all().await {
             let ledger = Ledger::open(&db).await;
             let org = ledger.org.clone();
-            ledger.created(purchase(id, &org, money("10.00"))).await;
             ledger
-                .created(place("hold_a", &org, money("4.00"), HOUR_MS))
+                .rejected(
+                    purchase(id, &org, money("10.00")),
+                    Rejection::IdInvalidCharacter,
+                )
                 .await;
-            let outcomes = ledger
-                .writer
-                .submit_many(vec![
-                    settle("txn_settle", "hold_a", money("3.00")),
-                    usage("txn_batch_mate", &org, money("1.00")),
-                ])
-                .await
-                .unwrap_or_else(|error| {
-                    panic!(
-                        "{} with grant id {id:?}: {error}",
-                        ledger.store.backend_name()
-                    )
-                });
-            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
             let account = ledger.account(&org).await;
             assert_eq!(
                 (account.posted, account.reserved),
-                (money("6.00"), Amount::ZERO)
+                (Amount::ZERO, Amount::ZERO)
             );
             assert_invariants(&ledger.store).await;
         }

@@ -35,6 +35,8 @@ pub enum Rejection {
     IdMustNotBeEmpty,
     #[error("id is longer than {ID_LEN_MAX} bytes")]
     IdTooLong,
+    #[error("id may hold only printable ASCII characters other than space")]
+    IdInvalidCharacter,
     #[error("reference is longer than {REFERENCE_LEN_MAX} bytes")]
     ReferenceTooLong,
     #[error("amount must be positive")]
@@ -85,6 +87,7 @@ impl Rejection {
         match self {
             Rejection::IdMustNotBeEmpty => "id_must_not_be_empty",
             Rejection::IdTooLong => "id_too_long",
+            Rejection::IdInvalidCharacter => "id_invalid_character",
             Rejection::ReferenceTooLong => "reference_too_long",
             Rejection::AmountMustBePositive => "amount_must_be_positive",
             Rejection::AmountMustNotBeNegative => "amount_must_not_be_negative",
@@ -501,6 +504,10 @@ fn check_id(id: &str) -> Result<(), Rejection> {
     }
     if id.len() > ID_LEN_MAX {
         return Err(Rejection::IdTooLong);
+    }
+    // Ids end up in logs, URLs and stored lists: no spaces, control or non-ASCII characters.
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Rejection::IdInvalidCharacter);
     }
     Ok(())
 }

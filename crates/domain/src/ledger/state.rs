@@ -25,6 +25,7 @@ pub struct LedgerState {
 #[derive(Clone, Debug, Default)]
 struct Dirty {
     transfers: Vec<Transfer>,
+    holds_created: BTreeSet<HoldId>,
     holds: BTreeSet<HoldId>,
     grants: BTreeSet<(AccountId, GrantId)>,
     accounts: BTreeSet<AccountId>,
@@ -36,7 +37,10 @@ struct Dirty {
 pub struct ChangeSet {
     /// New transfers, in the order they were made.
     pub transfers: Vec<Transfer>,
-    /// Holds created or changed (upsert).
+    /// Holds placed by this batch (plain inserts: an id committed meanwhile by another
+    /// process makes the insert fail and the batch retry, never overwrite).
+    pub holds_created: Vec<Hold>,
+    /// Loaded holds this batch changed.
     pub holds: Vec<Hold>,
     /// Grants created or changed (upsert).
     pub grants: Vec<Grant>,
@@ -47,6 +51,7 @@ pub struct ChangeSet {
 impl ChangeSet {
     pub fn is_empty(&self) -> bool {
         self.transfers.is_empty()
+            && self.holds_created.is_empty()
             && self.holds.is_empty()
             && self.grants.is_empty()
             && self.accounts.is_empty()
@@ -141,9 +146,15 @@ impl LedgerState {
         let dirty = std::mem::take(&mut self.changes);
         ChangeSet {
             transfers: dirty.transfers,
+            holds_created: dirty
+                .holds_created
+                .iter()
+                .map(|id| self.holds[id].clone())
+                .collect(),
             holds: dirty
                 .holds
                 .iter()
+                .filter(|id| !dirty.holds_created.contains(*id))
                 .map(|id| self.holds[id].clone())
                 .collect(),
             grants: dirty
@@ -178,7 +189,7 @@ impl LedgerState {
     }
 
     pub(super) fn create_hold(&mut self, hold: Hold) {
-        self.changes.holds.insert(hold.id.clone());
+        self.changes.holds_created.insert(hold.id.clone());
         self.insert_hold(hold);
     }
 

@@ -26,9 +26,10 @@ const EXPIRED: &str = "acct_op_expired_credits";
 const LARGEST: &str = "9223372036854.775807";
 
 /// Every rejection, in precedence order.
-const REJECTIONS: [Rejection; 23] = [
+const REJECTIONS: [Rejection; 24] = [
     Rejection::IdMustNotBeEmpty,
     Rejection::IdTooLong,
+    Rejection::IdInvalidCharacter,
     Rejection::ReferenceTooLong,
     Rejection::AmountMustBePositive,
     Rejection::AmountMustNotBeNegative,
@@ -58,6 +59,7 @@ fn _every_rejection_is_listed(rejection: Rejection) {
     match rejection {
         IdMustNotBeEmpty
         | IdTooLong
+        | IdInvalidCharacter
         | ReferenceTooLong
         | AmountMustBePositive
         | AmountMustNotBeNegative
@@ -419,6 +421,8 @@ fn every_result_code_in_precedence_order() {
         0, purchase("t1", A, "10") => "exists";
         0, purchase("", A, "0") => "id_must_not_be_empty";
         0, reference(purchase(&long_id, A, "0"), &long_reference) => "id_too_long";
+        0, reference(purchase("t 2", A, "0"), &long_reference) => "id_invalid_character";
+        0, purchase("t\n2", A, "1") => "id_invalid_character";
         0, reference(transfer("t2", A, A, "0"), &long_reference) => "reference_too_long";
         0, transfer("t2", A, A, "0") => "amount_must_be_positive";
         0, transfer("t2", A, A, "-1") => "amount_must_be_positive";

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use creditgate_domain::ledger::*;
+use creditgate_domain::money::Sign;
 use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::testing::TestDatabase;
 use creditgate_store::{Clock, LedgerWriter, Store, WriterConfig};
@@ -142,9 +143,9 @@ pub async fn assert_invariants(store: &Store) -> InvariantReport {
     report
 }
 
-/// `"12.50"` → 12.50 units.
+/// `"12.50"` → 12.50 units (`"-12.50"` for operator accounts that fund orgs).
 pub fn money(text: &str) -> Amount {
-    Amount::parse(text).expect("a valid amount literal")
+    Amount::parse_with(text, Sign::Signed).expect("a valid amount literal")
 }
 
 pub fn operator(kind: AccountKind) -> AccountId {
@@ -267,7 +268,12 @@ pub fn expire_grant(account_id: AccountId, grant_id: GrantId) -> Operation {
 pub fn statuses(outcomes: &[Outcome]) -> Vec<Result<Status, Rejection>> {
     outcomes
         .iter()
-        .map(|outcome| outcome.as_ref().map(|receipt| receipt.status).map_err(|r| *r))
+        .map(|outcome| {
+            outcome
+                .as_ref()
+                .map(|receipt| receipt.status)
+                .map_err(|r| *r)
+        })
         .collect()
 }
 
