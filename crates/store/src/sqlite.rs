@@ -195,10 +195,39 @@ fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// Pause between attempts to switch a new file to WAL while another process holds it.
+const WAL_SWITCH_RETRY_MS: u64 = 10;
+
+/// Sets `journal_mode=WAL`. Switching a new file rewrites its header, which needs a lock
+/// upgrade for which SQLite never calls the busy handler: when two processes open a new file
+/// at once, one gets SQLITE_BUSY at once. So retry, within the busy timeout.
+fn switch_to_wal(connection: &Connection, busy_timeout_ms: u64) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(busy_timeout_ms);
+    loop {
+        let mode = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
+        match mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(StoreError::Corrupt(format!(
+                    "journal_mode is {mode}, not wal"
+                )))
+            }
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(WAL_SWITCH_RETRY_MS));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 fn connect(path: &Path, config: &StoreConfig) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)?;
     connection.busy_timeout(std::time::Duration::from_millis(config.busy_timeout_ms))?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
+    switch_to_wal(&connection, config.busy_timeout_ms)?;
     let synchronous = match config.sqlite_synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
