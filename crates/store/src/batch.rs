@@ -139,7 +139,8 @@ pub(crate) struct BatchKeys {
     pub transfers: BTreeSet<TransferId>,
     /// Grants named by grant expiries (loaded even when nothing is left in them).
     pub grants: BTreeSet<GrantId>,
-    /// Ids of closing operations (settle, void, expiry), to find a hold they already closed.
+    /// Ids that may already have closed a hold (voids and zero settlements record no transfer),
+    /// so that no other operation reuses them.
     pub closers: BTreeSet<TransferId>,
 }
 
@@ -157,11 +158,13 @@ impl BatchKeys {
                     keys.accounts.insert(request.debit_account_id.clone());
                     keys.accounts.insert(request.credit_account_id.clone());
                     keys.transfers.insert(request.id.clone());
+                    keys.closers.insert(request.id.clone());
                 }
                 Operation::RecordUsage(request) => {
                     keys.accounts.insert(request.debit_account_id.clone());
                     keys.accounts.insert(request.credit_account_id.clone());
                     keys.transfers.insert(request.id.clone());
+                    keys.closers.insert(request.id.clone());
                 }
                 Operation::PlaceHold(request) => {
                     keys.accounts.insert(request.debit_account_id.clone());
