@@ -157,25 +157,16 @@ fn transfer(state: &mut LedgerState, request: &TransferRequest, now: Timestamp) 
         let same_terms = terms.is_none_or(|grant| grant.terms == request.grant.unwrap_or_default());
         return exists(existing, same_transfer(existing, request) && same_terms);
     }
+    if state.closed_hold(&request.id).is_some() {
+        return Err(Rejection::ExistsWithDifferentFields);
+    }
     let (debit, credit) =
         find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
     if request.grant.is_some() && credit.kind != AccountKind::OrgCredit {
         return Err(Rejection::GrantTermsNotAllowed);
     }
-    let debit_after = debit
-        .posted
-        .checked_sub(request.amount)
-        .ok_or(Rejection::AmountOverflow)?;
-    credit
-        .posted
-        .checked_add(request.amount)
-        .ok_or(Rejection::AmountOverflow)?;
-    let available_after = debit_after
-        .checked_sub(debit.reserved)
-        .ok_or(Rejection::AmountOverflow)?;
-    if debit.floor.is_some_and(|floor| available_after < floor) {
-        return Err(Rejection::InsufficientFunds);
-    }
+    check_credit(credit, request.amount)?;
+    check_debit(debit, request.amount, Amount::ZERO, None)?;
 
     let terms = request.grant.unwrap_or_default();
     let movement = Movement {
@@ -205,17 +196,13 @@ fn record_usage(state: &mut LedgerState, request: &UsageRequest, now: Timestamp)
             && existing.reference == request.reference;
         return exists(existing, same);
     }
+    if state.closed_hold(&request.id).is_some() {
+        return Err(Rejection::ExistsWithDifferentFields);
+    }
     let (debit, credit) =
         find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
-    debit
-        .posted
-        .checked_sub(request.amount)
-        .ok_or(Rejection::AmountOverflow)?;
-    credit
-        .posted
-        .checked_add(request.amount)
-        .ok_or(Rejection::AmountOverflow)?;
-    let overspend = forced_overspend(debit, request.amount, Amount::ZERO)?;
+    check_credit(credit, request.amount)?;
+    let overspend = check_debit(debit, request.amount, Amount::ZERO, Some(request.amount))?;
 
     let movement = Movement {
         id: &request.id,
@@ -332,22 +319,19 @@ fn settle_hold(state: &mut LedgerState, request: &SettleHoldRequest, now: Timest
         return Err(Rejection::HoldExpired);
     }
     let (debit, credit) = find_accounts(state, &hold.debit_account_id, &hold.credit_account_id)?;
-    debit
-        .posted
-        .checked_sub(request.amount)
-        .ok_or(Rejection::AmountOverflow)?;
-    credit
-        .posted
-        .checked_add(request.amount)
-        .ok_or(Rejection::AmountOverflow)?;
+    check_credit(credit, request.amount)?;
     // Charging more than was held is usage that already happened: recorded, maybe as overspend.
     let excess = request
         .amount
         .checked_sub(hold.amount)
         .ok_or(Rejection::AmountOverflow)?
         .max_zero();
-    // The hold's own amount comes back and `amount` leaves: net, `excess` leaves available.
-    let overspend = forced_overspend(debit, excess, Amount::ZERO)?;
+    let covered = hold
+        .amount
+        .checked_sub(hold.unbacked)
+        .expect("unbacked ≤ hold");
+    let overspend = check_debit_covered(debit, request.amount, hold.amount, covered, Some(excess))?;
+    check_expiring_on_close(state, hold)?;
 
     let hold = hold.clone();
     let (rest, leftover) = release(state, &hold, request.amount);
@@ -418,6 +402,7 @@ fn close_hold(
         _ => {}
     }
     find_accounts(state, &hold.debit_account_id, &hold.credit_account_id)?;
+    check_expiring_on_close(state, hold)?;
 
     let hold = hold.clone();
     let (_, leftover) = release(state, &hold, Amount::ZERO);
@@ -435,6 +420,14 @@ fn expire_grant(state: &mut LedgerState, request: &ExpireGrantRequest, now: Time
             && existing.debit_account_id == request.account_id
             && existing.grant_id.as_ref() == Some(&request.grant_id);
         return exists(existing, same);
+    }
+    // Once a grant has expired, its expiry id is taken: asking again for another account is a
+    // different request, whether or not the expiry moved any credits.
+    let elsewhere = state
+        .any_grant(&request.grant_id)
+        .is_some_and(|g| g.account_id != request.account_id && g.expired_at.is_some());
+    if elsewhere || state.closed_hold(&id).is_some() {
+        return Err(Rejection::ExistsWithDifferentFields);
     }
     let account = state
         .account(&request.account_id)
@@ -464,11 +457,10 @@ fn expire_grant(state: &mut LedgerState, request: &ExpireGrantRequest, now: Time
     let expired_account = state
         .account(&expired_id)
         .ok_or(Rejection::CreditAccountNotFound)?;
-    expired_account
-        .posted
-        .checked_add(expiring)
-        .ok_or(Rejection::AmountOverflow)?;
-    let shortfall = below_floor(account, expiring)?;
+    check_credit(expired_account, expiring)?;
+    // Expiry moves credits nobody reserved, so it takes the account below its floor only
+    // when it already overspent; that part is recorded like usage overspend.
+    let shortfall = check_debit(account, expiring, Amount::ZERO, Some(expiring))?;
 
     let grant = state
         .grants_mut(&request.account_id)
@@ -592,33 +584,89 @@ fn same_transfer(existing: &Transfer, request: &TransferRequest) -> bool {
         && existing.reference == request.reference
 }
 
-/// How much of a forced debit of `amount` lands below the floor, after `released` comes back
-/// to the available balance (a settled hold's own amount).
-fn forced_overspend(
+/// Checks that `amount` can leave `debit` while `released` of its reservation comes back,
+/// with every resulting figure in range, and answers the part that lands below the floor.
+/// A plain debit (`forced` is `None`) below the floor is refused; a forced one (usage that
+/// already happened) is recorded, at most `forced` of it counting as overspend.
+fn check_debit(
     debit: &Account,
     amount: Amount,
     released: Amount,
+    forced: Option<Amount>,
 ) -> Result<Amount, Rejection> {
-    let available = debit
-        .available()
-        .checked_add(released)
-        .ok_or(Rejection::AmountOverflow)?;
-    let Some(floor) = debit.floor else {
-        return Ok(Amount::ZERO);
-    };
-    let after = available
-        .checked_sub(amount)
-        .ok_or(Rejection::AmountOverflow)?;
-    let below = floor
-        .checked_sub(after)
-        .ok_or(Rejection::AmountOverflow)?
-        .max_zero();
-    Ok(below.min(amount))
+    check_debit_covered(debit, amount, released, Amount::ZERO, forced)
 }
 
-/// How far below its floor `account` goes when `amount` leaves it (forced, not refused).
-fn below_floor(account: &Account, amount: Amount) -> Result<Amount, Rejection> {
-    forced_overspend(account, amount, Amount::ZERO)
+/// [`check_debit`] where `covered` of the amount is already reserved on grants (a settling
+/// hold's allocations), so it cannot become unbacked.
+fn check_debit_covered(
+    debit: &Account,
+    amount: Amount,
+    released: Amount,
+    covered: Amount,
+    forced: Option<Amount>,
+) -> Result<Amount, Rejection> {
+    let wide = |amount: Amount| i128::from(amount.micros());
+    let posted_after = wide(debit.posted) - wide(amount);
+    let reserved_after = wide(debit.reserved) - wide(released);
+    let available_after = posted_after - reserved_after;
+    let fits = |value: i128| i64::try_from(value).is_ok();
+    if ![posted_after, reserved_after, available_after]
+        .into_iter()
+        .all(fits)
+    {
+        return Err(Rejection::AmountOverflow);
+    }
+    let below = debit
+        .floor
+        .map_or(0, |floor| wide(floor) - available_after)
+        .max(0);
+    let overspend = match forced {
+        None if below > 0 => return Err(Rejection::InsufficientFunds),
+        None => 0,
+        Some(forced) => below.min(wide(forced)),
+    };
+    // Consumption beyond the grants becomes unbacked: at most the whole amount.
+    let unbacked_growth = (wide(amount) - wide(covered)).max(0);
+    if !fits(wide(debit.unbacked) + unbacked_growth) || !fits(wide(debit.overspend) + overspend) {
+        return Err(Rejection::AmountOverflow);
+    }
+    Ok(Amount::from_micros(
+        i64::try_from(overspend).expect("overspend ≤ forced"),
+    ))
+}
+
+/// Checks that `amount` can arrive in `credit` without overflowing it.
+fn check_credit(credit: &Account, amount: Amount) -> Result<(), Rejection> {
+    credit
+        .posted
+        .checked_add(amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    Ok(())
+}
+
+/// Closing a hold expires whatever it releases on grants that expired meanwhile: at most its
+/// allocations on those grants, which the expired-credits account must be able to take.
+fn check_expiring_on_close(state: &LedgerState, hold: &Hold) -> Result<(), Rejection> {
+    let mut expiring = Amount::ZERO;
+    for allocation in &hold.allocations {
+        let grant = state.grant(&hold.debit_account_id, &allocation.grant_id);
+        if grant.is_some_and(|grant| grant.expired_at.is_some()) {
+            expiring = expiring
+                .checked_add(allocation.amount)
+                .ok_or(Rejection::AmountOverflow)?;
+        }
+    }
+    if expiring.is_zero() {
+        return Ok(());
+    }
+    let expired_id = AccountKind::ExpiredCredits
+        .operator_account_id()
+        .expect("operator account");
+    let expired_account = state
+        .account(&expired_id)
+        .ok_or(Rejection::CreditAccountNotFound)?;
+    check_credit(expired_account, expiring)
 }
 
 fn created(transfer: Option<Transfer>, hold: Option<Hold>) -> Receipt {
@@ -858,8 +906,8 @@ fn expire_released(
 ) {
     for (grant_id, amount) in leftover {
         let id = TransferId::new(format!("{closing_id}:expiry:{grant_id}"));
-        let account = state.account(&hold.debit_account_id).expect("checked");
-        let shortfall = below_floor(account, amount).unwrap_or(Amount::ZERO);
+        // Released and expired together: the available balance does not move, so no overspend.
+        let shortfall = Amount::ZERO;
         post_expiry(
             state,
             &hold.debit_account_id,

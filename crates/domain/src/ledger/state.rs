@@ -122,6 +122,14 @@ impl LedgerState {
         self.grants.get(account_id).map_or(&[], Vec::as_slice)
     }
 
+    /// A loaded grant, whatever its account.
+    pub fn any_grant(&self, grant_id: &GrantId) -> Option<&Grant> {
+        self.grants
+            .values()
+            .flatten()
+            .find(|grant| &grant.id == grant_id)
+    }
+
     pub fn grant(&self, account_id: &AccountId, grant_id: &GrantId) -> Option<&Grant> {
         self.grants(account_id)
             .iter()
