@@ -126,25 +126,21 @@ async fn sqlite(plan: &Plan) -> anyhow::Result<BackendReport> {
 }
 
 async fn postgres(plan: &Plan, admin_url: &str) -> anyhow::Result<BackendReport> {
-    // The store's helper is the binary's only way to create a database (it has no PostgreSQL
-    // client of its own); it reads the admin URL from the environment, which nothing else in
-    // this process reads after start-up.
-    std::env::set_var("CREDITGATE_TEST_DATABASE_URL", admin_url);
-    let ledger = fresh_postgres("ledger").await?;
-    let baseline = fresh_postgres("baseline").await?;
-    measure_backend(ledger, baseline, plan).await
-}
-
-async fn fresh_postgres(role: &str) -> anyhow::Result<Store> {
-    let database = testing::postgres()
-        .await
-        .context("no PostgreSQL database could be created")?;
-    // Without a client of our own the bench cannot drop it afterwards.
-    eprintln!(
-        "postgres: {role} database {} (left on the server)",
-        database.url
-    );
-    Ok(Store::open(&StoreConfig::new(database.url.clone())).await?)
+    let ledger_url = testing::create_postgres_database(admin_url, "cg_bench").await?;
+    let baseline_url = testing::create_postgres_database(admin_url, "cg_bench").await?;
+    eprintln!("postgres: databases {ledger_url} and {baseline_url} (dropped afterwards)");
+    let report = async {
+        let ledger = Store::open(&StoreConfig::new(ledger_url.clone())).await?;
+        let baseline = Store::open(&StoreConfig::new(baseline_url.clone())).await?;
+        measure_backend(ledger, baseline, plan).await
+    }
+    .await;
+    for url in [&ledger_url, &baseline_url] {
+        testing::drop_postgres_database(admin_url, url)
+            .await
+            .with_context(|| format!("dropping {url}"))?;
+    }
+    report
 }
 
 /// Sets up the orgs, measures every figure, then checks the invariants over everything the

@@ -73,21 +73,46 @@ pub async fn postgres() -> Option<TestDatabase> {
         eprintln!("note: CREDITGATE_TEST_DATABASE_URL is not set; skipping the PostgreSQL half of this test");
         return None;
     };
-    let name = unique("cg");
-    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+    let url = create_postgres_database(&admin_url, "cg")
         .await
-        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {admin_url}: {error}"));
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
-    let url = replace_database(&admin_url, &name);
+        .unwrap_or_else(|error| panic!("cannot create a test database at {admin_url}: {error}"));
     Some(TestDatabase {
         kind: Kind::Postgres,
         url,
         dir: None,
     })
+}
+
+/// Creates a fresh, empty database named `PREFIX_…` on the server of `admin_url`; answers
+/// its URL. (Tests and the benchmark; the schema comes when a `Store` opens it.)
+pub async fn create_postgres_database(admin_url: &str, prefix: &str) -> Result<String, StoreError> {
+    let name = unique(prefix);
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    Ok(replace_database(admin_url, &name))
+}
+
+/// Drops a database made by [`create_postgres_database`] (its sessions are ended first).
+pub async fn drop_postgres_database(admin_url: &str, url: &str) -> Result<(), StoreError> {
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StoreError::BadUrl(url.to_owned()));
+    }
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    Ok(())
 }
 
 /// Every backend available: SQLite always, PostgreSQL when configured (always in CI).
