@@ -47,7 +47,9 @@ impl SqliteStore {
 
     pub fn batch_backend(&self) -> Result<SqliteBatch, StoreError> {
         Ok(SqliteBatch {
-            connection: connect(&self.path, &self.config)?,
+            connection: connect_writer(&self.path, &self.config)?,
+            checkpointer: Checkpointer::start(connect(&self.path, &self.config)?),
+            busy_timeout_ms: self.config.busy_timeout_ms,
         })
     }
 
@@ -238,6 +240,25 @@ fn connect(path: &Path, config: &StoreConfig) -> Result<Connection, StoreError> 
     Ok(connection)
 }
 
+/// The writer's page cache. Every batch reads the accounts, grants and index pages it
+/// touches; SQLite's default 2 MiB cache is far smaller than a ledger, so most batches would
+/// read their pages from the OS again.
+const WRITER_CACHE_SIZE_KIB: i64 = 262_144;
+/// The database file is mapped up to this size, so pages not in the cache are read without
+/// a system call (pages still in the WAL are read from it as usual).
+const WRITER_MMAP_SIZE_BYTES: i64 = 268_435_456;
+
+/// The writer's connection: [`connect`], plus a page cache sized for the ledger, and no
+/// checkpoints inside its commits (the [`Checkpointer`] does them).
+fn connect_writer(path: &Path, config: &StoreConfig) -> Result<Connection, StoreError> {
+    let connection = connect(path, config)?;
+    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+    connection.pragma_update(None, "cache_size", -WRITER_CACHE_SIZE_KIB)?;
+    connection.pragma_update(None, "mmap_size", WRITER_MMAP_SIZE_BYTES)?;
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(connection)
+}
+
 fn run_migrations(connection: &mut Connection) -> Result<(), StoreError> {
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(migrate::CREATE_TABLE, [])?;
@@ -269,6 +290,109 @@ fn run_migrations(connection: &mut Connection) -> Result<(), StoreError> {
 /// The writer's side: its own connection, used only on the writer thread.
 pub struct SqliteBatch {
     connection: Connection,
+    checkpointer: Checkpointer,
+    busy_timeout_ms: u64,
+}
+
+/// Pause between two background checkpoints.
+const CHECKPOINT_INTERVAL_MS: u64 = 50;
+/// WAL frames past which the writer restarts the WAL itself, between two batches. A busy
+/// writer never leaves the background checkpointer a moment when the whole WAL is copied,
+/// which is when SQLite starts the WAL over; without this the WAL would grow forever.
+const WAL_FRAMES_MAX: u64 = 32_768;
+
+/// Copies committed WAL frames into the database file on a thread of its own, so that the
+/// writer's commits only append to the WAL. Checkpoints are `PASSIVE`: they never wait for
+/// the writer nor block it. Crash safety does not depend on them (a commit is durable once
+/// its WAL frames are synced); they only bound the WAL. Stops when dropped.
+struct Checkpointer {
+    /// Dropping it wakes the thread and ends it.
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Frames in the WAL as of the last checkpoint.
+    wal_frames: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Checkpointer {
+    fn start(connection: Connection) -> Checkpointer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let wal_frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let frames = wal_frames.clone();
+        let interval = std::time::Duration::from_millis(CHECKPOINT_INTERVAL_MS);
+        let thread = std::thread::Builder::new()
+            .name("ledger-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(interval)
+                {
+                    match checkpoint(&connection, "PASSIVE") {
+                        Ok(done) => {
+                            frames.store(done.wal_frames, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        Err(error) => tracing::warn!(%error, "background WAL checkpoint failed"),
+                    }
+                }
+            })
+            .expect("the checkpoint thread starts");
+        Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+            wal_frames,
+        }
+    }
+
+    /// Called by the writer between batches: restarts the WAL once it is past its bound. It
+    /// never waits for a reader (the bound is retried after the next batch), and never fails
+    /// the batch it follows, which is committed already.
+    fn bound_wal(&self, writer: &Connection, busy_timeout_ms: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.wal_frames.load(Relaxed) < WAL_FRAMES_MAX {
+            return;
+        }
+        let restarted = writer
+            .busy_timeout(std::time::Duration::ZERO)
+            .map_err(StoreError::from)
+            .and_then(|()| checkpoint(writer, "RESTART"));
+        let restored = writer
+            .busy_timeout(std::time::Duration::from_millis(busy_timeout_ms))
+            .map_err(StoreError::from);
+        match (restarted, restored) {
+            (Ok(Checkpoint { busy: false, .. }), Ok(())) => self.wal_frames.store(0, Relaxed),
+            (Ok(_), Ok(())) => {}
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "restarting the WAL failed");
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What `PRAGMA wal_checkpoint` answered.
+struct Checkpoint {
+    /// It could not finish (another checkpoint running, or readers in the way); the next
+    /// one catches up.
+    busy: bool,
+    /// Frames in the WAL.
+    wal_frames: u64,
+}
+
+fn checkpoint(connection: &Connection, mode: &str) -> Result<Checkpoint, StoreError> {
+    let (busy, log): (i64, i64) =
+        connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok(Checkpoint {
+        busy: busy != 0,
+        wal_frames: u64::try_from(log).unwrap_or(0),
+    })
 }
 
 impl BatchBackend for SqliteBatch {
@@ -284,6 +408,8 @@ impl BatchBackend for SqliteBatch {
         let changes = decide(&mut state);
         write(&tx, &changes)?;
         tx.commit()?;
+        self.checkpointer
+            .bound_wal(&self.connection, self.busy_timeout_ms);
         Ok(())
     }
 
