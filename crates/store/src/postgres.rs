@@ -269,7 +269,8 @@ impl Statements {
                 .prepare(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"))
                 .await?,
             closers: client
-                .prepare("SELECT closed_by, id FROM holds WHERE closed_by = ANY($1)")
+                .prepare("SELECT closed_by, id FROM holds WHERE closed_by = ANY($1) \
+                     AND (settled_amount IS NULL OR settled_amount = 0)")
                 .await?,
             insert_transfers: client.prepare(INSERT_TRANSFERS).await?,
             insert_holds: client.prepare(INSERT_HOLDS).await?,

@@ -479,7 +479,9 @@ fn load(tx: &rusqlite::Transaction<'_>, keys: &BatchKeys) -> Result<LedgerState,
             state.insert_grant(grant?);
         }
     }
-    let mut statement = tx.prepare_cached("SELECT id FROM holds WHERE closed_by = ?1")?;
+    let mut statement = tx.prepare_cached(
+        "SELECT id FROM holds WHERE closed_by = ?1 AND (settled_amount IS NULL OR settled_amount = 0)",
+    )?;
     for id in &keys.closers {
         let hold_id = statement
             .query_row([id.as_str()], |row| row.get::<_, String>(0))

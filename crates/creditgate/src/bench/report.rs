@@ -214,6 +214,7 @@ impl Summary {
             ("avg writer batch, hot org", Figure::Hot),
             ("avg writer batch, hold+settle", Figure::HoldSettle),
             ("avg writer batch, batched", Figure::Batched),
+            ("avg writer batch, batched hot org", Figure::BatchedHot),
         ];
         for (label, figure) in batch_rows {
             rows.push(self.row(label, |b| tenths(b.figure(figure).batch_len_tenths()), None));
@@ -296,6 +297,7 @@ fn rate_row_before(target_index: usize) -> Option<(&'static str, Figure)> {
     match target_index {
         1 => Some(("naive baseline debits/s", Figure::Naive)),
         3 => Some(("hold+settle charges/s", Figure::HoldSettle)),
+        2 => Some(("batched debits/s, one hot org", Figure::BatchedHot)),
         4 => Some(("hot org debits/s", Figure::Hot)),
         _ => None,
     }

@@ -42,17 +42,20 @@ pub enum Figure {
     HoldSettle,
     /// `--batch-len` debits per `submit_many`, spread over every org.
     Batched,
+    /// `--batch-len` debits per `submit_many`, every one on the same org.
+    BatchedHot,
 }
 
 impl Figure {
     /// The order figures run in. Batches go last: they add the most transfers, and every
     /// figure after them would pay for a larger table.
-    pub const ALL: [Figure; 5] = [
+    pub const ALL: [Figure; 6] = [
         Figure::Naive,
         Figure::Single,
         Figure::Hot,
         Figure::HoldSettle,
         Figure::Batched,
+        Figure::BatchedHot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Figure {
             Figure::Hot => "hot",
             Figure::HoldSettle => "hold_settle",
             Figure::Batched => "batched",
+            Figure::BatchedHot => "batched_hot",
         }
     }
 }
@@ -89,7 +93,7 @@ pub struct Plan {
 impl Plan {
     fn callers_of(&self, figure: Figure) -> usize {
         match figure {
-            Figure::Batched => self.batch_callers,
+            Figure::Batched | Figure::BatchedHot => self.batch_callers,
             _ => self.callers,
         }
     }
@@ -315,7 +319,7 @@ impl Caller {
     async fn run(self, figure: Figure) -> Tally {
         let mut tally = Tally::default();
         let wanted = match figure {
-            Figure::Batched => self.batch_len as u64,
+            Figure::Batched | Figure::BatchedHot => self.batch_len as u64,
             _ => 1,
         };
         let mut seq = 0;
@@ -332,7 +336,8 @@ impl Caller {
                         .await
                 }
                 Figure::HoldSettle => self.hold_settle(seq, &mut tally).await,
-                Figure::Batched => self.batched(seq, granted, &mut tally).await,
+                Figure::Batched => self.batched(figure, seq, granted, &mut tally).await,
+                Figure::BatchedHot => self.batched(figure, seq, granted, &mut tally).await,
             }
             seq += granted;
         }
@@ -383,9 +388,13 @@ impl Caller {
         }
     }
 
-    async fn batched(&self, first_seq: u64, len: u64, tally: &mut Tally) {
+    async fn batched(&self, figure: Figure, first_seq: u64, len: u64, tally: &mut Tally) {
+        let org = |seq| match figure {
+            Figure::BatchedHot => &self.shared.orgs[0],
+            _ => self.org(seq),
+        };
         let debits = (first_seq..first_seq + len)
-            .map(|seq| self.debit(self.id("batched", seq), self.org(seq)))
+            .map(|seq| self.debit(self.id(figure.name(), seq), org(seq)))
             .collect();
         match self.shared.writer.submit_many(debits).await {
             Ok(outcomes) => {

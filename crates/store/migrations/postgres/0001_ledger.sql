@@ -45,8 +45,10 @@ CREATE TABLE holds (
     closed_at         BIGINT
 );
 CREATE INDEX holds_open_by_expiry ON holds (expires_at) WHERE state = 'open';
--- A closing operation id (settle, void, expiry) closes one hold only.
-CREATE UNIQUE INDEX holds_closed_by ON holds (closed_by) WHERE closed_by IS NOT NULL;
+-- Voids, expiries and zero settlements record no transfer, so their ids are found here (a
+-- positive settlement's id is a transfer id, unique in transfers).
+CREATE UNIQUE INDEX holds_closed_without_transfer ON holds (closed_by)
+    WHERE closed_by IS NOT NULL AND (settled_amount IS NULL OR settled_amount = 0);
 
 CREATE TABLE grants (
     id          TEXT PRIMARY KEY,
