@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod expiry;
 mod load;
 
 /// Prepaid usage credits for API providers.

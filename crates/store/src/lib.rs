@@ -14,6 +14,7 @@
 
 mod batch;
 mod codec;
+pub mod expiry;
 mod migrate;
 mod postgres;
 mod sqlite;

@@ -1,17 +1,16 @@
 //! The expiry worker: closes holds whose TTL has passed and expires due grants.
 //!
 //! One step, [`run_once`], does a bounded amount of work at a given time, so tests call it
-//! directly instead of sleeping; the serving loop (a later issue) calls it on a timer. Both
+//! directly instead of sleeping; the serving loop (a later issue) calls it on a timer. It
+//! writes through the [`LedgerWriter`] like every other balance change. Both
 //! operations carry ids derived from the hold or grant, so two workers (or two processes)
 //! racing on the same item record it once.
 
-#![allow(dead_code)] // Wired into `serve` by the API issue; exercised by tests now.
-
+use crate::{LedgerWriter, Store, StoreError, WriteError};
 use creditgate_domain::ledger::{
     ExpireGrantRequest, ExpireHoldRequest, Operation, Rejection, Status,
 };
 use creditgate_domain::Timestamp;
-use creditgate_store::{LedgerWriter, Store, StoreError, WriteError};
 
 /// Most holds or grants handled in one step.
 pub const EXPIRY_BATCH_LEN_MAX: usize = 1_000;
