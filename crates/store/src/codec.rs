@@ -1,12 +1,155 @@
-//! Column encodings shared by both backends: enums as their snake_case names, a hold's
+//! What both backends share about rows: the column lists, one decoder per record (over the
+//! [`Columns`] of either driver's row), enums as their snake_case names, and a hold's
 //! allocations as `"micros grant_id"` lines.
 
 use creditgate_domain::ledger::{
-    AccountKind, Allocation, GrantId, HoldState, Origin, TransferKind,
+    Account, AccountId, AccountKind, Allocation, Grant, GrantId, GrantTerms, Hold, HoldId,
+    HoldState, Origin, Transfer, TransferId, TransferKind,
 };
-use creditgate_domain::Amount;
+use creditgate_domain::{Amount, Timestamp};
 
 use crate::StoreError;
+
+/// The columns each backend selects, in the order its row readers expect.
+pub const ACCOUNT_COLUMNS: &str = "id, kind, floor, posted, reserved, unbacked, overspend";
+pub const GRANT_COLUMNS: &str =
+    "id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired, expired_at, created_at";
+pub const HOLD_COLUMNS: &str =
+    "id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state, \
+     allocations, unbacked, closed_by, settled_amount, created_at, closed_at";
+pub const TRANSFER_COLUMNS: &str =
+    "id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id, \
+     debit_balance_after, credit_balance_after, overspend, created_at";
+
+/// A result row of either backend, read by column index.
+pub trait Columns {
+    fn text(&self, index: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError>;
+    fn int(&self, index: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError>;
+
+    fn amount(&self, index: usize) -> Result<Amount, StoreError> {
+        self.int(index).map(Amount::from_micros)
+    }
+
+    fn opt_amount(&self, index: usize) -> Result<Option<Amount>, StoreError> {
+        Ok(self.opt_int(index)?.map(Amount::from_micros))
+    }
+
+    fn time(&self, index: usize) -> Result<Timestamp, StoreError> {
+        self.int(index).map(Timestamp::from_unix_ms)
+    }
+
+    fn opt_time(&self, index: usize) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.opt_int(index)?.map(Timestamp::from_unix_ms))
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.get(index)?)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(index)?)
+    }
+}
+
+impl Columns for tokio_postgres::Row {
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+}
+
+/// An account from a row of [`ACCOUNT_COLUMNS`].
+pub fn account(row: &impl Columns) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: AccountId::new(row.text(0)?),
+        kind: account_kind(&row.text(1)?)?,
+        floor: row.opt_amount(2)?,
+        posted: row.amount(3)?,
+        reserved: row.amount(4)?,
+        unbacked: row.amount(5)?,
+        overspend: row.amount(6)?,
+    })
+}
+
+/// A grant from a row of [`GRANT_COLUMNS`].
+pub fn grant(row: &impl Columns) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        id: GrantId::new(row.text(0)?),
+        account_id: AccountId::new(row.text(1)?),
+        terms: GrantTerms {
+            origin: origin(&row.text(2)?)?,
+            priority: priority(row.int(3)?)?,
+            expires_at: row.opt_time(4)?,
+        },
+        amount: row.amount(5)?,
+        consumed: row.amount(6)?,
+        reserved: row.amount(7)?,
+        expired: row.amount(8)?,
+        expired_at: row.opt_time(9)?,
+        created_at: row.time(10)?,
+    })
+}
+
+/// A hold from a row of [`HOLD_COLUMNS`].
+pub fn hold(row: &impl Columns) -> Result<Hold, StoreError> {
+    Ok(Hold {
+        id: HoldId::new(row.text(0)?),
+        debit_account_id: AccountId::new(row.text(1)?),
+        credit_account_id: AccountId::new(row.text(2)?),
+        amount: row.amount(3)?,
+        reference: row.text(4)?,
+        ttl_ms: row.int(5)?,
+        expires_at: row.time(6)?,
+        state: hold_state(&row.text(7)?)?,
+        allocations: decode_allocations(&row.text(8)?)?,
+        unbacked: row.amount(9)?,
+        closed_by: row.opt_text(10)?.map(TransferId::new),
+        settled_amount: row.opt_amount(11)?,
+        created_at: row.time(12)?,
+        closed_at: row.opt_time(13)?,
+    })
+}
+
+/// A transfer from a row of [`TRANSFER_COLUMNS`].
+pub fn transfer(row: &impl Columns) -> Result<Transfer, StoreError> {
+    Ok(Transfer {
+        id: TransferId::new(row.text(0)?),
+        debit_account_id: AccountId::new(row.text(1)?),
+        credit_account_id: AccountId::new(row.text(2)?),
+        amount: row.amount(3)?,
+        kind: transfer_kind(&row.text(4)?)?,
+        reference: row.text(5)?,
+        hold_id: row.opt_text(6)?.map(HoldId::new),
+        grant_id: row.opt_text(7)?.map(GrantId::new),
+        debit_balance_after: row.amount(8)?,
+        credit_balance_after: row.amount(9)?,
+        overspend: row.amount(10)?,
+        created_at: row.time(11)?,
+    })
+}
 
 pub fn account_kind(text: &str) -> Result<AccountKind, StoreError> {
     AccountKind::parse(text).ok_or_else(|| corrupt("account kind", text))

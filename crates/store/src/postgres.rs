@@ -9,15 +9,16 @@
 //! is retried from scratch, at most `COMMIT_ATTEMPTS_MAX` times.
 
 use creditgate_domain::ledger::{
-    Account, AccountId, AccountKind, ChangeSet, Grant, GrantId, GrantTerms, Hold, HoldId,
-    LedgerState, Snapshot, Transfer, TransferId,
+    Account, AccountId, AccountKind, ChangeSet, Grant, GrantId, Hold, HoldId, LedgerState,
+    Snapshot, Transfer, TransferId,
 };
 use creditgate_domain::{Amount, Timestamp};
 use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::batch::{accounts_of_holds, BatchBackend, BatchKeys};
+use crate::codec::{ACCOUNT_COLUMNS, GRANT_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS};
 use crate::{codec, migrate, StoreError};
 
 /// Most attempts at one batch when it loses a race with another process.
@@ -66,7 +67,7 @@ impl PgStore {
         client
             .query_opt(&sql, &[&id.as_str()])
             .await?
-            .map(|row| account_row(&row))
+            .map(|row| codec::account(&row))
             .transpose()
     }
 
@@ -103,12 +104,15 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok(Snapshot {
-            accounts: accounts.iter().map(account_row).collect::<Result<_, _>>()?,
-            grants: grants.iter().map(grant_row).collect::<Result<_, _>>()?,
-            holds: holds.iter().map(hold_row).collect::<Result<_, _>>()?,
+            accounts: accounts
+                .iter()
+                .map(codec::account)
+                .collect::<Result<_, _>>()?,
+            grants: grants.iter().map(codec::grant).collect::<Result<_, _>>()?,
+            holds: holds.iter().map(codec::hold).collect::<Result<_, _>>()?,
             transfers: transfers
                 .iter()
-                .map(transfer_row)
+                .map(codec::transfer)
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -339,7 +343,7 @@ async fn load(
     if !keys.holds.is_empty() {
         let hold_ids: Vec<&str> = keys.holds.iter().map(HoldId::as_str).collect();
         for row in tx.query(&statements.holds, &[&hold_ids]).await? {
-            state.insert_hold(hold_row(&row)?);
+            state.insert_hold(codec::hold(&row)?);
         }
     }
     let mut account_ids = accounts_of_holds(state.holds());
@@ -347,7 +351,7 @@ async fn load(
     let account_ids: Vec<&str> = account_ids.iter().map(AccountId::as_str).collect();
     let mut org_accounts = Vec::new();
     for row in tx.query(&statements.accounts, &[&account_ids]).await? {
-        let account = account_row(&row)?;
+        let account = codec::account(&row)?;
         if account.kind == AccountKind::OrgCredit {
             org_accounts.push(account.id.as_str().to_owned());
         }
@@ -355,27 +359,27 @@ async fn load(
     }
     if !org_accounts.is_empty() {
         for row in tx.query(&statements.open_grants, &[&org_accounts]).await? {
-            state.insert_grant(grant_row(&row)?);
+            state.insert_grant(codec::grant(&row)?);
         }
     }
     if !keys.grants.is_empty() {
         let grant_ids: Vec<&str> = keys.grants.iter().map(GrantId::as_str).collect();
         for row in tx.query(&statements.grants, &[&grant_ids]).await? {
-            state.insert_grant(grant_row(&row)?);
+            state.insert_grant(codec::grant(&row)?);
         }
     }
     if !keys.transfers.is_empty() {
         let transfer_ids: Vec<&str> = keys.transfers.iter().map(TransferId::as_str).collect();
         let mut repeated_grants: Vec<String> = Vec::new();
         for row in tx.query(&statements.transfers, &[&transfer_ids]).await? {
-            let transfer = transfer_row(&row)?;
+            let transfer = codec::transfer(&row)?;
             repeated_grants.extend(transfer.grant_id.as_ref().map(|id| id.as_str().to_owned()));
             state.insert_transfer(transfer);
         }
         // A repeated transfer is compared with the terms of the grant it opened.
         if !repeated_grants.is_empty() {
             for row in tx.query(&statements.grants, &[&repeated_grants]).await? {
-                state.insert_grant(grant_row(&row)?);
+                state.insert_grant(codec::grant(&row)?);
             }
         }
     }
@@ -591,90 +595,6 @@ async fn write_grants(
     )
     .await?;
     Ok(())
-}
-
-const ACCOUNT_COLUMNS: &str = "id, kind, floor, posted, reserved, unbacked, overspend";
-const GRANT_COLUMNS: &str =
-    "id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired, expired_at, created_at";
-const HOLD_COLUMNS: &str =
-    "id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state, \
-     allocations, unbacked, closed_by, settled_amount, created_at, closed_at";
-const TRANSFER_COLUMNS: &str =
-    "id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id, \
-     debit_balance_after, credit_balance_after, overspend, created_at";
-
-fn micros(row: &Row, index: usize) -> Amount {
-    Amount::from_micros(row.get(index))
-}
-
-fn time(row: &Row, index: usize) -> Timestamp {
-    Timestamp::from_unix_ms(row.get(index))
-}
-
-fn account_row(row: &Row) -> Result<Account, StoreError> {
-    Ok(Account {
-        id: AccountId::new(row.get::<_, String>(0)),
-        kind: codec::account_kind(row.get(1))?,
-        floor: row.get::<_, Option<i64>>(2).map(Amount::from_micros),
-        posted: micros(row, 3),
-        reserved: micros(row, 4),
-        unbacked: micros(row, 5),
-        overspend: micros(row, 6),
-    })
-}
-
-fn grant_row(row: &Row) -> Result<Grant, StoreError> {
-    Ok(Grant {
-        id: GrantId::new(row.get::<_, String>(0)),
-        account_id: AccountId::new(row.get::<_, String>(1)),
-        terms: GrantTerms {
-            origin: codec::origin(row.get(2))?,
-            priority: codec::priority(row.get(3))?,
-            expires_at: row.get::<_, Option<i64>>(4).map(Timestamp::from_unix_ms),
-        },
-        amount: micros(row, 5),
-        consumed: micros(row, 6),
-        reserved: micros(row, 7),
-        expired: micros(row, 8),
-        expired_at: row.get::<_, Option<i64>>(9).map(Timestamp::from_unix_ms),
-        created_at: time(row, 10),
-    })
-}
-
-fn hold_row(row: &Row) -> Result<Hold, StoreError> {
-    Ok(Hold {
-        id: HoldId::new(row.get::<_, String>(0)),
-        debit_account_id: AccountId::new(row.get::<_, String>(1)),
-        credit_account_id: AccountId::new(row.get::<_, String>(2)),
-        amount: micros(row, 3),
-        reference: row.get(4),
-        ttl_ms: row.get(5),
-        expires_at: time(row, 6),
-        state: codec::hold_state(row.get(7))?,
-        allocations: codec::decode_allocations(row.get(8))?,
-        unbacked: micros(row, 9),
-        closed_by: row.get::<_, Option<String>>(10).map(TransferId::new),
-        settled_amount: row.get::<_, Option<i64>>(11).map(Amount::from_micros),
-        created_at: time(row, 12),
-        closed_at: row.get::<_, Option<i64>>(13).map(Timestamp::from_unix_ms),
-    })
-}
-
-fn transfer_row(row: &Row) -> Result<Transfer, StoreError> {
-    Ok(Transfer {
-        id: TransferId::new(row.get::<_, String>(0)),
-        debit_account_id: AccountId::new(row.get::<_, String>(1)),
-        credit_account_id: AccountId::new(row.get::<_, String>(2)),
-        amount: micros(row, 3),
-        kind: codec::transfer_kind(row.get(4))?,
-        reference: row.get(5),
-        hold_id: row.get::<_, Option<String>>(6).map(HoldId::new),
-        grant_id: row.get::<_, Option<String>>(7).map(GrantId::new),
-        debit_balance_after: micros(row, 8),
-        credit_balance_after: micros(row, 9),
-        overspend: micros(row, 10),
-        created_at: time(row, 11),
-    })
 }
 
 const INSERT_TRANSFERS: &str = "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id,

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use creditgate_domain::ledger::{
-    Account, AccountId, AccountKind, ChangeSet, Grant, GrantId, GrantTerms, Hold, HoldId,
-    LedgerState, Snapshot, Transfer, TransferId,
+    Account, AccountId, AccountKind, ChangeSet, Grant, GrantId, Hold, HoldId, LedgerState,
+    Snapshot, Transfer, TransferId,
 };
 use creditgate_domain::{Amount, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::batch::{accounts_of_holds, BatchBackend, BatchKeys};
+use crate::codec::{ACCOUNT_COLUMNS, GRANT_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS};
 use crate::{codec, migrate, StoreConfig, StoreError, Synchronous};
 
 pub struct SqliteStore {
@@ -587,16 +588,6 @@ fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), Stor
     Ok(())
 }
 
-const ACCOUNT_COLUMNS: &str = "id, kind, floor, posted, reserved, unbacked, overspend";
-const GRANT_COLUMNS: &str =
-    "id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired, expired_at, created_at";
-const HOLD_COLUMNS: &str =
-    "id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state, \
-     allocations, unbacked, closed_by, settled_amount, created_at, closed_at";
-const TRANSFER_COLUMNS: &str =
-    "id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id, \
-     debit_balance_after, credit_balance_after, overspend, created_at";
-
 fn load_account(connection: &Connection, id: &AccountId) -> Result<Option<Account>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
@@ -617,123 +608,19 @@ fn collect<T>(
     rows.map(|item| item?).collect()
 }
 
-fn micros(row: &Row<'_>, index: usize) -> rusqlite::Result<Amount> {
-    Ok(Amount::from_micros(row.get(index)?))
-}
-
-fn time(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
-    Ok(Timestamp::from_unix_ms(row.get(index)?))
-}
-
+// Row readers in the shape `query_map` wants; the decoding itself is shared (codec).
 fn account_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, StoreError>> {
-    let kind: String = row.get(1)?;
-    let floor: Option<i64> = row.get(2)?;
-    let id = AccountId::new(row.get::<_, String>(0)?);
-    let (posted, reserved, unbacked, overspend) = (
-        micros(row, 3)?,
-        micros(row, 4)?,
-        micros(row, 5)?,
-        micros(row, 6)?,
-    );
-    Ok(codec::account_kind(&kind).map(|kind| Account {
-        id,
-        kind,
-        floor: floor.map(Amount::from_micros),
-        posted,
-        reserved,
-        unbacked,
-        overspend,
-    }))
+    Ok(codec::account(row))
 }
 
 fn grant_row(row: &Row<'_>) -> rusqlite::Result<Result<Grant, StoreError>> {
-    let origin: String = row.get(2)?;
-    let priority: i64 = row.get(3)?;
-    let expires_at: Option<i64> = row.get(4)?;
-    let expired_at: Option<i64> = row.get(9)?;
-    let grant = (
-        GrantId::new(row.get::<_, String>(0)?),
-        AccountId::new(row.get::<_, String>(1)?),
-        micros(row, 5)?,
-        micros(row, 6)?,
-        micros(row, 7)?,
-        micros(row, 8)?,
-        time(row, 10)?,
-    );
-    Ok((|| {
-        let (id, account_id, amount, consumed, reserved, expired, created_at) = grant;
-        Ok(Grant {
-            id,
-            account_id,
-            terms: GrantTerms {
-                origin: codec::origin(&origin)?,
-                priority: codec::priority(priority)?,
-                expires_at: expires_at.map(Timestamp::from_unix_ms),
-            },
-            amount,
-            consumed,
-            reserved,
-            expired,
-            expired_at: expired_at.map(Timestamp::from_unix_ms),
-            created_at,
-        })
-    })())
+    Ok(codec::grant(row))
 }
 
 fn hold_row(row: &Row<'_>) -> rusqlite::Result<Result<Hold, StoreError>> {
-    let state: String = row.get(7)?;
-    let allocations: String = row.get(8)?;
-    let closed_by: Option<String> = row.get(10)?;
-    let settled_amount: Option<i64> = row.get(11)?;
-    let closed_at: Option<i64> = row.get(13)?;
-    let (id, debit, credit): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-    let (amount, reference, ttl_ms, expires_at) =
-        (micros(row, 3)?, row.get(4)?, row.get(5)?, time(row, 6)?);
-    let (unbacked, created_at) = (micros(row, 9)?, time(row, 12)?);
-    Ok((|| {
-        Ok(Hold {
-            id: HoldId::new(id),
-            debit_account_id: AccountId::new(debit),
-            credit_account_id: AccountId::new(credit),
-            amount,
-            reference,
-            ttl_ms,
-            expires_at,
-            state: codec::hold_state(&state)?,
-            allocations: codec::decode_allocations(&allocations)?,
-            unbacked,
-            closed_by: closed_by.map(TransferId::new),
-            settled_amount: settled_amount.map(Amount::from_micros),
-            created_at,
-            closed_at: closed_at.map(Timestamp::from_unix_ms),
-        })
-    })())
+    Ok(codec::hold(row))
 }
 
 fn transfer_row(row: &Row<'_>) -> rusqlite::Result<Result<Transfer, StoreError>> {
-    let kind: String = row.get(4)?;
-    let hold_id: Option<String> = row.get(6)?;
-    let grant_id: Option<String> = row.get(7)?;
-    let (id, debit, credit): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-    let (amount, reference) = (micros(row, 3)?, row.get(5)?);
-    let (debit_after, credit_after, overspend, created_at) = (
-        micros(row, 8)?,
-        micros(row, 9)?,
-        micros(row, 10)?,
-        time(row, 11)?,
-    );
-    Ok(codec::transfer_kind(&kind).map(|kind| Transfer {
-        id: TransferId::new(id),
-        debit_account_id: AccountId::new(debit),
-        credit_account_id: AccountId::new(credit),
-        amount,
-        kind,
-        reference,
-        hold_id: hold_id.map(HoldId::new),
-        grant_id: grant_id.map(GrantId::new),
-        debit_balance_after: debit_after,
-        credit_balance_after: credit_after,
-        overspend,
-        created_at,
-    }))
+    Ok(codec::transfer(row))
 }
