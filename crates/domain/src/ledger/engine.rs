@@ -35,10 +35,12 @@ pub enum Rejection {
     IdMustNotBeEmpty,
     #[error("id is longer than {ID_LEN_MAX} bytes")]
     IdTooLong,
-    #[error("id may hold only printable ASCII characters other than space")]
+    #[error("id may hold only printable ASCII characters other than space and ':'")]
     IdInvalidCharacter,
     #[error("reference is longer than {REFERENCE_LEN_MAX} bytes")]
     ReferenceTooLong,
+    #[error("reference may not hold control characters")]
+    ReferenceInvalidCharacter,
     #[error("amount must be positive")]
     AmountMustBePositive,
     #[error("amount must not be negative")]
@@ -89,6 +91,7 @@ impl Rejection {
             Rejection::IdTooLong => "id_too_long",
             Rejection::IdInvalidCharacter => "id_invalid_character",
             Rejection::ReferenceTooLong => "reference_too_long",
+            Rejection::ReferenceInvalidCharacter => "reference_invalid_character",
             Rejection::AmountMustBePositive => "amount_must_be_positive",
             Rejection::AmountMustNotBeNegative => "amount_must_not_be_negative",
             Rejection::AccountsMustBeDifferent => "accounts_must_be_different",
@@ -497,16 +500,26 @@ fn check_id(id: &str) -> Result<(), Rejection> {
     if id.len() > ID_LEN_MAX {
         return Err(Rejection::IdTooLong);
     }
-    // Ids end up in logs, URLs and stored lists: no spaces, control or non-ASCII characters.
-    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_valid_id_text(id) {
         return Err(Rejection::IdInvalidCharacter);
     }
     Ok(())
 }
 
+/// Whether `id` is made of the characters a client id may use: printable ASCII other than
+/// space (ids end up in logs, URLs and stored lists) and other than `:`, which only the ids
+/// the ledger derives itself carry (`hold_1:expiry`), so a client id never collides with one.
+pub fn is_valid_id_text(id: &str) -> bool {
+    id.bytes()
+        .all(|b| b.is_ascii_graphic() && b != ID_DERIVED_SEPARATOR)
+}
+
 fn check_reference(reference: &str) -> Result<(), Rejection> {
     if reference.len() > REFERENCE_LEN_MAX {
         return Err(Rejection::ReferenceTooLong);
+    }
+    if reference.chars().any(char::is_control) {
+        return Err(Rejection::ReferenceInvalidCharacter);
     }
     Ok(())
 }

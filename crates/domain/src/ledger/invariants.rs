@@ -133,7 +133,11 @@ fn check_account(snapshot: &Snapshot, account: &Account, report: &mut InvariantR
         .collect();
     let remaining: i128 = grants
         .iter()
-        .map(|g| i128::from(g.remaining().micros()))
+        .map(|g| {
+            i128::from(g.amount.micros())
+                - i128::from(g.consumed.micros())
+                - i128::from(g.expired.micros())
+        })
         .sum();
     if remaining - i128::from(account.unbacked.micros()) != i128::from(account.posted.micros()) {
         report.violations.push(format!(

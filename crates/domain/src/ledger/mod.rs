@@ -18,7 +18,7 @@ mod invariants;
 mod state;
 mod types;
 
-pub use engine::{apply, Outcome, Receipt, Rejection, Status};
+pub use engine::{apply, is_valid_id_text, Outcome, Receipt, Rejection, Status};
 pub use invariants::{check as check_invariants, InvariantReport, Snapshot};
 pub use state::{ChangeSet, LedgerState};
 pub use types::*;

@@ -26,11 +26,12 @@ const EXPIRED: &str = "acct_op_expired_credits";
 const LARGEST: &str = "9223372036854.775807";
 
 /// Every rejection, in precedence order.
-const REJECTIONS: [Rejection; 24] = [
+const REJECTIONS: [Rejection; 25] = [
     Rejection::IdMustNotBeEmpty,
     Rejection::IdTooLong,
     Rejection::IdInvalidCharacter,
     Rejection::ReferenceTooLong,
+    Rejection::ReferenceInvalidCharacter,
     Rejection::AmountMustBePositive,
     Rejection::AmountMustNotBeNegative,
     Rejection::AccountsMustBeDifferent,
@@ -61,6 +62,7 @@ fn _every_rejection_is_listed(rejection: Rejection) {
         | IdTooLong
         | IdInvalidCharacter
         | ReferenceTooLong
+        | ReferenceInvalidCharacter
         | AmountMustBePositive
         | AmountMustNotBeNegative
         | AccountsMustBeDifferent
@@ -423,7 +425,9 @@ fn every_result_code_in_precedence_order() {
         0, reference(purchase(&long_id, A, "0"), &long_reference) => "id_too_long";
         0, reference(purchase("t 2", A, "0"), &long_reference) => "id_invalid_character";
         0, purchase("t\n2", A, "1") => "id_invalid_character";
+        0, purchase("hold_1:expiry", A, "1") => "id_invalid_character";
         0, reference(transfer("t2", A, A, "0"), &long_reference) => "reference_too_long";
+        0, reference(transfer("t2", A, A, "0"), "a\u{0}b") => "reference_invalid_character";
         0, transfer("t2", A, A, "0") => "amount_must_be_positive";
         0, transfer("t2", A, A, "-1") => "amount_must_be_positive";
         0, settle("s1", "missing", "-1") => "amount_must_not_be_negative";

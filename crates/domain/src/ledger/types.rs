@@ -46,6 +46,9 @@ id_type!(
 
 /// Longest id the ledger accepts, in bytes.
 pub const ID_LEN_MAX: usize = 128;
+/// The byte that joins the parts of an id the ledger derives (`hold_1:expiry`); client ids
+/// may not contain it.
+pub const ID_DERIVED_SEPARATOR: u8 = b':';
 /// Longest reference the ledger accepts, in bytes.
 pub const REFERENCE_LEN_MAX: usize = 256;
 /// Longest time a hold may stay open before it expires.
