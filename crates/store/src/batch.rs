@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use creditgate_domain::ledger::{
     apply, AccountId, AccountKind, ChangeSet, GrantId, HoldId, LedgerState, Operation, Outcome,
-    TransferId,
+    TransferId, ID_LEN_MAX,
 };
+use creditgate_domain::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Clock, StoreError};
@@ -53,7 +54,9 @@ pub enum WriteError {
     TooManyOperations,
     #[error("the ledger writer has stopped")]
     Stopped,
-    #[error("the batch failed and nothing of it was committed: {0}")]
+    /// The batch was rolled back — or, if the connection was lost during COMMIT, its outcome
+    /// is unknown. Either way, submitting the same operations (same ids) again is safe.
+    #[error("the batch failed; submitting the same ids again is safe: {0}")]
     Store(Arc<StoreError>),
 }
 
@@ -196,7 +199,21 @@ impl BatchKeys {
                 }
             }
         }
+        keys.retain_loadable();
         keys
+    }
+
+    /// Drops keys no row can have (the engine refuses their operations anyway), so that no
+    /// caller's malformed id (a NUL byte, say) reaches a query and fails its batch-mates.
+    fn retain_loadable(&mut self) {
+        fn loadable(id: &str) -> bool {
+            !id.is_empty() && id.len() <= 2 * ID_LEN_MAX && id.bytes().all(|b| b.is_ascii_graphic())
+        }
+        self.accounts.retain(|id| loadable(id.as_str()));
+        self.holds.retain(|id| loadable(id.as_str()));
+        self.transfers.retain(|id| loadable(id.as_str()));
+        self.grants.retain(|id| loadable(id.as_str()));
+        self.closers.retain(|id| loadable(id.as_str()));
     }
 }
 
@@ -240,28 +257,50 @@ async fn run<B: BatchBackend>(
 ) {
     while let Some(first) = receiver.recv().await {
         let batch = collect(first, &mut receiver, &config).await;
-        let operations: Vec<&Operation> = batch.iter().flat_map(|s| s.operations.iter()).collect();
-        let keys = BatchKeys::of(&operations);
         let now = clock.now();
-        let mut outcomes = Vec::with_capacity(operations.len());
-        let mut decide = |state: &mut LedgerState| {
-            outcomes.clear();
-            outcomes.extend(
-                operations
-                    .iter()
-                    .map(|operation| apply(state, operation, now)),
-            );
-            state.take_changes()
-        };
-        let count = operations.len() as u64;
-        let result = backend.commit(&keys, &mut decide).await;
-        if result.is_ok() {
-            use std::sync::atomic::Ordering::Relaxed;
-            stats.batches.fetch_add(1, Relaxed);
-            stats.operations.fetch_add(count, Relaxed);
+        match commit(&mut backend, &batch, now, &stats).await {
+            Ok(outcomes) => answer(batch, outcomes),
+            Err(error) if batch.len() > 1 => {
+                // What the database refused may be one submission's doing: commit each one
+                // alone, so that it fails only itself.
+                tracing::warn!(%error, submissions = batch.len(), "ledger batch failed; committing its submissions one by one");
+                for submission in batch {
+                    let alone = std::slice::from_ref(&submission);
+                    match commit(&mut backend, alone, now, &stats).await {
+                        Ok(outcomes) => answer(vec![submission], outcomes),
+                        Err(error) => fail(vec![submission], error),
+                    }
+                }
+            }
+            Err(error) => fail(batch, error),
         }
-        answer(batch, outcomes, result);
     }
+}
+
+/// Decides and commits the operations of `batch`, in order, in one transaction.
+async fn commit<B: BatchBackend>(
+    backend: &mut B,
+    batch: &[Submission],
+    now: Timestamp,
+    stats: &WriterStats,
+) -> Result<Vec<Outcome>, StoreError> {
+    let operations: Vec<&Operation> = batch.iter().flat_map(|s| s.operations.iter()).collect();
+    let keys = BatchKeys::of(&operations);
+    let mut outcomes = Vec::with_capacity(operations.len());
+    let mut decide = |state: &mut LedgerState| {
+        outcomes.clear();
+        outcomes.extend(
+            operations
+                .iter()
+                .map(|operation| apply(state, operation, now)),
+        );
+        state.take_changes()
+    };
+    backend.commit(&keys, &mut decide).await?;
+    use std::sync::atomic::Ordering::Relaxed;
+    stats.batches.fetch_add(1, Relaxed);
+    stats.operations.fetch_add(operations.len() as u64, Relaxed);
+    Ok(outcomes)
 }
 
 async fn collect(
@@ -287,25 +326,22 @@ async fn collect(
     batch
 }
 
-fn answer(batch: Vec<Submission>, outcomes: Vec<Outcome>, result: Result<(), StoreError>) {
-    match result {
-        Ok(()) => {
-            let mut outcomes = outcomes.into_iter();
-            for submission in batch {
-                let mine = outcomes
-                    .by_ref()
-                    .take(submission.operations.len())
-                    .collect();
-                let _ = submission.reply.send(Ok(mine));
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, "ledger batch failed; nothing of it was committed");
-            let error = Arc::new(error);
-            for submission in batch {
-                let _ = submission.reply.send(Err(WriteError::Store(error.clone())));
-            }
-        }
+fn answer(batch: Vec<Submission>, outcomes: Vec<Outcome>) {
+    let mut outcomes = outcomes.into_iter();
+    for submission in batch {
+        let mine = outcomes
+            .by_ref()
+            .take(submission.operations.len())
+            .collect();
+        let _ = submission.reply.send(Ok(mine));
+    }
+}
+
+fn fail(batch: Vec<Submission>, error: StoreError) {
+    tracing::error!(%error, "ledger batch failed");
+    let error = Arc::new(error);
+    for submission in batch {
+        let _ = submission.reply.send(Err(WriteError::Store(error.clone())));
     }
 }
 

@@ -63,7 +63,7 @@ pub enum Synchronous {
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database url not understood: {0}")]
     BadUrl(String),
@@ -71,6 +71,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store's worker thread stopped")]
     WorkerStopped,
+}
+
+/// The server's own message and SQLSTATE where there is one (the driver's `Display` says
+/// only "db error").
+fn postgres_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => error.to_string(),
+    }
 }
 
 /// The time, handed in so tests control it.

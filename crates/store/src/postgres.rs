@@ -39,10 +39,23 @@ impl PgStore {
         })
     }
 
+    /// The reading connection, reconnected first if the server closed it.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
+        let mut client = self.client.lock().await;
+        if client.is_closed() {
+            *client = connect(&self.url).await?;
+        }
+        Ok(client)
+    }
+
     pub async fn batch_backend(&self) -> Result<PgBatch, StoreError> {
         let client = connect(&self.url).await?;
         let statements = Statements::prepare(&client).await?;
-        Ok(PgBatch { client, statements })
+        Ok(PgBatch {
+            url: self.url.clone(),
+            client,
+            statements,
+        })
     }
 
     pub async fn create_account(
@@ -50,7 +63,7 @@ impl PgStore {
         account: &Account,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         client
             .execute(
                 "INSERT INTO accounts (id, kind, floor, posted, reserved, unbacked, overspend, created_at)
@@ -62,7 +75,7 @@ impl PgStore {
     }
 
     pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
         client
             .query_opt(&sql, &[&id.as_str()])
@@ -72,7 +85,7 @@ impl PgStore {
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -118,7 +131,7 @@ impl PgStore {
     }
 
     pub async fn due_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<HoldId>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT id FROM holds WHERE state = 'open' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
@@ -136,7 +149,7 @@ impl PgStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<(AccountId, GrantId)>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT account_id, id FROM grants WHERE expired_at IS NULL AND expires_at IS NOT NULL
@@ -163,7 +176,7 @@ impl PgStore {
         amount: i64,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let changed = tx
             .execute(
@@ -236,6 +249,7 @@ async fn run_migrations(client: &mut Client) -> Result<(), StoreError> {
 
 /// The writer's side: its own connection and its prepared statements (one round trip each).
 pub struct PgBatch {
+    url: String,
     client: Client,
     statements: Statements,
 }
@@ -291,6 +305,12 @@ impl BatchBackend for PgBatch {
         keys: &BatchKeys,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            // The server restarted or ended this session: start a new one.
+            tracing::warn!("ledger writer's PostgreSQL connection closed; reconnecting");
+            self.client = connect(&self.url).await?;
+            self.statements = Statements::prepare(&self.client).await?;
+        }
         let mut attempt = 1;
         loop {
             match self.try_commit(keys, decide).await {
