@@ -21,12 +21,31 @@ pub struct TestDatabase {
     pub kind: Kind,
     pub url: String,
     dir: Option<PathBuf>,
+    /// PostgreSQL only: the server's admin URL, to drop the database with.
+    admin_url: Option<String>,
 }
 
 impl Drop for TestDatabase {
+    /// Removes the SQLite directory, or drops the PostgreSQL database (on a thread of its own:
+    /// `Drop` cannot await, and the test's runtime may be single-threaded).
     fn drop(&mut self) {
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(admin_url) = self.admin_url.take() {
+            let url = self.url.clone();
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime
+                    .block_on(drop_postgres_database(&admin_url, &url))
+                    .map_err(std::io::Error::other)
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("note: could not drop test database {}", self.url);
+            }
         }
     }
 }
@@ -58,6 +77,7 @@ pub fn sqlite() -> TestDatabase {
     std::fs::create_dir_all(&dir).expect("the temp dir is writable");
     let url = format!("sqlite:{}", dir.join("ledger.db").display());
     TestDatabase {
+        admin_url: None,
         kind: Kind::Sqlite,
         url,
         dir: Some(dir),
@@ -80,6 +100,7 @@ pub async fn postgres() -> Option<TestDatabase> {
         kind: Kind::Postgres,
         url,
         dir: None,
+        admin_url: Some(admin_url),
     })
 }
 
