@@ -40,7 +40,7 @@ async fn postgres_two_processes_never_hold_more_than_the_balance() {
 /// or `migrate` next to a server) can make one fail at once with "database is locked" — in
 /// 10–40% of tries on this machine when run alone, less under load, so the test tries up to
 /// [`WAL_RACE_TRIES`] times and stops at the first failure. `PRAGMA journal_mode=WAL` (in
-/// `store/src/sqlite.rs`, `connect`) rewrites the file header of a rollback-mode database:
+/// `store/src/sqlite/mod.rs`, `switch_to_wal`) rewrites the file header of a rollback-mode database:
 /// it reads the header, then upgrades to an exclusive lock, and SQLite never calls the busy
 /// handler for a read-to-write upgrade, so the 5 s busy timeout does not apply. Suggested
 /// fix: in `connect`, retry that pragma on SQLITE_BUSY (short sleeps) until `busy_timeout_ms`

@@ -57,12 +57,12 @@ pub enum Rejection {
     KindNotAllowed,
     #[error("the id was used before with different fields")]
     ExistsWithDifferentFields,
+    #[error("account not found")]
+    AccountNotFound,
     #[error("debit account not found")]
     DebitAccountNotFound,
     #[error("credit account not found")]
     CreditAccountNotFound,
-    #[error("account not found")]
-    AccountNotFound,
     #[error("grant terms apply only to credits into an org account")]
     GrantTermsNotAllowed,
     #[error("hold not found")]
@@ -435,6 +435,12 @@ fn expire_grant(state: &mut LedgerState, request: &ExpireGrantRequest, now: Time
     let account = state
         .account(&request.account_id)
         .ok_or(Rejection::AccountNotFound)?;
+    let expired_id = AccountKind::ExpiredCredits
+        .operator_account_id()
+        .expect("operator account");
+    let expired_account = state
+        .account(&expired_id)
+        .ok_or(Rejection::CreditAccountNotFound)?;
     let grant = state
         .grant(&request.account_id, &request.grant_id)
         .ok_or(Rejection::GrantNotFound)?;
@@ -454,12 +460,6 @@ fn expire_grant(state: &mut LedgerState, request: &ExpireGrantRequest, now: Time
         return Err(Rejection::GrantNotExpired);
     }
     let expiring = grant.spendable();
-    let expired_id = AccountKind::ExpiredCredits
-        .operator_account_id()
-        .expect("operator account");
-    let expired_account = state
-        .account(&expired_id)
-        .ok_or(Rejection::CreditAccountNotFound)?;
     check_credit(expired_account, expiring)?;
     // Expiry moves credits nobody reserved, so it takes the account below its floor only
     // when it already overspent; that part is recorded like usage overspend.
