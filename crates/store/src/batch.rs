@@ -130,6 +130,11 @@ pub(crate) trait BatchBackend: Send + 'static {
 
     /// Whether the loop should run on a dedicated thread (blocking I/O) or as a task.
     fn blocking() -> bool;
+
+    /// Housekeeping between batches, after the last one's callers were answered.
+    fn after_answer(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The rows one batch needs, each set in id order (the lock order).
@@ -274,6 +279,7 @@ async fn run<B: BatchBackend>(
             }
             Err(error) => fail(batch, error),
         }
+        backend.after_answer().await;
     }
 }
 

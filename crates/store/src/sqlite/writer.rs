@@ -163,9 +163,14 @@ impl BatchBackend for SqliteBatch {
         let changes = decide(&mut state);
         write(&tx, &changes)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    async fn after_answer(&mut self) {
+        // Restarting a long WAL copies it into the database file: done after the callers of
+        // the last batch were answered, so none of them waits for it.
         self.checkpointer
             .bound_wal(&self.connection, self.busy_timeout_ms);
-        Ok(())
     }
 
     fn blocking() -> bool {
