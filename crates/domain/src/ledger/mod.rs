@@ -13,13 +13,18 @@
 //! expires at once. Consumption beyond all grants (possible only with a floor below zero,
 //! or with usage that already happened) is `unbacked` and is repaid by the next credits.
 
+mod checks;
 mod engine;
+mod execute;
 mod invariants;
+mod result;
 mod state;
 mod types;
 
-pub use engine::{apply, is_valid_id_text, Outcome, Receipt, Rejection, Status};
+pub use checks::is_valid_id_text;
+pub use engine::apply;
 pub use invariants::{check as check_invariants, InvariantReport, Snapshot};
+pub use result::{Outcome, Receipt, Rejection, Status};
 pub use state::{ChangeSet, LedgerState};
 pub use types::*;
 

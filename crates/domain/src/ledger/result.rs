@@ -1,0 +1,113 @@
+//! The named results of ledger operations.
+
+use super::types::*;
+
+/// Whether an accepted operation was new or a repeat of one already recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    /// The same id with the same fields was recorded before; nothing changed this time.
+    Exists,
+}
+
+/// The answer to an accepted operation: what it recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub status: Status,
+    /// The main transfer made (none for placing, voiding or expiring a hold).
+    pub transfer: Option<Transfer>,
+    /// The hold placed or closed.
+    pub hold: Option<Hold>,
+}
+
+/// Why an operation was refused. Variants are listed in precedence order: when several
+/// apply, the first one listed is reported. A refused operation changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Rejection {
+    #[error("id must not be empty")]
+    IdMustNotBeEmpty,
+    #[error("id is longer than {ID_LEN_MAX} bytes")]
+    IdTooLong,
+    #[error("id may hold only printable ASCII characters other than space and ':'")]
+    IdInvalidCharacter,
+    #[error("reference is longer than {REFERENCE_LEN_MAX} bytes")]
+    ReferenceTooLong,
+    #[error("reference may not hold control characters")]
+    ReferenceInvalidCharacter,
+    #[error("amount must be positive")]
+    AmountMustBePositive,
+    #[error("amount must not be negative")]
+    AmountMustNotBeNegative,
+    #[error("debit and credit accounts must be different")]
+    AccountsMustBeDifferent,
+    #[error("ttl must be positive")]
+    TtlMustBePositive,
+    #[error("ttl exceeds {HOLD_TTL_MS_MAX} ms")]
+    TtlExceedsMax,
+    #[error("grant priority exceeds {GRANT_PRIORITY_MAX}")]
+    PriorityExceedsMax,
+    #[error("transfers of this kind are made only by the ledger")]
+    KindNotAllowed,
+    #[error("the id was used before with different fields")]
+    ExistsWithDifferentFields,
+    #[error("account not found")]
+    AccountNotFound,
+    #[error("debit account not found")]
+    DebitAccountNotFound,
+    #[error("credit account not found")]
+    CreditAccountNotFound,
+    #[error("grant terms apply only to credits into an org account")]
+    GrantTermsNotAllowed,
+    #[error("hold not found")]
+    HoldNotFound,
+    #[error("hold is already settled, voided or expired")]
+    HoldAlreadyClosed,
+    #[error("hold has expired")]
+    HoldExpired,
+    #[error("hold has not expired yet")]
+    HoldNotExpired,
+    #[error("grant not found")]
+    GrantNotFound,
+    #[error("grant has no expiry or it is still in the future")]
+    GrantNotExpired,
+    #[error("amount would overflow a balance")]
+    AmountOverflow,
+    #[error("insufficient funds")]
+    InsufficientFunds,
+}
+
+impl Rejection {
+    /// The stable snake_case code of this result.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::IdMustNotBeEmpty => "id_must_not_be_empty",
+            Rejection::IdTooLong => "id_too_long",
+            Rejection::IdInvalidCharacter => "id_invalid_character",
+            Rejection::ReferenceTooLong => "reference_too_long",
+            Rejection::ReferenceInvalidCharacter => "reference_invalid_character",
+            Rejection::AmountMustBePositive => "amount_must_be_positive",
+            Rejection::AmountMustNotBeNegative => "amount_must_not_be_negative",
+            Rejection::AccountsMustBeDifferent => "accounts_must_be_different",
+            Rejection::TtlMustBePositive => "ttl_must_be_positive",
+            Rejection::TtlExceedsMax => "ttl_exceeds_max",
+            Rejection::PriorityExceedsMax => "priority_exceeds_max",
+            Rejection::KindNotAllowed => "kind_not_allowed",
+            Rejection::ExistsWithDifferentFields => "exists_with_different_fields",
+            Rejection::DebitAccountNotFound => "debit_account_not_found",
+            Rejection::CreditAccountNotFound => "credit_account_not_found",
+            Rejection::AccountNotFound => "account_not_found",
+            Rejection::GrantTermsNotAllowed => "grant_terms_not_allowed",
+            Rejection::HoldNotFound => "hold_not_found",
+            Rejection::HoldAlreadyClosed => "hold_already_closed",
+            Rejection::HoldExpired => "hold_expired",
+            Rejection::HoldNotExpired => "hold_not_expired",
+            Rejection::GrantNotFound => "grant_not_found",
+            Rejection::GrantNotExpired => "grant_not_expired",
+            Rejection::AmountOverflow => "amount_overflow",
+            Rejection::InsufficientFunds => "insufficient_funds",
+        }
+    }
+}
+
+/// The result of one operation.
+pub type Outcome = Result<Receipt, Rejection>;
