@@ -222,6 +222,15 @@ impl Store {
         }
     }
 
+    /// Refreshes the query planner's statistics (`ANALYZE`): after a bulk load, before it is
+    /// measured or served.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        match &*self.inner {
+            Backend::Sqlite(store) => store.analyze().await,
+            Backend::Postgres(store) => store.analyze().await,
+        }
+    }
+
     /// A naive baseline for benchmarks: one guarded UPDATE + INSERT per transaction, no
     /// batching. Returns whether the debit was applied (false: insufficient funds).
     pub async fn naive_debit(

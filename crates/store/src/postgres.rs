@@ -168,6 +168,10 @@ impl PgStore {
             .collect())
     }
 
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        Ok(self.client().await?.batch_execute("ANALYZE").await?)
+    }
+
     pub async fn naive_debit(
         &self,
         account: &AccountId,

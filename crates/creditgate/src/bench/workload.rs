@@ -157,6 +157,8 @@ impl Bench {
             orgs.push(id);
         }
         fund(&writer, &orgs).await?;
+        // Fresh tables have no statistics; give the planner some, as a live database has.
+        store.analyze().await?;
         let revenue = AccountKind::UsageRevenue
             .operator_account_id()
             .expect("usage revenue is an operator account");

@@ -139,6 +139,11 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        self.read(|connection| Ok(connection.execute_batch("ANALYZE")?))
+            .await
+    }
+
     pub async fn naive_debit(
         &self,
         account: &AccountId,
