@@ -429,8 +429,10 @@ impl Caller {
         &orgs[at as usize]
     }
 
+    /// Ids grow with time (sequence first, then caller), as ULID- or timestamp-prefixed
+    /// client ids do: new index entries land at the end of the id index, not all over it.
     fn id(&self, kind: &str, seq: u64) -> String {
-        format!("bench_{kind}_{}_{seq}", self.index)
+        format!("bench_{kind}_{seq:012}_{:04}", self.index)
     }
 }
 
