@@ -4,6 +4,8 @@
 //! Callers pass the time ([`time::Timestamp`]) and the ids; the core answers with a
 //! decision. The store and the server (the imperative shell) do the reading and writing.
 
+#![warn(missing_docs)]
+
 pub mod ledger;
 pub mod money;
 pub mod time;

@@ -23,22 +23,31 @@ pub struct Amount(i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseAmountError {
     #[error("amount is empty")]
+    /// The string is empty.
     Empty,
     #[error("amount is longer than {AMOUNT_TEXT_LEN_MAX} characters")]
+    /// The string is longer than [`AMOUNT_TEXT_LEN_MAX`].
     TooLong,
     #[error("amount has leading or trailing whitespace")]
+    /// The string starts or ends with whitespace.
     Padded,
     #[error("amount may not carry a sign here")]
+    /// A `+`, or a `-` where only non-negative amounts are accepted.
     SignNotAllowed,
     #[error("amount may not use an exponent")]
+    /// The string uses an exponent (`1e3`).
     Exponent,
     #[error("amount has more than 6 decimals")]
+    /// More than six decimals: finer than a micro-unit.
     TooManyDecimals,
     #[error("amount must have digits before and after the decimal point")]
+    /// No digits before or after the decimal point (`.5`, `5.`).
     MissingDigits,
     #[error("amount contains a character that is not a digit")]
+    /// A character other than a digit, one `.` and a leading `-`.
     InvalidCharacter,
     #[error("amount is too large")]
+    /// The value does not fit an `i64` of micro-units.
     Overflow,
 }
 
@@ -52,7 +61,9 @@ pub enum Sign {
 }
 
 impl Amount {
+    /// No money.
     pub const ZERO: Amount = Amount(0);
+    /// The largest amount (`i64::MAX` micro-units).
     pub const MAX: Amount = Amount(i64::MAX);
 
     /// An amount of `micros` micro-units.
@@ -68,30 +79,37 @@ impl Amount {
         }
     }
 
+    /// The amount in micro-units.
     pub const fn micros(self) -> i64 {
         self.0
     }
 
+    /// True for zero.
     pub const fn is_zero(self) -> bool {
         self.0 == 0
     }
 
+    /// True below zero (e.g. an available balance under an overdraft floor).
     pub const fn is_negative(self) -> bool {
         self.0 < 0
     }
 
+    /// True above zero.
     pub const fn is_positive(self) -> bool {
         self.0 > 0
     }
 
+    /// `self + other`, or `None` on overflow.
     pub fn checked_add(self, other: Amount) -> Option<Amount> {
         self.0.checked_add(other.0).map(Amount)
     }
 
+    /// `self - other`, or `None` on overflow.
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
         self.0.checked_sub(other.0).map(Amount)
     }
 
+    /// `-self`, or `None` on overflow (only for `i64::MIN` micro-units).
     pub fn checked_neg(self) -> Option<Amount> {
         self.0.checked_neg().map(Amount)
     }

@@ -7,10 +7,12 @@ use std::fmt;
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// The instant `unix_ms` milliseconds after the Unix epoch.
     pub const fn from_unix_ms(unix_ms: i64) -> Timestamp {
         Timestamp(unix_ms)
     }
 
+    /// Milliseconds since the Unix epoch.
     pub const fn unix_ms(self) -> i64 {
         self.0
     }

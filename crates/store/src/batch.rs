@@ -49,10 +49,13 @@ impl Default for WriterConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("the ledger writer's queue is full")]
+    /// The queue already holds [`WriterConfig::queue_len_max`] submissions; try again later.
     Overloaded,
     #[error("too many operations in one submission")]
+    /// One submission holds more than [`WriterConfig::submit_len_max`] operations.
     TooManyOperations,
     #[error("the ledger writer has stopped")]
+    /// The writer loop has shut down; nothing submitted now will be written.
     Stopped,
     /// The batch was rolled back — or, if the connection was lost during COMMIT, its outcome
     /// is unknown. Either way, submitting the same operations (same ids) again is safe.
@@ -76,7 +79,9 @@ pub struct LedgerWriter {
 /// Counters a benchmark or `/metrics` can read.
 #[derive(Debug, Default)]
 pub struct WriterStats {
+    /// Batches committed since the writer started.
     pub batches: std::sync::atomic::AtomicU64,
+    /// Operations decided in those batches, rejected ones included.
     pub operations: std::sync::atomic::AtomicU64,
 }
 
@@ -140,6 +145,7 @@ pub(crate) trait BatchBackend: Send + 'static {
 /// The rows one batch needs, each set in id order (the lock order).
 #[derive(Debug, Default)]
 pub(crate) struct BatchKeys {
+    /// Accounts the operations debit or credit.
     pub accounts: BTreeSet<AccountId>,
     /// Holds to close, and holds to place (for idempotency).
     pub holds: BTreeSet<HoldId>,

@@ -12,34 +12,45 @@ use crate::StoreError;
 
 /// The columns each backend selects, in the order its row readers expect.
 pub const ACCOUNT_COLUMNS: &str = "id, kind, floor, posted, reserved, unbacked, overspend";
+/// The grant columns, in the order [`grant`] reads them.
 pub const GRANT_COLUMNS: &str =
     "id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired, expired_at, created_at";
+/// The hold columns, in the order [`hold`] reads them.
 pub const HOLD_COLUMNS: &str =
     "id, debit_account_id, credit_account_id, amount, reference, ttl_ms, expires_at, state, \
      allocations, unbacked, closed_by, settled_amount, created_at, closed_at";
+/// The transfer columns, in the order [`transfer`] reads them.
 pub const TRANSFER_COLUMNS: &str =
     "id, debit_account_id, credit_account_id, amount, kind, reference, hold_id, grant_id, \
      debit_balance_after, credit_balance_after, overspend, created_at";
 
 /// A result row of either backend, read by column index.
 pub trait Columns {
+    /// A non-null text column.
     fn text(&self, index: usize) -> Result<String, StoreError>;
+    /// A nullable text column.
     fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError>;
+    /// A non-null integer column.
     fn int(&self, index: usize) -> Result<i64, StoreError>;
+    /// A nullable integer column.
     fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError>;
 
+    /// An amount stored as integer micro-units.
     fn amount(&self, index: usize) -> Result<Amount, StoreError> {
         self.int(index).map(Amount::from_micros)
     }
 
+    /// A nullable amount stored as integer micro-units.
     fn opt_amount(&self, index: usize) -> Result<Option<Amount>, StoreError> {
         Ok(self.opt_int(index)?.map(Amount::from_micros))
     }
 
+    /// A timestamp stored as integer unix ms.
     fn time(&self, index: usize) -> Result<Timestamp, StoreError> {
         self.int(index).map(Timestamp::from_unix_ms)
     }
 
+    /// A nullable timestamp stored as integer unix ms.
     fn opt_time(&self, index: usize) -> Result<Option<Timestamp>, StoreError> {
         Ok(self.opt_int(index)?.map(Timestamp::from_unix_ms))
     }
@@ -151,26 +162,32 @@ pub fn transfer(row: &impl Columns) -> Result<Transfer, StoreError> {
     })
 }
 
+/// Decodes a stored account kind; an unknown name is [`StoreError::Corrupt`].
 pub fn account_kind(text: &str) -> Result<AccountKind, StoreError> {
     AccountKind::parse(text).ok_or_else(|| corrupt("account kind", text))
 }
 
+/// Decodes a stored transfer kind; an unknown name is [`StoreError::Corrupt`].
 pub fn transfer_kind(text: &str) -> Result<TransferKind, StoreError> {
     TransferKind::parse(text).ok_or_else(|| corrupt("transfer kind", text))
 }
 
+/// Decodes a stored hold state; an unknown name is [`StoreError::Corrupt`].
 pub fn hold_state(text: &str) -> Result<HoldState, StoreError> {
     HoldState::parse(text).ok_or_else(|| corrupt("hold state", text))
 }
 
+/// Decodes a stored grant origin; an unknown name is [`StoreError::Corrupt`].
 pub fn origin(text: &str) -> Result<Origin, StoreError> {
     Origin::parse(text).ok_or_else(|| corrupt("grant origin", text))
 }
 
+/// Decodes a stored grant priority; a value outside `u32` is [`StoreError::Corrupt`].
 pub fn priority(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| corrupt("grant priority", &value.to_string()))
 }
 
+/// A hold's allocations as `"micros grant_id"` lines (ids hold no spaces or newlines).
 pub fn encode_allocations(allocations: &[Allocation]) -> String {
     let mut text = String::new();
     for allocation in allocations {
@@ -184,6 +201,7 @@ pub fn encode_allocations(allocations: &[Allocation]) -> String {
     text
 }
 
+/// Reads what [`encode_allocations`] wrote; a malformed line is [`StoreError::Corrupt`].
 pub fn decode_allocations(text: &str) -> Result<Vec<Allocation>, StoreError> {
     text.lines()
         .filter(|line| !line.is_empty())

@@ -18,15 +18,20 @@ pub const EXPIRY_BATCH_LEN_MAX: usize = 1_000;
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
+    /// Holds closed as expired.
     pub holds_expired: usize,
+    /// Grants whose remainder was expired.
     pub grants_expired: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a step of the expiry worker failed; the next step retries what is still due.
 pub enum ExpiryError {
     #[error(transparent)]
+    /// Reading what is due failed.
     Store(#[from] StoreError),
     #[error(transparent)]
+    /// Writing the expiries failed.
     Write(#[from] WriteError),
 }
 

@@ -12,6 +12,8 @@
 //! `synchronous=NORMAL` (configurable) survives a process crash but may lose the last
 //! commits on power loss. PostgreSQL uses the server's `synchronous_commit` (on by default).
 
+#![warn(missing_docs)]
+
 mod batch;
 mod codec;
 pub mod expiry;
@@ -39,6 +41,7 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The defaults for `url`: `synchronous=FULL`, a 5 s busy timeout.
     pub fn new(url: impl Into<String>) -> StoreConfig {
         StoreConfig {
             url: url.into(),
@@ -62,14 +65,19 @@ pub enum Synchronous {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
+    /// An error from the SQLite driver.
     Sqlite(#[from] rusqlite::Error),
     #[error("postgres: {}", postgres_message(.0))]
+    /// An error from the PostgreSQL driver or server.
     Postgres(#[from] tokio_postgres::Error),
     #[error("database url not understood: {0}")]
+    /// The URL names neither a SQLite path nor a PostgreSQL server.
     BadUrl(String),
     #[error("stored data is corrupt: {0}")]
+    /// A row holds a value the code cannot decode.
     Corrupt(String),
     #[error("the store's worker thread stopped")]
+    /// A backend thread or blocking task stopped before answering.
     WorkerStopped,
 }
 
@@ -84,6 +92,7 @@ fn postgres_message(error: &tokio_postgres::Error) -> String {
 
 /// The time, handed in so tests control it.
 pub trait Clock: Send + Sync + 'static {
+    /// The current time.
     fn now(&self) -> Timestamp;
 }
 
@@ -162,6 +171,7 @@ impl Store {
         }
     }
 
+    /// An account with its balances, or `None` if it does not exist.
     pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         match &*self.inner {
             Backend::Sqlite(store) => store.account(id).await,

@@ -24,12 +24,14 @@ use crate::{codec, migrate, StoreError};
 /// Most attempts at one batch when it loses a race with another process.
 pub const COMMIT_ATTEMPTS_MAX: u32 = 5;
 
+/// The PostgreSQL backend: the server URL and one reading connection.
 pub struct PgStore {
     url: String,
     client: Mutex<Client>,
 }
 
 impl PgStore {
+    /// Connects to `url` and migrates the database.
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
         let mut client = connect(url).await?;
         run_migrations(&mut client).await?;
@@ -48,6 +50,7 @@ impl PgStore {
         Ok(client)
     }
 
+    /// Opens the writer's own connection and prepares its statements (see [`PgBatch`]).
     pub async fn batch_backend(&self) -> Result<PgBatch, StoreError> {
         let client = connect(&self.url).await?;
         let statements = Statements::prepare(&client).await?;
@@ -58,6 +61,7 @@ impl PgStore {
         })
     }
 
+    /// See [`crate::Store::create_account`].
     pub async fn create_account(
         &self,
         account: &Account,
@@ -74,6 +78,7 @@ impl PgStore {
         Ok(())
     }
 
+    /// See [`crate::Store::account`].
     pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         let client = self.client().await?;
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
@@ -84,6 +89,7 @@ impl PgStore {
             .transpose()
     }
 
+    /// See [`crate::Store::snapshot`].
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let mut client = self.client().await?;
         let tx = client
@@ -130,6 +136,7 @@ impl PgStore {
         })
     }
 
+    /// See [`crate::Store::due_holds`].
     pub async fn due_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<HoldId>, StoreError> {
         let client = self.client().await?;
         let rows = client
@@ -144,6 +151,7 @@ impl PgStore {
             .collect())
     }
 
+    /// See [`crate::Store::due_grants`].
     pub async fn due_grants(
         &self,
         now: Timestamp,
@@ -168,10 +176,12 @@ impl PgStore {
             .collect())
     }
 
+    /// See [`crate::Store::analyze`].
     pub async fn analyze(&self) -> Result<(), StoreError> {
         Ok(self.client().await?.batch_execute("ANALYZE").await?)
     }
 
+    /// See [`crate::Store::naive_debit`] (benchmark baseline only).
     pub async fn naive_debit(
         &self,
         account: &AccountId,

@@ -12,13 +12,17 @@ use crate::{Store, StoreConfig, StoreError};
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// A SQLite file in a temporary directory.
     Sqlite,
+    /// A database of its own on the server named by `CREDITGATE_TEST_DATABASE_URL`.
     Postgres,
 }
 
 /// A fresh, migrated database; the SQLite file is removed on drop.
 pub struct TestDatabase {
+    /// The backend the database is on.
     pub kind: Kind,
+    /// The URL to open it with ([`crate::StoreConfig::new`]).
     pub url: String,
     dir: Option<PathBuf>,
     /// PostgreSQL only: the server's admin URL, to drop the database with.

@@ -11,21 +11,27 @@ use crate::money::Amount;
 /// Everything the ledger holds.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    /// Every account, operator accounts included.
     pub accounts: Vec<Account>,
+    /// Every grant, open, used up or expired.
     pub grants: Vec<Grant>,
+    /// Every hold, open or closed.
     pub holds: Vec<Hold>,
+    /// Every transfer ever posted.
     pub transfers: Vec<Transfer>,
 }
 
 /// What the checker found. `violations` must be empty; `overspend` is reported, not an error.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InvariantReport {
+    /// One line per broken invariant, naming the rows involved.
     pub violations: Vec<String>,
     /// Total usage recorded below floors, over all accounts.
     pub overspend: Amount,
 }
 
 impl InvariantReport {
+    /// True when no invariant is broken (overspend alone does not count).
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty()
     }

@@ -49,6 +49,7 @@ pub struct ChangeSet {
 }
 
 impl ChangeSet {
+    /// True when the batch changed nothing (nothing to write).
     pub fn is_empty(&self) -> bool {
         self.transfers.is_empty()
             && self.holds_created.is_empty()
@@ -59,6 +60,7 @@ impl ChangeSet {
 }
 
 impl LedgerState {
+    /// An empty state, to be filled with the rows a batch loads.
     pub fn new() -> LedgerState {
         LedgerState::default()
     }
@@ -76,6 +78,7 @@ impl LedgerState {
         grants.insert(at, grant);
     }
 
+    /// Adds a loaded hold, and remembers the operation id that closed it, if any.
     pub fn insert_hold(&mut self, hold: Hold) {
         if let Some(closed_by) = &hold.closed_by {
             self.closers.insert(closed_by.clone(), hold.id.clone());
@@ -93,26 +96,32 @@ impl LedgerState {
         self.closers.get(id)
     }
 
+    /// Adds a transfer already recorded under an id the batch uses (for idempotency).
     pub fn insert_transfer(&mut self, transfer: Transfer) {
         self.transfers.insert(transfer.id.clone(), transfer);
     }
 
+    /// A loaded account.
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
         self.accounts.get(id)
     }
 
+    /// Every loaded account, in no particular order.
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
         self.accounts.values()
     }
 
+    /// A loaded hold, open or closed.
     pub fn hold(&self, id: &HoldId) -> Option<&Hold> {
         self.holds.get(id)
     }
 
+    /// Every loaded hold, in no particular order.
     pub fn holds(&self) -> impl Iterator<Item = &Hold> {
         self.holds.values()
     }
 
+    /// A loaded transfer recorded earlier under this id.
     pub fn transfer(&self, id: &TransferId) -> Option<&Transfer> {
         self.transfers.get(id)
     }
@@ -130,6 +139,7 @@ impl LedgerState {
             .find(|grant| &grant.id == grant_id)
     }
 
+    /// One of the account's loaded grants that still hold credits.
     pub fn grant(&self, account_id: &AccountId, grant_id: &GrantId) -> Option<&Grant> {
         self.grants(account_id)
             .iter()

@@ -10,10 +10,12 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
+            /// Wraps an id as given; validity is checked by the engine, not here.
             pub fn new(id: impl Into<String>) -> $name {
                 $name(id.into())
             }
 
+            /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -76,6 +78,7 @@ pub enum AccountKind {
 }
 
 impl AccountKind {
+    /// Every kind, the org account first, then the operator accounts.
     pub const ALL: [AccountKind; 6] = [
         AccountKind::OrgCredit,
         AccountKind::UsageRevenue,
@@ -85,6 +88,7 @@ impl AccountKind {
         AccountKind::Adjustments,
     ];
 
+    /// The stable snake_case name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             AccountKind::OrgCredit => "org_credit",
@@ -96,6 +100,7 @@ impl AccountKind {
         }
     }
 
+    /// The kind named by [`Self::as_str`], or `None`.
     pub fn parse(text: &str) -> Option<AccountKind> {
         AccountKind::ALL
             .into_iter()
@@ -118,7 +123,9 @@ impl AccountKind {
 /// go negative as they fund orgs; the sum of all `posted` is always zero.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
+    /// Unique id of the account.
     pub id: AccountId,
+    /// What the account is for.
     pub kind: AccountKind,
     /// Lowest available balance allowed; `None` means unbounded (operator accounts).
     pub floor: Option<Amount>,
@@ -153,6 +160,7 @@ impl Account {
             .expect("posted and reserved are kept within range by the engine")
     }
 
+    /// The account's balances as one value (posted, reserved, available, floor, overspend).
     pub fn balance(&self) -> Balance {
         Balance {
             posted: self.posted,
@@ -167,21 +175,29 @@ impl Account {
 /// The three balance views of an account, plus its floor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Balance {
+    /// Settled balance: credits − debits of all transfers.
     pub posted: Amount,
+    /// Sum of open holds.
     pub reserved: Amount,
+    /// posted − reserved: what may still be spent or held.
     pub available: Amount,
+    /// Lowest available balance allowed; `None` means unbounded (operator accounts).
     pub floor: Option<Amount>,
+    /// Total usage recorded below the floor.
     pub overspend: Amount,
 }
 
 /// Where a grant's credits came from. Promotional credits are consumed before paid ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
+    /// Given away by the operator; consumed before paid credits.
     Promotional,
+    /// Paid for by the org; consumed after promotional credits.
     Paid,
 }
 
 impl Origin {
+    /// The stable snake_case name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Promotional => "promotional",
@@ -189,6 +205,7 @@ impl Origin {
         }
     }
 
+    /// The origin named by [`Self::as_str`], or `None`.
     pub fn parse(text: &str) -> Option<Origin> {
         [Origin::Promotional, Origin::Paid]
             .into_iter()
@@ -199,9 +216,11 @@ impl Origin {
 /// How credits flowing into an org account are tracked as a grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrantTerms {
+    /// Where the credits came from.
     pub origin: Origin,
     /// Lower is consumed first.
     pub priority: u32,
+    /// When the unconsumed remainder expires; `None`: never.
     pub expires_at: Option<Timestamp>,
 }
 
@@ -219,20 +238,29 @@ impl Default for GrantTerms {
 /// `remaining` includes the part `reserved` by open holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
+    /// The id of the transfer that created the grant.
     pub id: GrantId,
+    /// The org account that holds the grant.
     pub account_id: AccountId,
+    /// Origin, priority and expiry, fixed when the grant is created.
     pub terms: GrantTerms,
+    /// Credits granted, in micro-units; never changes.
     pub amount: Amount,
+    /// Credits spent by debits and settlements.
     pub consumed: Amount,
+    /// Part of the remaining credits held by open holds.
     pub reserved: Amount,
+    /// Credits moved to the expired-credits account when the grant expired.
     pub expired: Amount,
     /// Set once by grant expiry; an expired grant takes no new holds or debits, and whatever
     /// its open holds release later is expired on the spot.
     pub expired_at: Option<Timestamp>,
+    /// When the creating transfer was posted.
     pub created_at: Timestamp,
 }
 
 impl Grant {
+    /// amount − consumed − expired: what the grant still holds, reserved part included.
     pub fn remaining(&self) -> Amount {
         self.amount
             .checked_sub(self.consumed)
@@ -267,17 +295,24 @@ impl Grant {
 /// Why money moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TransferKind {
+    /// Credits bought by the org.
     Purchase,
+    /// Credits bought automatically when the balance ran low.
     AutoReload,
+    /// Promotional credits given by the operator.
     Grant,
+    /// Metered usage charged to an org.
     Usage,
+    /// Money given back (a refund of a payment or a charge).
     Refund,
+    /// A manual correction by the operator.
     Adjustment,
     /// Made only by the engine, when a grant expires.
     Expiry,
 }
 
 impl TransferKind {
+    /// Every kind, in declaration order.
     pub const ALL: [TransferKind; 7] = [
         TransferKind::Purchase,
         TransferKind::AutoReload,
@@ -288,6 +323,7 @@ impl TransferKind {
         TransferKind::Expiry,
     ];
 
+    /// The stable snake_case name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             TransferKind::Purchase => "purchase",
@@ -300,6 +336,7 @@ impl TransferKind {
         }
     }
 
+    /// The kind named by [`Self::as_str`], or `None`.
     pub fn parse(text: &str) -> Option<TransferKind> {
         TransferKind::ALL
             .into_iter()
@@ -310,11 +347,17 @@ impl TransferKind {
 /// An immutable, posted movement of money between two accounts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transfer {
+    /// The client's id, or one the ledger derives (`grant_1:expiry`); one namespace with usage, settle and void ids.
     pub id: TransferId,
+    /// The account whose `posted` goes down.
     pub debit_account_id: AccountId,
+    /// The account whose `posted` goes up.
     pub credit_account_id: AccountId,
+    /// How much moved, in micro-units; positive.
     pub amount: Amount,
+    /// Why the money moved.
     pub kind: TransferKind,
+    /// Free text from the caller (at most [`REFERENCE_LEN_MAX`] bytes).
     pub reference: String,
     /// The hold this transfer settles, if any.
     pub hold_id: Option<HoldId>,
@@ -326,19 +369,25 @@ pub struct Transfer {
     pub credit_balance_after: Amount,
     /// The part of this transfer that went below the debit account's floor (usage only).
     pub overspend: Amount,
+    /// When the transfer was posted.
     pub created_at: Timestamp,
 }
 
 /// Where a hold is in its life. Only `Open` holds count as reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HoldState {
+    /// Reserving credits; may still be settled, voided or expired.
     Open,
+    /// Closed by a settlement that charged some amount.
     Settled,
+    /// Closed without a charge.
     Voided,
+    /// Closed by the expiry worker after its TTL passed.
     Expired,
 }
 
 impl HoldState {
+    /// The stable snake_case name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             HoldState::Open => "open",
@@ -348,6 +397,7 @@ impl HoldState {
         }
     }
 
+    /// The state named by [`Self::as_str`], or `None`.
     pub fn parse(text: &str) -> Option<HoldState> {
         [
             HoldState::Open,
@@ -363,20 +413,30 @@ impl HoldState {
 /// A part of a hold reserved on one grant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allocation {
+    /// The grant the part is reserved on.
     pub grant_id: GrantId,
+    /// How much of the grant is reserved, in micro-units.
     pub amount: Amount,
 }
 
 /// Credits reserved for an in-flight request (a pending transfer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
+    /// Client-chosen id; holds are their own id namespace.
     pub id: HoldId,
+    /// The account whose credits are reserved.
     pub debit_account_id: AccountId,
+    /// The account a settlement will credit.
     pub credit_account_id: AccountId,
+    /// How much is reserved, in micro-units.
     pub amount: Amount,
+    /// Free text from the caller (at most [`REFERENCE_LEN_MAX`] bytes).
     pub reference: String,
+    /// How long the hold may stay open, in milliseconds.
     pub ttl_ms: i64,
+    /// created_at + ttl_ms: from then on the hold can only be expired.
     pub expires_at: Timestamp,
+    /// Open, or how it was closed.
     pub state: HoldState,
     /// Where the reserved credits sit, in consumption order.
     pub allocations: Vec<Allocation>,
@@ -386,18 +446,26 @@ pub struct Hold {
     pub closed_by: Option<TransferId>,
     /// The amount charged at settlement.
     pub settled_amount: Option<Amount>,
+    /// When the hold was placed.
     pub created_at: Timestamp,
+    /// When the hold was settled, voided or expired.
     pub closed_at: Option<Timestamp>,
 }
 
 /// A plain transfer. Refused if it would take the debit account below its floor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferRequest {
+    /// Client-chosen id of the transfer (idempotency key).
     pub id: TransferId,
+    /// The account to debit.
     pub debit_account_id: AccountId,
+    /// The account to credit.
     pub credit_account_id: AccountId,
+    /// How much to move, in micro-units; positive.
     pub amount: Amount,
+    /// Why the money moves; never [`TransferKind::Expiry`].
     pub kind: TransferKind,
+    /// Free text from the caller (at most [`REFERENCE_LEN_MAX`] bytes).
     pub reference: String,
     /// Grant terms for credits into an org account; `None` means [`GrantTerms::default`].
     pub grant: Option<GrantTerms>,
@@ -406,21 +474,32 @@ pub struct TransferRequest {
 /// Usage that already happened: always recorded, even below the floor (that part is overspend).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageRequest {
+    /// Client-chosen id of the usage transfer (idempotency key).
     pub id: TransferId,
+    /// The org account charged.
     pub debit_account_id: AccountId,
+    /// The account credited (usage revenue).
     pub credit_account_id: AccountId,
+    /// How much was used, in micro-units; positive.
     pub amount: Amount,
+    /// Free text from the caller (at most [`REFERENCE_LEN_MAX`] bytes).
     pub reference: String,
 }
 
 /// Reserve `amount` of the debit account for at most `ttl_ms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlaceHoldRequest {
+    /// Client-chosen id of the hold (idempotency key).
     pub id: HoldId,
+    /// The account whose credits are reserved.
     pub debit_account_id: AccountId,
+    /// The account a settlement will credit.
     pub credit_account_id: AccountId,
+    /// How much to reserve, in micro-units; positive.
     pub amount: Amount,
+    /// Free text from the caller (at most [`REFERENCE_LEN_MAX`] bytes).
     pub reference: String,
+    /// How long the hold may stay open, in milliseconds (at most [`HOLD_TTL_MS_MAX`]).
     pub ttl_ms: i64,
 }
 
@@ -428,40 +507,55 @@ pub struct PlaceHoldRequest {
 /// An amount above the hold is charged in full, as usage (the excess may be overspend).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettleHoldRequest {
+    /// Client-chosen id of the settling transfer (idempotency key).
     pub id: TransferId,
+    /// The hold to settle.
     pub hold_id: HoldId,
+    /// What to charge, in micro-units; zero charges nothing and releases everything.
     pub amount: Amount,
 }
 
 /// Release a hold without charging. `id` names this operation for idempotency.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VoidHoldRequest {
+    /// Client-chosen id of the void (idempotency key).
     pub id: TransferId,
+    /// The hold to void.
     pub hold_id: HoldId,
 }
 
 /// Release a hold whose TTL has passed. Its id is derived from the hold's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpireHoldRequest {
+    /// The hold to expire.
     pub hold_id: HoldId,
 }
 
 /// Move a due grant's unconsumed remainder to the expired-credits account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpireGrantRequest {
+    /// The org account that holds the grant.
     pub account_id: AccountId,
+    /// The grant to expire.
     pub grant_id: GrantId,
 }
 
 /// Every balance-changing operation. All go through [`crate::ledger::apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
+    /// Move money between two accounts.
     Transfer(TransferRequest),
+    /// Record usage that already happened.
     RecordUsage(UsageRequest),
+    /// Reserve credits for an in-flight request.
     PlaceHold(PlaceHoldRequest),
+    /// Charge a hold and release the rest.
     SettleHold(SettleHoldRequest),
+    /// Release a hold without charging.
     VoidHold(VoidHoldRequest),
+    /// Close a hold whose TTL has passed (expiry worker only).
     ExpireHold(ExpireHoldRequest),
+    /// Expire a due grant's remainder (expiry worker only).
     ExpireGrant(ExpireGrantRequest),
 }
 

@@ -21,6 +21,7 @@ mod writer;
 
 pub use writer::SqliteBatch;
 
+/// The SQLite backend: the database path, its settings and one reading connection.
 pub struct SqliteStore {
     path: PathBuf,
     config: StoreConfig,
@@ -28,6 +29,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Creates the file's directory if needed, opens the database and migrates it.
     pub async fn open(path: &str, config: &StoreConfig) -> Result<SqliteStore, StoreError> {
         let path = PathBuf::from(path);
         let config = config.clone();
@@ -48,10 +50,12 @@ impl SqliteStore {
         })
     }
 
+    /// Opens the writer's own connection (see [`SqliteBatch`]).
     pub fn batch_backend(&self) -> Result<SqliteBatch, StoreError> {
         SqliteBatch::open(&self.path, &self.config)
     }
 
+    /// See [`crate::Store::create_account`].
     pub async fn create_account(
         &self,
         account: &Account,
@@ -71,12 +75,14 @@ impl SqliteStore {
         .await
     }
 
+    /// See [`crate::Store::account`].
     pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         let id = id.clone();
         self.read(move |connection| load_account(connection, &id))
             .await
     }
 
+    /// See [`crate::Store::snapshot`].
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.read(|connection| {
             let tx = connection.transaction()?;
@@ -108,6 +114,7 @@ impl SqliteStore {
         .await
     }
 
+    /// See [`crate::Store::due_holds`].
     pub async fn due_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<HoldId>, StoreError> {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(
@@ -121,6 +128,7 @@ impl SqliteStore {
         .await
     }
 
+    /// See [`crate::Store::due_grants`].
     pub async fn due_grants(
         &self,
         now: Timestamp,
@@ -139,11 +147,13 @@ impl SqliteStore {
         .await
     }
 
+    /// See [`crate::Store::analyze`].
     pub async fn analyze(&self) -> Result<(), StoreError> {
         self.read(|connection| Ok(connection.execute_batch("ANALYZE")?))
             .await
     }
 
+    /// See [`crate::Store::naive_debit`] (benchmark baseline only).
     pub async fn naive_debit(
         &self,
         account: &AccountId,

@@ -40,6 +40,7 @@ fn connect_writer(path: &Path, config: &StoreConfig) -> Result<Connection, Store
 }
 
 impl SqliteBatch {
+    /// Opens the writer's connection on `path` with the writer's pragmas.
     pub fn open(path: &Path, config: &StoreConfig) -> Result<SqliteBatch, StoreError> {
         Ok(SqliteBatch {
             connection: connect_writer(path, config)?,
