@@ -358,17 +358,12 @@ fn expire_grant(state: &mut LedgerState, request: &ExpireGrantRequest, now: Time
     // when it already overspent; that part is recorded like usage overspend.
     let shortfall = check_debit(account, expiring, Amount::ZERO, Some(expiring))?;
 
-    let grant = state
-        .grants_mut(&request.account_id)
-        .iter_mut()
-        .find(|grant| grant.id == request.grant_id)
-        .expect("grant found above");
+    let grant = state.grant_mut(&request.account_id, &request.grant_id);
     grant.expired_at = Some(now);
     grant.expired = grant
         .expired
         .checked_add(expiring)
         .expect("expired stays within amount");
-    state.touch_grant(&request.account_id, &request.grant_id);
     if expiring.is_zero() {
         return Ok(created(None, None));
     }

@@ -69,22 +69,9 @@ pub(super) fn post(
 /// Takes `amount` from the account's spendable grants in consumption order; what they cannot
 /// cover becomes unbacked (an overdraft, repaid by the next credits).
 pub(super) fn consume(state: &mut LedgerState, account_id: &AccountId, amount: Amount) {
-    let mut left = amount;
-    let mut touched = Vec::new();
-    for grant in state.grants_mut(account_id) {
-        if left.is_zero() {
-            break;
-        }
-        let take = grant.spendable().min(left);
-        if take.is_positive() {
-            grant.consumed = grant.consumed.checked_add(take).expect("within amount");
-            left = left.checked_sub(take).expect("take ≤ left");
-            touched.push(grant.id.clone());
-        }
-    }
-    for grant_id in touched {
-        state.touch_grant(account_id, &grant_id);
-    }
+    let (_, left) = take_spendable(state, account_id, amount, |grant, take| {
+        grant.consumed = grant.consumed.checked_add(take).expect("within amount");
+    });
     if left.is_positive() {
         let account = state.account_mut(account_id);
         account.unbacked = account
@@ -94,32 +81,47 @@ pub(super) fn consume(state: &mut LedgerState, account_id: &AccountId, amount: A
     }
 }
 
-/// Reserves `amount` on the account's spendable grants in consumption order.
+/// Reserves `amount` on the account's spendable grants in consumption order; answers where
+/// it sits and the part no grant could cover.
 pub(super) fn allocate(
     state: &mut LedgerState,
     account_id: &AccountId,
     amount: Amount,
 ) -> (Vec<Allocation>, Amount) {
+    take_spendable(state, account_id, amount, |grant, take| {
+        grant.reserved = grant.reserved.checked_add(take).expect("within remaining");
+    })
+}
+
+/// Walks the account's grants in consumption order, handing `take` each one's share of
+/// `amount` (at most what it can spend), and marks the grants it changed. Answers the shares
+/// and what is left over.
+fn take_spendable(
+    state: &mut LedgerState,
+    account_id: &AccountId,
+    amount: Amount,
+    take: impl Fn(&mut Grant, Amount),
+) -> (Vec<Allocation>, Amount) {
     let mut left = amount;
-    let mut allocations = Vec::new();
+    let mut shares = Vec::new();
     for grant in state.grants_mut(account_id) {
         if left.is_zero() {
             break;
         }
-        let take = grant.spendable().min(left);
-        if take.is_positive() {
-            grant.reserved = grant.reserved.checked_add(take).expect("within remaining");
-            left = left.checked_sub(take).expect("take ≤ left");
-            allocations.push(Allocation {
+        let share = grant.spendable().min(left);
+        if share.is_positive() {
+            take(grant, share);
+            left = left.checked_sub(share).expect("share ≤ left");
+            shares.push(Allocation {
                 grant_id: grant.id.clone(),
-                amount: take,
+                amount: share,
             });
         }
     }
-    for allocation in &allocations {
-        state.touch_grant(account_id, &allocation.grant_id);
+    for share in &shares {
+        state.touch_grant(account_id, &share.grant_id);
     }
-    (allocations, left)
+    (shares, left)
 }
 
 /// Opens a grant for credits flowing into an org; any unbacked overdraft is repaid first.
@@ -169,11 +171,8 @@ pub(super) fn release(
             .amount
             .checked_sub(use_here)
             .expect("use ≤ allocation");
-        let grant = state
-            .grants_mut(account_id)
-            .iter_mut()
-            .find(|grant| grant.id == allocation.grant_id)
-            .expect("a hold's grants stay loaded while it is open");
+        // A hold's grants stay loaded while it is open (reserved > 0 keeps them open).
+        let grant = state.grant_mut(account_id, &allocation.grant_id);
         grant.reserved = grant
             .reserved
             .checked_sub(allocation.amount)
@@ -191,7 +190,6 @@ pub(super) fn release(
                 leftover.push((allocation.grant_id.clone(), released));
             }
         }
-        state.touch_grant(account_id, &allocation.grant_id);
     }
     let account = state.account_mut(account_id);
     account.reserved = account

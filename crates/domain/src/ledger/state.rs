@@ -225,6 +225,16 @@ impl LedgerState {
             .map_or(&mut [], Vec::as_mut_slice)
     }
 
+    /// One loaded grant, mutable, marked as changed. Panics if it is not loaded: callers
+    /// found it during their checks.
+    pub(super) fn grant_mut(&mut self, account_id: &AccountId, grant_id: &GrantId) -> &mut Grant {
+        self.touch_grant(account_id, grant_id);
+        self.grants_mut(account_id)
+            .iter_mut()
+            .find(|grant| &grant.id == grant_id)
+            .expect("the engine checked the grant is loaded")
+    }
+
     pub(super) fn touch_grant(&mut self, account_id: &AccountId, grant_id: &GrantId) {
         self.changes
             .grants
