@@ -6,8 +6,10 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod ledger;
 pub mod money;
+pub mod pricing;
 pub mod time;
 
 pub use money::{Amount, ParseAmountError};
