@@ -130,6 +130,7 @@ pub(crate) trait BatchBackend: Send + 'static {
     fn commit(
         &mut self,
         keys: &BatchKeys,
+        now: Timestamp,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
 
@@ -308,7 +309,7 @@ async fn commit<B: BatchBackend>(
         );
         state.take_changes()
     };
-    backend.commit(&keys, &mut decide).await?;
+    backend.commit(&keys, now, &mut decide).await?;
     use std::sync::atomic::Ordering::Relaxed;
     stats.batches.fetch_add(1, Relaxed);
     stats.operations.fetch_add(operations.len() as u64, Relaxed);

@@ -14,11 +14,13 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 mod batch;
 mod codec;
 pub mod expiry;
 mod migrate;
 mod postgres;
+pub mod sql;
 mod sqlite;
 pub mod testing;
 
@@ -38,6 +40,8 @@ pub struct StoreConfig {
     pub sqlite_synchronous: Synchronous,
     /// SQLite only: how long a writer waits for the database lock.
     pub busy_timeout_ms: u64,
+    /// Connections for the API's queries (the ledger writer has its own).
+    pub pool_connections_max: usize,
 }
 
 impl StoreConfig {
@@ -47,6 +51,7 @@ impl StoreConfig {
             url: url.into(),
             sqlite_synchronous: Synchronous::Full,
             busy_timeout_ms: 5_000,
+            pool_connections_max: 4,
         }
     }
 }
@@ -113,6 +118,7 @@ impl Clock for SystemClock {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Backend>,
+    db: sql::Db,
 }
 
 enum Backend {
@@ -124,9 +130,11 @@ impl Store {
     /// Opens (creating if needed) and migrates the database named by `config.url`, and makes
     /// sure the operator accounts exist.
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
-        let backend =
+        let (backend, db) =
             if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://") {
-                Backend::Postgres(postgres::PgStore::open(&config.url).await?)
+                let backend = Backend::Postgres(postgres::PgStore::open(&config.url).await?);
+                let db = sql::Db::postgres(&config.url, config.pool_connections_max).await?;
+                (backend, db)
             } else {
                 let path = config
                     .url
@@ -136,10 +144,13 @@ impl Store {
                 if path.is_empty() {
                     return Err(StoreError::BadUrl(config.url.clone()));
                 }
-                Backend::Sqlite(sqlite::SqliteStore::open(path, config).await?)
+                let backend = sqlite::SqliteStore::open(path, config).await?;
+                let db = backend.api_pool(config.pool_connections_max)?;
+                (Backend::Sqlite(backend), db)
             };
         let store = Store {
             inner: Arc::new(backend),
+            db,
         };
         for kind in AccountKind::ALL {
             if let Some(id) = kind.operator_account_id() {
@@ -149,6 +160,11 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// The connections for the API's queries.
+    pub(crate) fn db(&self) -> &sql::Db {
+        &self.db
     }
 
     /// The backend's name: `sqlite` or `postgres`.

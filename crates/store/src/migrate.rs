@@ -1,10 +1,16 @@
 //! Schema migrations: one folder per backend, applied in order, each exactly once.
 
 /// (version, SQL) for SQLite, in order.
-pub const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_ledger.sql"))];
+pub const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
+    (2, include_str!("../migrations/sqlite/0002_api.sql")),
+];
 
 /// (version, SQL) for PostgreSQL, in order.
-pub const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_ledger.sql"))];
+pub const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_ledger.sql")),
+    (2, include_str!("../migrations/postgres/0002_api.sql")),
+];
 
 /// Creates the bookkeeping table; same statement on both backends.
 pub const CREATE_TABLE: &str =

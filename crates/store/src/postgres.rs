@@ -220,7 +220,7 @@ fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-async fn connect(url: &str) -> Result<Client, StoreError> {
+pub(crate) async fn connect(url: &str) -> Result<Client, StoreError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -317,6 +317,7 @@ impl BatchBackend for PgBatch {
     async fn commit(
         &mut self,
         keys: &BatchKeys,
+        now: Timestamp,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> Result<(), StoreError> {
         if self.client.is_closed() {
@@ -327,7 +328,7 @@ impl BatchBackend for PgBatch {
         }
         let mut attempt = 1;
         loop {
-            match self.try_commit(keys, decide).await {
+            match self.try_commit(keys, now, decide).await {
                 Err(StoreError::Postgres(error))
                     if attempt < COMMIT_ATTEMPTS_MAX && retryable(&error) =>
                 {
@@ -357,12 +358,14 @@ impl PgBatch {
     async fn try_commit(
         &mut self,
         keys: &BatchKeys,
+        now: Timestamp,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> Result<(), StoreError> {
         let tx = self.client.transaction().await?;
         let mut state = load(&tx, &self.statements, keys).await?;
         let changes = decide(&mut state);
         write(&tx, &self.statements, &changes).await?;
+        crate::api::sync_after_batch::postgres(&tx, &changes.accounts, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -50,6 +50,14 @@ impl SqliteStore {
         })
     }
 
+    /// `len` connections for the API's queries.
+    pub fn api_pool(&self, len: usize) -> Result<crate::sql::Db, StoreError> {
+        let connections = (0..len.max(1))
+            .map(|_| connect(&self.path, &self.config))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::sql::Db::sqlite(connections))
+    }
+
     /// Opens the writer's own connection (see [`SqliteBatch`]).
     pub fn batch_backend(&self) -> Result<SqliteBatch, StoreError> {
         SqliteBatch::open(&self.path, &self.config)

@@ -155,6 +155,7 @@ impl BatchBackend for SqliteBatch {
     async fn commit(
         &mut self,
         keys: &BatchKeys,
+        now: Timestamp,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> Result<(), StoreError> {
         let tx = self
@@ -163,6 +164,7 @@ impl BatchBackend for SqliteBatch {
         let mut state = load(&tx, keys)?;
         let changes = decide(&mut state);
         write(&tx, &changes)?;
+        crate::api::sync_after_batch::sqlite(&tx, &changes.accounts, now)?;
         tx.commit()?;
         Ok(())
     }

@@ -1,0 +1,262 @@
+//! Access transitions: derived and recorded in the transaction that moves the balance (the
+//! writer's batch) or the setting (an org update), so none is missed or recorded twice.
+
+use creditgate_domain::access::{self, Access, AccessPolicy, AccessState, Cause, Transition};
+use creditgate_domain::ledger::{Account, AccountKind};
+use creditgate_domain::{Amount, Timestamp};
+
+use super::decode_amounts;
+use crate::codec::Columns;
+use crate::sql::{values, Row, Tx};
+use crate::{Store, StoreError};
+
+/// A recorded change of an org's access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessTransitionRecord {
+    /// Order of recording.
+    pub seq: i64,
+    /// The org.
+    pub org_id: String,
+    /// Before.
+    pub from: Access,
+    /// After.
+    pub to: Access,
+    /// Why (`balance`, `suspended`, `unsuspended`, `settings`, `created`).
+    pub cause: String,
+    /// The available balance after the change.
+    pub available: Amount,
+    /// When.
+    pub at: Timestamp,
+}
+
+const INSERT_TRANSITION: &str = "INSERT INTO access_transitions (org_id, from_state, to_state, \
+     from_level, to_level, cause, available, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const UPDATE_ACCESS: &str =
+    "UPDATE orgs SET access_state = $2, access_level = $3, access_changed_at = $4 WHERE id = $1";
+const SELECT_ACCESS: &str =
+    "SELECT low_thresholds, suspended, access_state, access_level FROM orgs WHERE id = $1";
+
+pub(crate) async fn record_transition(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    transition: &Transition,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.execute(
+        INSERT_TRANSITION,
+        &transition_values(org_id, transition, now),
+    )
+    .await?;
+    Ok(())
+}
+
+fn transition_values(
+    org_id: &str,
+    transition: &Transition,
+    now: Timestamp,
+) -> Vec<crate::sql::Value> {
+    values![
+        org_id,
+        transition.from.state.as_str(),
+        transition.to.state.as_str(),
+        i64::from(transition.from.level),
+        i64::from(transition.to.level),
+        transition.cause.as_str(),
+        transition.available.micros(),
+        now.unix_ms(),
+    ]
+}
+
+/// An org's stored access and the policy it is derived under (the floor is the account's).
+fn access_row(
+    account: &Account,
+    thresholds: &str,
+    suspended: i64,
+    state: &str,
+    level: i64,
+) -> Result<(Access, AccessPolicy), StoreError> {
+    let previous = Access {
+        state: AccessState::parse(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("access state {state:?}")))?,
+        level: u32::try_from(level).map_err(|_| StoreError::Corrupt("access level".into()))?,
+    };
+    let policy = AccessPolicy {
+        suspended: suspended != 0,
+        floor: account.floor.unwrap_or(Amount::ZERO),
+        low_thresholds: decode_amounts(thresholds)?,
+    };
+    Ok((previous, policy))
+}
+
+/// The org accounts whose access may have moved in a batch.
+fn org_accounts(accounts: &[Account]) -> impl Iterator<Item = &Account> {
+    accounts
+        .iter()
+        .filter(|account| account.kind == AccountKind::OrgCredit)
+}
+
+/// Derives the access of every org account a batch changed and records the changes, inside
+/// the batch's transaction. Accounts without an org row (ledger-only tests and benchmarks)
+/// are left alone.
+pub(crate) mod sync_after_batch {
+    use super::*;
+
+    /// On the SQLite writer's transaction.
+    pub(crate) fn sqlite(
+        tx: &rusqlite::Transaction<'_>,
+        accounts: &[Account],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        use rusqlite::OptionalExtension;
+        let mut select = tx.prepare_cached(&SELECT_ACCESS.replace("$1", "?1"))?;
+        for account in org_accounts(accounts) {
+            let row = select
+                .query_row([account.id.as_str()], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .optional()?;
+            let Some((thresholds, suspended, state, level)) = row else {
+                continue;
+            };
+            let (previous, policy) = access_row(account, &thresholds, suspended, &state, level)?;
+            let available = account.available();
+            let Some(transition) = access::transition(previous, available, &policy, Cause::Balance)
+            else {
+                continue;
+            };
+            let mut update = tx.prepare_cached(&placeholders(UPDATE_ACCESS))?;
+            update.execute(rusqlite::params![
+                account.id.as_str(),
+                transition.to.state.as_str(),
+                i64::from(transition.to.level),
+                now.unix_ms()
+            ])?;
+            let mut insert = tx.prepare_cached(&placeholders(INSERT_TRANSITION))?;
+            insert.execute(rusqlite::params_from_iter(
+                transition_values(account.id.as_str(), &transition, now).iter(),
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// On the PostgreSQL writer's transaction (the accounts are locked by the batch).
+    pub(crate) async fn postgres(
+        tx: &tokio_postgres::Transaction<'_>,
+        accounts: &[Account],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let orgs: Vec<&Account> = org_accounts(accounts).collect();
+        if orgs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = orgs.iter().map(|a| a.id.as_str()).collect();
+        let rows = tx
+            .query(
+                "SELECT id, low_thresholds, suspended, access_state, access_level FROM orgs
+                 WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let Some(account) = orgs.iter().find(|a| a.id.as_str() == id) else {
+                continue;
+            };
+            let (previous, policy) = access_row(
+                account,
+                &row.try_get::<_, String>(1)?,
+                row.try_get(2)?,
+                &row.try_get::<_, String>(3)?,
+                row.try_get(4)?,
+            )?;
+            let Some(transition) =
+                access::transition(previous, account.available(), &policy, Cause::Balance)
+            else {
+                continue;
+            };
+            tx.execute(
+                UPDATE_ACCESS,
+                &[
+                    &id,
+                    &transition.to.state.as_str(),
+                    &i64::from(transition.to.level),
+                    &now.unix_ms(),
+                ],
+            )
+            .await?;
+            tx.execute(
+                INSERT_TRANSITION,
+                &[
+                    &id,
+                    &transition.from.state.as_str(),
+                    &transition.to.state.as_str(),
+                    &i64::from(transition.from.level),
+                    &i64::from(transition.to.level),
+                    &transition.cause.as_str(),
+                    &transition.available.micros(),
+                    &now.unix_ms(),
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn placeholders(sql: &str) -> String {
+        let mut out = sql.to_owned();
+        for n in (1..=8).rev() {
+            out = out.replace(&format!("${n}"), &format!("?{n}"));
+        }
+        out
+    }
+}
+
+fn transition_row(row: &Row) -> Result<AccessTransitionRecord, StoreError> {
+    let state = |index: usize| -> Result<AccessState, StoreError> {
+        let text = row.text(index)?;
+        AccessState::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("state {text:?}")))
+    };
+    let level = |index: usize| -> Result<u32, StoreError> {
+        u32::try_from(row.int(index)?).map_err(|_| StoreError::Corrupt("level".into()))
+    };
+    Ok(AccessTransitionRecord {
+        seq: row.int(0)?,
+        org_id: row.text(1)?,
+        from: Access {
+            state: state(2)?,
+            level: level(4)?,
+        },
+        to: Access {
+            state: state(3)?,
+            level: level(5)?,
+        },
+        cause: row.text(6)?,
+        available: row.amount(7)?,
+        at: row.time(8)?,
+    })
+}
+
+impl Store {
+    /// An org's access transitions after `after_seq`, oldest first, at most `limit`.
+    pub async fn access_transitions(
+        &self,
+        org_id: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AccessTransitionRecord>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT seq, org_id, from_state, to_state, from_level, to_level, cause, available, at
+                 FROM access_transitions WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &values![org_id, after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await?;
+        rows.iter().map(transition_row).collect()
+    }
+}

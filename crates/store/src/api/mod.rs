@@ -1,0 +1,145 @@
+//! The API's records beside the ledger: orgs and their access state, API keys, price
+//! versions and `Idempotency-Key` records, plus the ledger reads the API serves. All of it
+//! goes through [`crate::sql::Db`], so each statement is written once for both backends.
+//!
+//! Nothing here writes a balance. The only ledger rows written here are an org's credit
+//! account at creation (zero balances) and its floor (a setting, changed under the account
+//! row's lock so the writer never decides with a stale one).
+
+mod access;
+mod keys;
+mod orgs;
+mod prices;
+mod reads;
+
+use creditgate_domain::access::Access;
+use creditgate_domain::{Amount, Timestamp};
+
+pub(crate) use access::sync_after_batch;
+pub use access::AccessTransitionRecord;
+
+/// An organization, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Org {
+    /// `org_…`; also the id of its credit account.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Where billing notices go.
+    pub billing_emails: Vec<String>,
+    /// Low-balance thresholds, highest first.
+    pub low_thresholds: Vec<Amount>,
+    /// Suspended by the operator.
+    pub suspended: bool,
+    /// Most usage it may be charged in one calendar month (UTC), if capped.
+    pub spend_limit_monthly: Option<Amount>,
+    /// The lowest available balance it may reach.
+    pub floor: Amount,
+    /// Its access, as last derived.
+    pub access: Access,
+    /// When its access last changed.
+    pub access_changed_at: Timestamp,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its settings last changed.
+    pub updated_at: Timestamp,
+}
+
+/// What an org is created with.
+#[derive(Clone, Debug)]
+pub struct NewOrg {
+    /// `org_…`, chosen by the caller.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Where billing notices go.
+    pub billing_emails: Vec<String>,
+    /// Low-balance thresholds.
+    pub low_thresholds: Vec<Amount>,
+    /// The lowest available balance it may reach.
+    pub floor: Amount,
+    /// Monthly spend cap, if any.
+    pub spend_limit_monthly: Option<Amount>,
+}
+
+/// A change to an org's settings; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct OrgPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New billing contacts.
+    pub billing_emails: Option<Vec<String>>,
+    /// New thresholds.
+    pub low_thresholds: Option<Vec<Amount>>,
+    /// New floor.
+    pub floor: Option<Amount>,
+    /// Suspend (true) or lift a suspension (false).
+    pub suspended: Option<bool>,
+    /// New monthly cap (`Some(None)` removes it).
+    pub spend_limit_monthly: Option<Option<Amount>>,
+}
+
+/// An API key, without its secret (which is never stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// `key_…`.
+    pub id: String,
+    /// The org it belongs to.
+    pub org_id: String,
+    /// A label.
+    pub name: String,
+    /// The secret's first characters, for recognising it in lists.
+    pub prefix: String,
+    /// Monthly spend cap for calls made with this key, if any.
+    pub spend_limit_monthly: Option<Amount>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was revoked; it authenticates nothing from then on.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The first response to an `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Who may replay it: an org id, or `operator`.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// A hash of the request's method, path and body.
+    pub request_hash: String,
+    /// The response's HTTP status.
+    pub status: u16,
+    /// The response's body.
+    pub body: String,
+    /// When it was recorded.
+    pub created_at: Timestamp,
+}
+
+/// One page of a list, newest first.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Whether more follow the last one.
+    pub has_more: bool,
+}
+
+/// Thresholds as stored: micro-units, comma-separated.
+fn encode_amounts(amounts: &[Amount]) -> String {
+    amounts
+        .iter()
+        .map(|a| a.micros().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_amounts(text: &str) -> Result<Vec<Amount>, crate::StoreError> {
+    text.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<i64>()
+                .map(Amount::from_micros)
+                .map_err(|_| crate::StoreError::Corrupt(format!("amount list {text:?}")))
+        })
+        .collect()
+}

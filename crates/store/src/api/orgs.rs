@@ -1,0 +1,236 @@
+//! Orgs: created with their credit account, changed under its lock.
+
+use creditgate_domain::access::{self, Access, AccessPolicy, AccessState, Cause};
+use creditgate_domain::ledger::AccountKind;
+use creditgate_domain::{Amount, Timestamp};
+
+use super::access::record_transition;
+use super::{decode_amounts, encode_amounts, NewOrg, Org, OrgPatch, Page};
+use crate::codec::Columns;
+use crate::sql::{values, Row, Tx};
+use crate::{Store, StoreError};
+
+const ORG_COLUMNS: &str = "o.id, o.name, o.billing_emails, o.low_thresholds, o.suspended, \
+     o.spend_limit_monthly, a.floor, o.access_state, o.access_level, o.access_changed_at, \
+     o.created_at, o.updated_at";
+
+const ORG_FROM: &str = "orgs o JOIN accounts a ON a.id = o.id";
+
+fn org_row(row: &Row) -> Result<Org, StoreError> {
+    let state = row.text(7)?;
+    Ok(Org {
+        id: row.text(0)?,
+        name: row.text(1)?,
+        billing_emails: row
+            .text(2)?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        low_thresholds: decode_amounts(&row.text(3)?)?,
+        suspended: row.int(4)? != 0,
+        spend_limit_monthly: row.opt_amount(5)?,
+        floor: row.opt_amount(6)?.unwrap_or(Amount::ZERO),
+        access: Access {
+            state: AccessState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("access state {state:?}")))?,
+            level: u32::try_from(row.int(8)?)
+                .map_err(|_| StoreError::Corrupt("access level".into()))?,
+        },
+        access_changed_at: row.time(9)?,
+        created_at: row.time(10)?,
+        updated_at: row.time(11)?,
+    })
+}
+
+fn policy(org: &Org) -> AccessPolicy {
+    AccessPolicy {
+        suspended: org.suspended,
+        floor: org.floor,
+        low_thresholds: org.low_thresholds.clone(),
+    }
+}
+
+impl Store {
+    /// Creates an org and its credit account (zero balances) in one transaction. Returns
+    /// `false` if the id is taken.
+    pub async fn create_org(&self, org: &NewOrg, now: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.db().transaction().await?;
+        let created = tx
+            .execute(
+                "INSERT INTO accounts (id, kind, floor, posted, reserved, unbacked, overspend, created_at)
+                 VALUES ($1, $2, $3, 0, 0, 0, 0, $4) ON CONFLICT (id) DO NOTHING",
+                &values![org.id.as_str(), AccountKind::OrgCredit.as_str(), Some(org.floor.micros()), now.unix_ms()],
+            )
+            .await?;
+        if created == 0 {
+            return Ok(false);
+        }
+        let policy = AccessPolicy {
+            suspended: false,
+            floor: org.floor,
+            low_thresholds: org.low_thresholds.clone(),
+        };
+        let access = access::derive(Amount::ZERO, &policy);
+        tx.execute(
+            "INSERT INTO orgs (id, name, billing_emails, low_thresholds, suspended, spend_limit_monthly,
+             access_state, access_level, access_changed_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $8, $8)",
+            &values![
+                org.id.as_str(),
+                org.name.as_str(),
+                org.billing_emails.join("\n"),
+                encode_amounts(&org.low_thresholds),
+                org.spend_limit_monthly.map(Amount::micros),
+                access.state.as_str(),
+                i64::from(access.level),
+                now.unix_ms(),
+            ],
+        )
+        .await?;
+        let transition = access::Transition {
+            from: Access::INITIAL,
+            to: access,
+            cause: Cause::Created,
+            available: Amount::ZERO,
+        };
+        record_transition(&mut tx, &org.id, &transition, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The org with id `id`.
+    pub async fn org(&self, id: &str) -> Result<Option<Org>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                &format!("SELECT {ORG_COLUMNS} FROM {ORG_FROM} WHERE o.id = $1"),
+                &values![id],
+            )
+            .await?;
+        rows.first().map(org_row).transpose()
+    }
+
+    /// Orgs in id order, after `starting_after`, at most `limit`.
+    pub async fn orgs(
+        &self,
+        limit: usize,
+        starting_after: Option<&str>,
+    ) -> Result<Page<Org>, StoreError> {
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+        let rows = self
+            .db()
+            .query(
+                &format!(
+                    "SELECT {ORG_COLUMNS} FROM {ORG_FROM} WHERE o.id > $1 ORDER BY o.id LIMIT $2"
+                ),
+                &values![starting_after.unwrap_or(""), fetch],
+            )
+            .await?;
+        let mut items = rows.iter().map(org_row).collect::<Result<Vec<_>, _>>()?;
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Page { items, has_more })
+    }
+
+    /// Applies `patch` to org `id` under its account's lock, re-derives its access and
+    /// records the transition if it changed. `None` if there is no such org.
+    pub async fn update_org(
+        &self,
+        id: &str,
+        patch: &OrgPatch,
+        now: Timestamp,
+    ) -> Result<Option<Org>, StoreError> {
+        let mut tx = self.db().transaction().await?;
+        let lock = format!(
+            "SELECT posted - reserved FROM accounts WHERE id = $1{}",
+            tx.for_update()
+        );
+        let Some(available) = tx
+            .query(&lock, &values![id])
+            .await?
+            .first()
+            .map(|r| r.int(0))
+        else {
+            return Ok(None);
+        };
+        let available = Amount::from_micros(available?);
+        let rows = tx
+            .query(
+                &format!("SELECT {ORG_COLUMNS} FROM {ORG_FROM} WHERE o.id = $1"),
+                &values![id],
+            )
+            .await?;
+        let Some(before) = rows.first().map(org_row).transpose()? else {
+            return Ok(None);
+        };
+        let after = patched(&before, patch, now);
+        let cause = match (before.suspended, after.suspended) {
+            (false, true) => Cause::Suspended,
+            (true, false) => Cause::Unsuspended,
+            _ => Cause::Settings,
+        };
+        let mut after = after;
+        if let Some(transition) =
+            access::transition(before.access, available, &policy(&after), cause)
+        {
+            after.access = transition.to;
+            after.access_changed_at = now;
+            record_transition(&mut tx, id, &transition, now).await?;
+        }
+        write_org(&mut tx, &after).await?;
+        tx.commit().await?;
+        Ok(Some(after))
+    }
+}
+
+fn patched(org: &Org, patch: &OrgPatch, now: Timestamp) -> Org {
+    let mut org = org.clone();
+    if let Some(name) = &patch.name {
+        org.name = name.clone();
+    }
+    if let Some(emails) = &patch.billing_emails {
+        org.billing_emails = emails.clone();
+    }
+    if let Some(thresholds) = &patch.low_thresholds {
+        org.low_thresholds = thresholds.clone();
+    }
+    if let Some(floor) = patch.floor {
+        org.floor = floor;
+    }
+    if let Some(suspended) = patch.suspended {
+        org.suspended = suspended;
+    }
+    if let Some(limit) = patch.spend_limit_monthly {
+        org.spend_limit_monthly = limit;
+    }
+    org.updated_at = now;
+    org
+}
+
+async fn write_org(tx: &mut Tx<'_>, org: &Org) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE accounts SET floor = $2 WHERE id = $1",
+        &values![org.id.as_str(), Some(org.floor.micros())],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE orgs SET name = $2, billing_emails = $3, low_thresholds = $4, suspended = $5,
+         spend_limit_monthly = $6, access_state = $7, access_level = $8, access_changed_at = $9,
+         updated_at = $10 WHERE id = $1",
+        &values![
+            org.id.as_str(),
+            org.name.as_str(),
+            org.billing_emails.join("\n"),
+            encode_amounts(&org.low_thresholds),
+            org.suspended,
+            org.spend_limit_monthly.map(Amount::micros),
+            org.access.state.as_str(),
+            i64::from(org.access.level),
+            org.access_changed_at.unix_ms(),
+            org.updated_at.unix_ms(),
+        ],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Price versions: appended, never changed; the one in force is chosen by time.
+
+use creditgate_domain::pricing::{PriceVersion, TokenPrices};
+
+use crate::codec::Columns;
+use crate::sql::{values, Row};
+use crate::{Store, StoreError};
+
+const PRICE_COLUMNS: &str = "id, model, effective_at, input, output, cache_write, cache_read, \
+     request_fee, max_output_tokens, created_at";
+
+fn price_row(row: &Row) -> Result<PriceVersion, StoreError> {
+    Ok(PriceVersion {
+        id: row.text(0)?,
+        model: row.text(1)?,
+        effective_at: row.time(2)?,
+        prices: TokenPrices {
+            input: row.amount(3)?,
+            output: row.amount(4)?,
+            cache_write: row.amount(5)?,
+            cache_read: row.amount(6)?,
+            request_fee: row.amount(7)?,
+        },
+        max_output_tokens: u64::try_from(row.int(8)?)
+            .map_err(|_| StoreError::Corrupt("max_output_tokens".into()))?,
+        created_at: row.time(9)?,
+    })
+}
+
+impl Store {
+    /// Appends a price version.
+    pub async fn insert_price(&self, price: &PriceVersion) -> Result<(), StoreError> {
+        let p = &price.prices;
+        self.db()
+            .execute(
+                &format!("INSERT INTO prices ({PRICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                &values![
+                    price.id.as_str(),
+                    price.model.as_str(),
+                    price.effective_at.unix_ms(),
+                    p.input.micros(),
+                    p.output.micros(),
+                    p.cache_write.micros(),
+                    p.cache_read.micros(),
+                    p.request_fee.micros(),
+                    i64::try_from(price.max_output_tokens).unwrap_or(i64::MAX),
+                    price.created_at.unix_ms(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every version of `model`'s prices.
+    pub async fn price_versions(&self, model: &str) -> Result<Vec<PriceVersion>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                &format!("SELECT {PRICE_COLUMNS} FROM prices WHERE model = $1 ORDER BY effective_at, created_at, id"),
+                &values![model],
+            )
+            .await?;
+        rows.iter().map(price_row).collect()
+    }
+
+    /// The version with id `id`.
+    pub async fn price_version(&self, id: &str) -> Result<Option<PriceVersion>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                &format!("SELECT {PRICE_COLUMNS} FROM prices WHERE id = $1"),
+                &values![id],
+            )
+            .await?;
+        rows.first().map(price_row).transpose()
+    }
+
+    /// Every version of every model, by model then time.
+    pub async fn prices(&self) -> Result<Vec<PriceVersion>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                &format!("SELECT {PRICE_COLUMNS} FROM prices ORDER BY model, effective_at, created_at, id"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(price_row).collect()
+    }
+}
