@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod load;
 
+use creditgate::config::Config;
+use creditgate::server::{Application, Parts};
+
 /// Prepaid usage credits for API providers.
 #[derive(Parser)]
 #[command(name = "creditgate", version, about)]
@@ -17,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the HTTP API (and the expiry worker) until interrupted.
+    Serve {
+        /// A TOML configuration file; `CREDITGATE_*` variables override it.
+        #[arg(long, env = "CREDITGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Measure the ledger: durable single operations, batches, holds, hot org, naive baseline.
     Bench(bench::BenchArgs),
     /// Create or upgrade the database schema, then exit.
@@ -64,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Serve { config } => serve(config).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Migrate { database } => {
                 let store = creditgate_store::Store::open(&creditgate_store::StoreConfig::new(
@@ -76,4 +86,35 @@ fn main() -> anyhow::Result<()> {
             Command::LedgerLoad(args) => load::run(args).await,
         }
     })
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let data_dir = config.data_dir.clone();
+    let app = Application::build(config, Parts::default()).await?;
+    eprintln!(
+        "creditgate listening on http://{} (operator token in {} unless configured)",
+        app.address(),
+        data_dir.join("operator_token").display()
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler installs");
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = interrupt.await;
+        signal.cancel();
+    });
+    app.run(shutdown).await?;
+    Ok(())
 }

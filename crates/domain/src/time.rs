@@ -23,6 +23,70 @@ impl Timestamp {
     }
 }
 
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+impl Timestamp {
+    /// The first instant of this timestamp's calendar month (UTC): the start of a monthly
+    /// spend period.
+    pub fn month_start(self) -> Timestamp {
+        let days = self.0.div_euclid(DAY_MS);
+        let (year, month, _) = civil_from_days(days);
+        Timestamp(days_from_civil(year, month, 1).saturating_mul(DAY_MS))
+    }
+}
+
+/// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Howard Hinnant's
+/// algorithm, proleptic Gregorian calendar).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The day count since 1970-01-01 of a civil date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_starts() {
+        // (instant, its month's start), unix ms
+        let table = [
+            (0, 0),
+            (1_764_000_000_000, 1_761_955_200_000), // 2025-11-24 → 2025-11-01
+            (1_709_251_199_999, 1_706_745_600_000), // 2024-02-29 23:59:59.999 → 2024-02-01
+            (1_709_251_200_000, 1_709_251_200_000), // 2024-03-01 00:00 → itself
+            (1_735_689_599_000, 1_733_011_200_000), // 2024-12-31 23:59:59 → 2024-12-01
+            (-1, -2_678_400_000),                   // 1969-12-31 → 1969-12-01
+        ];
+        for (at, start) in table {
+            assert_eq!(
+                Timestamp::from_unix_ms(at).month_start(),
+                Timestamp::from_unix_ms(start),
+                "{at}"
+            );
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)

@@ -83,6 +83,87 @@ pub struct WriterStats {
     pub batches: std::sync::atomic::AtomicU64,
     /// Operations decided in those batches, rejected ones included.
     pub operations: std::sync::atomic::AtomicU64,
+    /// Batches by size: one counter per bound of [`BATCH_LEN_BUCKETS`], plus one for larger.
+    pub batch_len_counts: [std::sync::atomic::AtomicU64; BATCH_LEN_BUCKETS.len() + 1],
+    /// Commits by latency: one counter per bound of [`COMMIT_US_BUCKETS`], plus one for slower.
+    pub commit_us_counts: [std::sync::atomic::AtomicU64; COMMIT_US_BUCKETS.len() + 1],
+    /// Sum of all commit latencies.
+    pub commit_us_sum: std::sync::atomic::AtomicU64,
+}
+
+/// Upper bounds of the batch-size histogram.
+pub const BATCH_LEN_BUCKETS: [u64; 8] = [1, 2, 4, 16, 64, 256, 1024, 4096];
+/// Upper bounds of the commit-latency histogram, in microseconds.
+pub const COMMIT_US_BUCKETS: [u64; 10] = [
+    100, 250, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+impl WriterStats {
+    fn record(&self, operations: usize, commit_us: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = operations as u64;
+        self.batches.fetch_add(1, Relaxed);
+        self.operations.fetch_add(len, Relaxed);
+        let bucket = BATCH_LEN_BUCKETS
+            .iter()
+            .position(|&b| len <= b)
+            .unwrap_or(BATCH_LEN_BUCKETS.len());
+        self.batch_len_counts[bucket].fetch_add(1, Relaxed);
+        let bucket = COMMIT_US_BUCKETS
+            .iter()
+            .position(|&b| commit_us <= b)
+            .unwrap_or(COMMIT_US_BUCKETS.len());
+        self.commit_us_counts[bucket].fetch_add(1, Relaxed);
+        self.commit_us_sum.fetch_add(commit_us, Relaxed);
+    }
+
+    /// Prometheus exposition text of the writer's histograms.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::new();
+        let mut histogram = |name: &str,
+                             help: &str,
+                             bounds: &[u64],
+                             counts: &[std::sync::atomic::AtomicU64],
+                             sum: String,
+                             scale: &dyn Fn(u64) -> String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            let mut cumulative = 0;
+            for (bound, count) in bounds.iter().zip(counts) {
+                cumulative += count.load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                    scale(*bound)
+                );
+            }
+            cumulative += counts[bounds.len()].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}\n{name}_sum {sum}\n{name}_count {cumulative}");
+        };
+        histogram(
+            "creditgate_ledger_batch_operations",
+            "Operations per ledger batch.",
+            &BATCH_LEN_BUCKETS,
+            &self.batch_len_counts,
+            self.operations.load(Relaxed).to_string(),
+            &|b| b.to_string(),
+        );
+        histogram(
+            "creditgate_ledger_commit_seconds",
+            "Time to decide and commit one ledger batch.",
+            &COMMIT_US_BUCKETS,
+            &self.commit_us_counts,
+            micros_as_seconds(self.commit_us_sum.load(Relaxed)),
+            &|b| micros_as_seconds(b),
+        );
+        out
+    }
+}
+
+/// `1500` → `"0.001500"`, without floating point.
+fn micros_as_seconds(micros: u64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
 impl LedgerWriter {
@@ -111,6 +192,16 @@ impl LedgerWriter {
                 mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
             })?;
         answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Whether the writer loop has stopped (nothing submitted now would be written).
+    pub fn is_stopped(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// The writer's histograms in Prometheus' text format.
+    pub fn stats_text(&self) -> String {
+        self.stats.text()
     }
 
     /// (batches committed, operations committed) so far; counted before callers are answered.
@@ -309,10 +400,10 @@ async fn commit<B: BatchBackend>(
         );
         state.take_changes()
     };
+    let started = Instant::now();
     backend.commit(&keys, now, &mut decide).await?;
-    use std::sync::atomic::Ordering::Relaxed;
-    stats.batches.fetch_add(1, Relaxed);
-    stats.operations.fetch_add(operations.len() as u64, Relaxed);
+    let commit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    stats.record(operations.len(), commit_us);
     Ok(outcomes)
 }
 

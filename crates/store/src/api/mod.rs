@@ -17,6 +17,7 @@ use creditgate_domain::{Amount, Timestamp};
 
 pub(crate) use access::sync_after_batch;
 pub use access::AccessTransitionRecord;
+pub use reads::Spend;
 
 /// An organization, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

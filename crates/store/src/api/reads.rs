@@ -147,3 +147,51 @@ impl Store {
             .await
     }
 }
+
+/// What an org (or one of its keys) has spent on usage since a time, and holds still open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spend {
+    /// Usage charged since the time.
+    pub charged: creditgate_domain::Amount,
+    /// Open holds.
+    pub reserved: creditgate_domain::Amount,
+}
+
+impl Store {
+    /// Usage charged to `org_id` since `since` and its open holds; only those made with
+    /// `key_id` when given (a usage charge and a hold record their key in the reference's
+    /// last field, `k=…`).
+    pub async fn spend(
+        &self,
+        org_id: &str,
+        since: Timestamp,
+        key_id: Option<&str>,
+    ) -> Result<Spend, StoreError> {
+        let pattern = key_id.map_or_else(|| "%".to_owned(), |key| format!("%k={key}"));
+        let charged = self
+            .db()
+            .query(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfers
+                 WHERE debit_account_id = $1 AND kind = 'usage' AND created_at >= $2 AND reference LIKE $3",
+                &values![org_id, since.unix_ms(), pattern.as_str()],
+            )
+            .await?;
+        let reserved = self
+            .db()
+            .query(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM holds
+                 WHERE debit_account_id = $1 AND state = 'open' AND reference LIKE $2",
+                &values![org_id, pattern.as_str()],
+            )
+            .await?;
+        let first = |rows: &[crate::sql::Row]| -> Result<creditgate_domain::Amount, StoreError> {
+            rows.first()
+                .map(|row| row.amount(0))
+                .unwrap_or(Ok(creditgate_domain::Amount::ZERO))
+        };
+        Ok(Spend {
+            charged: first(&charged)?,
+            reserved: first(&reserved)?,
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! Configuration: defaults, then a TOML file, then `CREDITGATE_*` environment variables
+//! (each key's variable is its name upper-cased: `listen` → `CREDITGATE_LISTEN`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `creditgate serve` is configured by.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded default keeps its database and secrets.
+    pub data_dir: PathBuf,
+    /// `sqlite:PATH` or `postgres://…`; empty: SQLite in `data_dir`.
+    pub database_url: String,
+    /// Address and port to listen on (port 0: any free port).
+    pub listen: String,
+    /// The operator's bearer token; empty: generated once and kept in `data_dir`.
+    pub operator_token: String,
+    /// Secret keying the hash under which API keys are stored; empty: generated once and
+    /// kept in `data_dir`.
+    pub key_hash_secret: String,
+    /// Base of links in emails and billing errors.
+    pub public_url: String,
+    /// The operator's product name, in emails and pages.
+    pub product_name: String,
+    /// Currency of every amount (one per deployment).
+    pub currency: String,
+    /// Largest request body accepted.
+    pub body_bytes_max: usize,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout_ms: u64,
+    /// A hold's TTL when the request gives none.
+    pub hold_ttl_s_default: u64,
+    /// Most events in one `POST /v1/usage`.
+    pub usage_events_max: usize,
+    /// Most items in one page of a list.
+    pub page_len_max: usize,
+    /// How long `Idempotency-Key` records are kept.
+    pub idempotency_ttl_s: u64,
+    /// Pause between two runs of the expiry worker (holds past their TTL, grants past expiry).
+    pub expiry_interval_ms: u64,
+    /// Most operations the ledger writer commits in one transaction.
+    pub batch_len_max: usize,
+    /// Longest the writer waits for more operations once it has one.
+    pub batch_wait_us: u64,
+    /// Most submissions queued for the writer before callers get 503.
+    pub queue_len_max: usize,
+    /// Connections for the API's queries.
+    pub pool_connections_max: usize,
+    /// SQLite: `FULL` (survives power loss) or `NORMAL`.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from(".creditgate"),
+            database_url: String::new(),
+            listen: "127.0.0.1:8080".into(),
+            operator_token: String::new(),
+            key_hash_secret: String::new(),
+            public_url: String::new(),
+            product_name: "Example API".into(),
+            currency: "USD".into(),
+            body_bytes_max: 1 << 20,
+            request_timeout_ms: 30_000,
+            hold_ttl_s_default: 600,
+            usage_events_max: 1_000,
+            page_len_max: 100,
+            idempotency_ttl_s: 24 * 3600,
+            expiry_interval_ms: 1_000,
+            batch_len_max: 4_096,
+            batch_wait_us: 0,
+            queue_len_max: 65_536,
+            pool_connections_max: 4,
+            sqlite_synchronous: "FULL".into(),
+        }
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has a value its key cannot take.
+    #[error("{name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+        }
+        Config::from_table(table, std::env::vars(), file.unwrap_or(Path::new("<env>")))
+    }
+
+    /// `table` overlaid with the `CREDITGATE_*` entries of `env`.
+    pub fn from_table(
+        mut table: toml::Table,
+        env: impl IntoIterator<Item = (String, String)>,
+        source: &Path,
+    ) -> Result<Config, ConfigError> {
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        for (name, text) in env {
+            let Some(key) = name.strip_prefix("CREDITGATE_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            // Only keys the configuration has; other CREDITGATE_* variables belong to
+            // other tools (tests, scripts).
+            let Some(default) = defaults.get(&key) else {
+                continue;
+            };
+            let value = match default {
+                toml::Value::Integer(_) => {
+                    toml::Value::Integer(text.trim().parse().map_err(|_| ConfigError::Env {
+                        name: name.clone(),
+                        message: format!("{text:?} is not a whole number"),
+                    })?)
+                }
+                _ => toml::Value::String(text),
+            };
+            table.insert(key, value);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: source.to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The database URL, the embedded default if none is set.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite:{}", self.data_dir.join("creditgate.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let table: toml::Table =
+            "listen = \"127.0.0.1:9\"\nbody_bytes_max = 10\nproduct_name = \"Acme\""
+                .parse()
+                .unwrap();
+        let env = [
+            ("CREDITGATE_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            ("CREDITGATE_BATCH_LEN_MAX".to_string(), "64".to_string()),
+            (
+                "CREDITGATE_TEST_DATABASE_URL".to_string(),
+                "ignored".to_string(),
+            ),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let config = Config::from_table(table, env, Path::new("t.toml")).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.body_bytes_max, 10);
+        assert_eq!(config.batch_len_max, 64);
+        assert_eq!(config.product_name, "Acme");
+        assert_eq!(config.page_len_max, 100);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let env = [("CREDITGATE_BATCH_LEN_MAX".to_string(), "many".to_string())];
+        let error = Config::from_table(toml::Table::new(), env, Path::new("t")).unwrap_err();
+        assert!(
+            error.to_string().contains("CREDITGATE_BATCH_LEN_MAX"),
+            "{error}"
+        );
+        let table: toml::Table = "no_such_key = 1".parse().unwrap();
+        let error = Config::from_table(table, [], Path::new("t.toml")).unwrap_err();
+        assert!(error.to_string().contains("no_such_key"), "{error}");
+    }
+}

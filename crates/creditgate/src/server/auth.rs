@@ -1,0 +1,132 @@
+//! Who is calling: the operator (its bearer token) or an org (one of its API keys).
+//!
+//! Keys are stored only as HMAC-SHA256(key_hash_secret, secret): a leaked database does not
+//! yield usable keys without the server's secret. Every request looks its key up, so a
+//! revocation or a suspension counts from the very next request.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use creditgate_store::api::{ApiKey, Org};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// Prefix of every API key secret.
+pub const SECRET_PREFIX: &str = "cg_live_";
+/// Characters of the secret shown in lists.
+pub const DISPLAY_PREFIX_LEN: usize = 12;
+/// Longest credential looked at.
+const CREDENTIAL_LEN_MAX: usize = 256;
+
+/// The authenticated caller.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// The operator.
+    Operator,
+    /// An org, through one of its keys.
+    Key {
+        /// The key used.
+        key: ApiKey,
+        /// Its org, as of this request.
+        org: Org,
+    },
+}
+
+impl Caller {
+    /// Refuses anyone but the operator.
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Key { .. } => Err(ApiError::forbidden("This call needs the operator token.")),
+        }
+    }
+
+    /// Refuses callers that may not act on org `org_id`. An org's key sees another org as
+    /// not found, so ids of other tenants are not confirmed.
+    pub fn require_org(&self, org_id: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Key { org, .. } if org.id == org_id => Ok(()),
+            Caller::Key { .. } => Err(ApiError::not_found("org_not_found", "No such org.")),
+        }
+    }
+
+    /// The org a metering call acts for: the key's own, or `org_id` for the operator.
+    pub fn metering_org(&self, org_id: Option<&str>) -> Result<String, ApiError> {
+        match (self, org_id) {
+            (Caller::Key { org, .. }, None) => Ok(org.id.clone()),
+            (Caller::Key { org, .. }, Some(id)) if id == org.id => Ok(org.id.clone()),
+            (Caller::Key { .. }, Some(_)) => {
+                Err(ApiError::not_found("org_not_found", "No such org."))
+            }
+            (Caller::Operator, Some(id)) => Ok(id.to_owned()),
+            (Caller::Operator, None) => Err(ApiError::invalid(
+                "org_id",
+                "parameter_missing",
+                "org_id is required when calling with the operator token.",
+            )),
+        }
+    }
+
+    /// The key's id, when called with a key.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Caller::Operator => None,
+            Caller::Key { key, .. } => Some(&key.id),
+        }
+    }
+}
+
+/// The keyed hash a secret is stored and found under.
+pub fn secret_hash(key_hash_secret: &[u8], secret: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key_hash_secret).expect("HMAC takes any key length");
+    mac.update(secret.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+fn credential(parts: &Parts) -> Option<&str> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(key) = header("x-api-key") {
+        return Some(key.trim());
+    }
+    let authorization = header("authorization")?;
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let Some(credential) = credential(parts).filter(|c| !c.is_empty()) else {
+            return Err(ApiError::unauthenticated(
+                "No credentials: send an API key as x-api-key or Authorization: Bearer.",
+            ));
+        };
+        if credential.len() > CREDENTIAL_LEN_MAX {
+            return Err(ApiError::unauthenticated("Invalid API key."));
+        }
+        if constant_time_eq(credential.as_bytes(), state.operator_token().as_bytes()) {
+            return Ok(Caller::Operator);
+        }
+        if !credential.starts_with(SECRET_PREFIX) {
+            return Err(ApiError::unauthenticated("Invalid API key."));
+        }
+        let hash = secret_hash(state.key_hash_secret(), credential);
+        match state.store().key_by_secret_hash(&hash).await? {
+            Some((key, org)) => Ok(Caller::Key { key, org }),
+            None => Err(ApiError::unauthenticated("Invalid or revoked API key.")),
+        }
+    }
+}

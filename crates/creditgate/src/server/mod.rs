@@ -1,0 +1,337 @@
+//! The HTTP service: [`Application::build`] opens the store, starts the ledger writer and
+//! the expiry worker, binds the listener (port 0 picks a free one) and reports the real
+//! address; [`router`] is kept apart from serving so tests can drive it in-process.
+//!
+//! Every handler reads the same way: authenticate → validate (4xx, nothing changed) → read
+//! → decide (the pure core) → write (the ledger writer, or one store transaction) → respond.
+
+pub mod auth;
+pub mod error;
+pub mod ids;
+pub mod json;
+mod metrics;
+pub mod openapi;
+mod routes;
+mod views;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use creditgate_store::{
+    Clock, LedgerWriter, Store, StoreConfig, StoreError, Synchronous, SystemClock, WriterConfig,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use ids::{IdSource, RandomIds};
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    writer: LedgerWriter,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    config: Config,
+    operator_token: String,
+    key_hash_secret: Vec<u8>,
+    billing_url: String,
+}
+
+impl AppState {
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+    /// The one writer of balances.
+    pub fn writer(&self) -> &LedgerWriter {
+        &self.0.writer
+    }
+    /// The current time.
+    pub fn now(&self) -> creditgate_domain::Timestamp {
+        self.0.clock.now()
+    }
+    /// A new id with `prefix`.
+    pub fn new_id(&self, prefix: &str) -> String {
+        self.0.ids.generate(prefix)
+    }
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    /// The operator's token.
+    pub fn operator_token(&self) -> &str {
+        &self.0.operator_token
+    }
+    /// The secret API keys are hashed under.
+    pub fn key_hash_secret(&self) -> &[u8] {
+        &self.0.key_hash_secret
+    }
+    /// Where an org adds credits.
+    pub fn billing_url(&self, org_id: &str) -> String {
+        format!("{}/billing/{org_id}", self.0.billing_url)
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("opening the database: {0}")]
+    Store(#[from] StoreError),
+    /// A file in the data directory could not be read or written.
+    #[error("{path}: {source}")]
+    DataDir {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listener could not bind.
+    #[error("listening on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A setting is out of range.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// What a test or `main` may swap in.
+pub struct Parts {
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The id source.
+    pub ids: Arc<dyn IdSource>,
+}
+
+impl Default for Parts {
+    fn default() -> Parts {
+        Parts {
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+        }
+    }
+}
+
+/// A built service, bound and ready to serve.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    address: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens everything and binds the listener.
+    pub async fn build(config: Config, parts: Parts) -> Result<Application, StartError> {
+        let synchronous = match config.sqlite_synchronous.to_ascii_uppercase().as_str() {
+            "FULL" => Synchronous::Full,
+            "NORMAL" => Synchronous::Normal,
+            other => {
+                return Err(StartError::Config(format!(
+                    "sqlite_synchronous {other:?}: FULL or NORMAL"
+                )))
+            }
+        };
+        let mut store_config = StoreConfig::new(config.database_url());
+        store_config.sqlite_synchronous = synchronous;
+        store_config.pool_connections_max = config.pool_connections_max;
+        let store = Store::open(&store_config).await?;
+        let writer = store
+            .start_writer(
+                WriterConfig {
+                    batch_len_max: config.batch_len_max.max(1),
+                    batch_wait_us: config.batch_wait_us,
+                    queue_len_max: config.queue_len_max.max(1),
+                    submit_len_max: config.usage_events_max.max(1),
+                },
+                parts.clock.clone(),
+            )
+            .await?;
+        let operator_token = secret_or_file(
+            &config.operator_token,
+            &config.data_dir,
+            "operator_token",
+            "op_",
+        )?;
+        let key_hash_secret = secret_or_file(
+            &config.key_hash_secret,
+            &config.data_dir,
+            "key_hash_secret",
+            "",
+        )?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: config.listen.clone(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| StartError::Bind {
+            address: config.listen.clone(),
+            source,
+        })?;
+        let public_url = if config.public_url.is_empty() {
+            format!("http://{address}")
+        } else {
+            config.public_url.trim_end_matches('/').to_owned()
+        };
+        metrics::install();
+        let state = AppState(Arc::new(Inner {
+            store,
+            writer,
+            clock: parts.clock,
+            ids: parts.ids,
+            config,
+            operator_token,
+            key_hash_secret: key_hash_secret.into_bytes(),
+            billing_url: public_url,
+        }));
+        Ok(Application {
+            listener,
+            address,
+            state,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The state (for tests: the store, the operator token).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops taking connections, lets in-flight
+    /// requests (and so their ledger batches) finish, and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let expiry = tokio::spawn(expiry_loop(self.state.clone(), shutdown.clone()));
+        let app = router(self.state.clone());
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        let _ = expiry.await;
+        result
+    }
+}
+
+/// Closes expired holds and grants on a timer, through the writer like every balance change.
+async fn expiry_loop(state: AppState, shutdown: CancellationToken) {
+    let interval = Duration::from_millis(state.config().expiry_interval_ms.max(10));
+    let idempotency_ttl_ms =
+        i64::try_from(state.config().idempotency_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let now = state.now();
+        if let Err(error) =
+            creditgate_store::expiry::run_once(state.store(), state.writer(), now).await
+        {
+            tracing::warn!(%error, "expiry step failed; the next one retries");
+        }
+        let before = creditgate_domain::Timestamp::from_unix_ms(
+            now.unix_ms().saturating_sub(idempotency_ttl_ms),
+        );
+        if let Err(error) = state.store().prune_idempotency_records(before).await {
+            tracing::warn!(%error, "pruning idempotency records failed");
+        }
+    }
+}
+
+/// A secret from the configuration, or else from `data_dir/name`, made there once.
+fn secret_or_file(
+    configured: &str,
+    data_dir: &Path,
+    name: &str,
+    prefix: &str,
+) -> Result<String, StartError> {
+    if !configured.is_empty() {
+        return Ok(configured.to_owned());
+    }
+    let path = data_dir.join(name);
+    let io = |source| StartError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(io(error)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let secret = format!("{prefix}{}", hex::encode(rand::random::<[u8; 24]>()));
+    write_private(&path, &secret).map_err(io)?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// The whole HTTP surface with its limits: body size, request timeout, request ids, metrics.
+pub fn router(state: AppState) -> Router {
+    let body_bytes_max = state.config().body_bytes_max;
+    let timeout = Duration::from_millis(state.config().request_timeout_ms.max(1));
+    let (api, _) = openapi::api_router().split_for_parts();
+    api.with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| around_request(request, next, timeout),
+        ))
+}
+
+/// Gives every request an id (`req_…`, in the `request-id` header and in error bodies), a log
+/// span, a time limit and its metrics.
+async fn around_request(request: Request, next: Next, timeout: Duration) -> Response {
+    let request_id = RandomIds.generate("req");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("request", id = %request_id, %method, %route);
+    let run = error::REQUEST_ID.scope(request_id.clone(), async move {
+        match tokio::time::timeout(timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => axum::response::IntoResponse::into_response(error::ApiError::unavailable()),
+        }
+    });
+    let mut response = tracing::Instrument::instrument(run, span).await;
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert("request-id", value);
+    }
+    metrics::record_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    tracing::info!(id = %request_id, %method, %route, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "served");
+    response
+}

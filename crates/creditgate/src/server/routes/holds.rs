@@ -1,0 +1,395 @@
+//! Holds (an org's key, or the operator with `org_id`): place → settle / void; expire on TTL.
+//!
+//! A hold placed by model reserves the worst case at the price version in force now and
+//! records that version; its settlement prices the actual usage at the same version.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use creditgate_domain::ledger::{
+    AccountId, AccountKind, HoldId, Operation, PlaceHoldRequest, Rejection, SettleHoldRequest,
+    TransferId, VoidHoldRequest, HOLD_TTL_MS_MAX,
+};
+use creditgate_domain::pricing::{self, Usage};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::idempotency::{scope, Idempotent};
+use super::prices::price_at;
+use super::{path_id, rejection};
+use crate::server::auth::Caller;
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::ids::derived;
+use crate::server::json::Money;
+use crate::server::views::{HoldClosedView, HoldTerms, HoldView, TransferView};
+use crate::server::{metrics, AppState};
+
+/// A hold to place: an `amount`, or a `model` with the most tokens the call may use.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceHold {
+    /// The org (operator token only; a key acts for its own org).
+    pub org_id: Option<String>,
+    /// Reserve exactly this much.
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Money>,
+    /// Or reserve the worst case of a call to this model.
+    pub model: Option<String>,
+    /// Most input tokens (with `model`).
+    pub max_input_tokens: Option<u64>,
+    /// Most output tokens (with `model`; default: the price's `max_output_tokens`).
+    pub max_output_tokens: Option<u64>,
+    /// Seconds until it expires (1 to 86400; default from the configuration).
+    pub ttl_s: Option<u64>,
+}
+
+/// Token counts of one call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBody {
+    /// Plain input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Tokens written to the prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Tokens read from the prompt cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+}
+
+impl UsageBody {
+    /// As the pricing sees it.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            cache_read_tokens: self.cache_read_tokens,
+        }
+    }
+}
+
+/// Settle a hold for what the call used: `usage` (priced at the hold's price version) or an
+/// `amount`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleHold {
+    /// What the call used.
+    pub usage: Option<UsageBody>,
+    /// Or the cost itself.
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Money>,
+}
+
+/// Nothing.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidHold {}
+
+fn tokens(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match value {
+        Some(v) if v > pricing::TOKENS_MAX => Err(ApiError::invalid(
+            param,
+            "parameter_invalid",
+            format!("{param} must be at most {}.", pricing::TOKENS_MAX),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Reserve credits for a call. 402 when the org cannot cover it or is suspended.
+#[utoipa::path(post, path = "/v1/holds", tag = "metering", params(("Idempotency-Key" = Option<String>, Header)), request_body = PlaceHold,
+    responses((status = 201, body = HoldView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn place_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Idempotent<PlaceHold>,
+) -> Result<Response, ApiError> {
+    let body = &request.body;
+    if let Some(org_id) = &body.org_id {
+        path_id("org_id", "org", org_id)?;
+    }
+    let org_id = caller.metering_org(body.org_id.as_deref())?;
+    if let Some(replay) = request.replay(&state, &caller).await? {
+        return Ok(replay);
+    }
+    let ttl_s = body.ttl_s.unwrap_or(state.config().hold_ttl_s_default);
+    let ttl_ms = i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if ttl_s == 0 || ttl_ms > HOLD_TTL_MS_MAX {
+        return Err(ApiError::invalid(
+            "ttl_s",
+            "parameter_invalid",
+            format!("ttl_s must be 1 to {}.", HOLD_TTL_MS_MAX / 1000),
+        ));
+    }
+    let max_input_tokens = tokens("max_input_tokens", body.max_input_tokens)?;
+    let max_output_tokens = tokens("max_output_tokens", body.max_output_tokens)?;
+    let now = state.now();
+    let mut terms = HoldTerms {
+        key_id: caller.key_id().map(str::to_owned),
+        ..HoldTerms::default()
+    };
+    let amount = match (&body.amount, &body.model) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "amount",
+                "parameter_invalid",
+                "Give amount or model, not both.",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "amount",
+                "parameter_missing",
+                "Give amount, or model with max_input_tokens.",
+            ))
+        }
+        (Some(amount), None) => {
+            if max_input_tokens.is_some() || max_output_tokens.is_some() {
+                return Err(ApiError::invalid(
+                    "max_input_tokens",
+                    "parameter_invalid",
+                    "Token limits go with model, not amount.",
+                ));
+            }
+            amount.0
+        }
+        (None, Some(model)) => {
+            let price = price_at(&state, model, now, "model").await?;
+            let input = max_input_tokens.ok_or_else(|| {
+                ApiError::invalid(
+                    "max_input_tokens",
+                    "parameter_missing",
+                    "max_input_tokens is required with model.",
+                )
+            })?;
+            let output = max_output_tokens.unwrap_or(price.max_output_tokens);
+            terms.model = Some(model.clone());
+            terms.price_id = Some(price.id.clone());
+            pricing::worst_case(&price.prices, input, output).map_err(|e| {
+                ApiError::invalid("max_input_tokens", "amount_overflow", e.to_string())
+            })?
+        }
+    };
+    if !amount.is_positive() {
+        return Err(ApiError::invalid(
+            "amount",
+            "amount_must_be_positive",
+            "amount must be positive.",
+        ));
+    }
+    let org = match &caller {
+        Caller::Key { org, .. } => org.clone(),
+        Caller::Operator => state
+            .store()
+            .org(&org_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("org_not_found", "No such org."))?,
+    };
+    if org.suspended {
+        metrics::hold_refused("org_suspended");
+        return Err(ApiError::billing(
+            "org_suspended",
+            "This organization's API access is suspended. Contact support.",
+            state.billing_url(&org.id),
+        ));
+    }
+    super::usage::check_spend_limits(&state, &caller, &org, amount, now).await?;
+    let hold_id = match &request.key {
+        Some(key) => derived("hold", &[&scope(&caller), key]),
+        None => state.new_id("hold"),
+    };
+    let operation = Operation::PlaceHold(PlaceHoldRequest {
+        id: HoldId::new(hold_id),
+        debit_account_id: AccountId::new(org.id.clone()),
+        credit_account_id: AccountKind::UsageRevenue
+            .operator_account_id()
+            .expect("operator account"),
+        amount,
+        reference: terms.encode(),
+        ttl_ms,
+    });
+    match state.writer().submit(operation).await? {
+        Ok(receipt) => {
+            metrics::hold_placed();
+            let hold = receipt
+                .hold
+                .ok_or_else(|| ApiError::internal("hold receipt without hold"))?;
+            request
+                .respond(&state, &caller, StatusCode::CREATED, &HoldView::from(&hold))
+                .await
+        }
+        Err(Rejection::InsufficientFunds) => {
+            metrics::hold_refused("credit_balance_exhausted");
+            Err(ApiError::billing(
+                "credit_balance_exhausted",
+                "Your organization is out of usage credits. Add credits on the Billing page to turn API access back on.",
+                state.billing_url(&org.id),
+            ))
+        }
+        Err(other) => {
+            metrics::hold_refused(other.code());
+            Err(rejection(other, "amount"))
+        }
+    }
+}
+
+/// The hold, if it exists and the caller may see it (else 404, for every tenant alike).
+async fn hold_for(
+    state: &AppState,
+    caller: &Caller,
+    hold_id: &str,
+) -> Result<creditgate_domain::ledger::Hold, ApiError> {
+    path_id("hold_id", "hold", hold_id)?;
+    let hold = state
+        .store()
+        .hold(hold_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("hold_not_found", "No such hold."))?;
+    caller
+        .require_org(hold.debit_account_id.as_str())
+        .map_err(|_| ApiError::not_found("hold_not_found", "No such hold."))?;
+    Ok(hold)
+}
+
+/// Get a hold.
+#[utoipa::path(get, path = "/v1/holds/{hold_id}", tag = "metering", params(("hold_id" = String, Path)),
+    responses((status = 200, body = HoldView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(hold_id): Path<String>,
+) -> Result<Json<HoldView>, ApiError> {
+    Ok(Json(HoldView::from(
+        &hold_for(&state, &caller, &hold_id).await?,
+    )))
+}
+
+async fn closed(
+    state: &AppState,
+    receipt: creditgate_domain::ledger::Receipt,
+    hold_id: &str,
+) -> Result<HoldClosedView, ApiError> {
+    let hold = match receipt.hold {
+        Some(hold) => hold,
+        None => state
+            .store()
+            .hold(hold_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("closed hold not found"))?,
+    };
+    let org_id = hold.debit_account_id.as_str().to_owned();
+    Ok(HoldClosedView {
+        hold: HoldView::from(&hold),
+        transfer: receipt
+            .transfer
+            .as_ref()
+            .map(|t| TransferView::new(t, &org_id)),
+    })
+}
+
+/// Settle a hold for the call's actual usage or cost (more than the hold is charged too:
+/// usage that happened is always recorded).
+#[utoipa::path(post, path = "/v1/holds/{hold_id}/settle", tag = "metering", params(("hold_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = SettleHold,
+    responses((status = 200, body = HoldClosedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn settle_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(hold_id): Path<String>,
+    request: Idempotent<SettleHold>,
+) -> Result<Response, ApiError> {
+    let hold = hold_for(&state, &caller, &hold_id).await?;
+    if let Some(replay) = request.replay(&state, &caller).await? {
+        return Ok(replay);
+    }
+    let amount = match (&request.body.usage, &request.body.amount) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "amount",
+                "parameter_invalid",
+                "Give usage or amount, not both.",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "usage",
+                "parameter_missing",
+                "Give usage or amount.",
+            ))
+        }
+        (None, Some(amount)) => amount.0,
+        (Some(usage), None) => {
+            let terms = HoldTerms::decode(&hold.reference);
+            let price_id = terms.price_id.ok_or_else(|| {
+                ApiError::invalid(
+                    "usage",
+                    "parameter_invalid",
+                    "This hold was placed by amount: settle it with amount.",
+                )
+            })?;
+            let price = state
+                .store()
+                .price_version(&price_id)
+                .await?
+                .ok_or_else(|| ApiError::internal(format!("price {price_id} of a hold is gone")))?;
+            for (param, value) in [
+                ("usage.input_tokens", usage.input_tokens),
+                ("usage.output_tokens", usage.output_tokens),
+                ("usage.cache_write_tokens", usage.cache_write_tokens),
+                ("usage.cache_read_tokens", usage.cache_read_tokens),
+            ] {
+                tokens(param, Some(value))?;
+            }
+            pricing::cost(&price.prices, &usage.usage())
+                .map_err(|e| ApiError::invalid("usage", "amount_overflow", e.to_string()))?
+        }
+    };
+    let operation = Operation::SettleHold(SettleHoldRequest {
+        id: TransferId::new(derived("txn", &["settle", &hold_id])),
+        hold_id: hold.id.clone(),
+        amount,
+    });
+    match state.writer().submit(operation).await? {
+        Ok(receipt) => {
+            if let Some(transfer) = &receipt.transfer {
+                metrics::overspend(transfer.overspend.micros());
+            }
+            let view = closed(&state, receipt, &hold_id).await?;
+            request
+                .respond(&state, &caller, StatusCode::OK, &view)
+                .await
+        }
+        Err(other) => Err(rejection(other, "amount")),
+    }
+}
+
+/// Release a hold without charging.
+#[utoipa::path(post, path = "/v1/holds/{hold_id}/void", tag = "metering", params(("hold_id" = String, Path)), request_body(content = Option<VoidHold>),
+    responses((status = 200, body = HoldClosedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn void_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(hold_id): Path<String>,
+    request: Idempotent<VoidHold>,
+) -> Result<Response, ApiError> {
+    let hold = hold_for(&state, &caller, &hold_id).await?;
+    if let Some(replay) = request.replay(&state, &caller).await? {
+        return Ok(replay);
+    }
+    let operation = Operation::VoidHold(VoidHoldRequest {
+        id: TransferId::new(derived("txn", &["void", &hold_id])),
+        hold_id: hold.id.clone(),
+    });
+    match state.writer().submit(operation).await? {
+        Ok(receipt) => {
+            let view = closed(&state, receipt, &hold_id).await?;
+            request
+                .respond(&state, &caller, StatusCode::OK, &view)
+                .await
+        }
+        Err(other) => Err(rejection(other, "hold_id")),
+    }
+}

@@ -1,0 +1,104 @@
+//! API keys (operator): the secret is in the create response only.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{org_for, path_id, text};
+use crate::server::auth::{secret_hash, Caller, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::json::{Body, Money};
+use crate::server::views::{KeyCreatedView, KeyView, ListView};
+use crate::server::AppState;
+
+/// A new key.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// A label (up to 100 characters).
+    #[serde(default)]
+    pub name: String,
+    /// Monthly spend cap for calls made with this key.
+    #[schema(value_type = Option<String>)]
+    pub spend_limit_monthly: Option<Money>,
+}
+
+/// Create an API key for an org. The secret is shown in this response only.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/keys", tag = "keys", params(("org_id" = String, Path)), request_body = CreateKey,
+    responses((status = 201, body = KeyCreatedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org_id): Path<String>,
+    Body(body): Body<CreateKey>,
+) -> Result<(StatusCode, Json<KeyCreatedView>), ApiError> {
+    let org = org_for(&state, &caller, &org_id).await?;
+    caller.require_operator()?;
+    text("name", &body.name, 0, 100)?;
+    let secret = format!("{SECRET_PREFIX}{}", hex::encode(rand::random::<[u8; 24]>()));
+    let key = creditgate_store::api::ApiKey {
+        id: state.new_id("key"),
+        org_id: org.id,
+        name: body.name,
+        prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
+        spend_limit_monthly: body.spend_limit_monthly.map(|m| m.0),
+        created_at: state.now(),
+        revoked_at: None,
+    };
+    state
+        .store()
+        .create_key(&key, &secret_hash(state.key_hash_secret(), &secret))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyCreatedView {
+            key: KeyView::from(&key),
+            secret,
+        }),
+    ))
+}
+
+/// List an org's keys, newest first (revoked ones included).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/keys", tag = "keys", params(("org_id" = String, Path)),
+    responses((status = 200, body = ListView<KeyView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org_id): Path<String>,
+) -> Result<Json<ListView<KeyView>>, ApiError> {
+    let org = org_for(&state, &caller, &org_id).await?;
+    caller.require_operator()?;
+    let keys = state.store().keys(&org.id).await?;
+    Ok(Json(ListView::new(
+        keys.iter().map(KeyView::from).collect(),
+        false,
+    )))
+}
+
+/// Revoke a key: it authenticates nothing from the next request on.
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    path_id("key_id", "key", &key_id)?;
+    let key = state
+        .store()
+        .key(&key_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("key_not_found", "No such key."))?;
+    if caller.require_org(&key.org_id).is_err() {
+        return Err(ApiError::not_found("key_not_found", "No such key."));
+    }
+    caller.require_operator()?;
+    let key = state
+        .store()
+        .revoke_key(&key_id, state.now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("key_not_found", "No such key."))?;
+    Ok(Json(KeyView::from(&key)))
+}

@@ -1,0 +1,164 @@
+//! The price book (operator writes; anyone authenticated reads).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use creditgate_domain::pricing::{is_valid_model, PriceVersion, TokenPrices, TOKENS_MAX};
+use creditgate_domain::{Amount, Timestamp};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::Query;
+use crate::server::auth::Caller;
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::json::{Body, Money};
+use crate::server::views::{ListView, PriceView};
+use crate::server::AppState;
+
+/// Output tokens a hold assumes when neither the request nor the price says.
+pub const MAX_OUTPUT_TOKENS_DEFAULT: u64 = 4_096;
+
+/// A new version of a model's prices, per million tokens.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPrice {
+    /// Per million input tokens.
+    #[schema(value_type = String)]
+    pub input: Money,
+    /// Per million output tokens.
+    #[schema(value_type = String)]
+    pub output: Money,
+    /// Per million cache-write tokens (default: the input price).
+    #[schema(value_type = Option<String>)]
+    pub cache_write: Option<Money>,
+    /// Per million cache-read tokens (default: the input price).
+    #[schema(value_type = Option<String>)]
+    pub cache_read: Option<Money>,
+    /// Per call (default 0).
+    #[schema(value_type = Option<String>)]
+    pub request_fee: Option<Money>,
+    /// Output tokens a hold assumes when its request does not say (default 4096).
+    pub max_output_tokens: Option<u64>,
+    /// Unix seconds from which it is in force (default: now).
+    pub effective_at: Option<i64>,
+}
+
+/// Add a version of a model's prices. Holds placed before it takes effect settle at the
+/// version they were placed under.
+#[utoipa::path(put, path = "/v1/prices/{model}", tag = "prices", params(("model" = String, Path)), request_body = SetPrice,
+    responses((status = 201, body = PriceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_price(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(model): Path<String>,
+    Body(body): Body<SetPrice>,
+) -> Result<(StatusCode, Json<PriceView>), ApiError> {
+    caller.require_operator()?;
+    if !is_valid_model(&model) {
+        return Err(ApiError::invalid(
+            "model",
+            "parameter_invalid",
+            "model must be 1 to 128 letters, digits or -._/:@.",
+        ));
+    }
+    let max_output_tokens = body.max_output_tokens.unwrap_or(MAX_OUTPUT_TOKENS_DEFAULT);
+    if max_output_tokens == 0 || max_output_tokens > TOKENS_MAX {
+        return Err(ApiError::invalid(
+            "max_output_tokens",
+            "parameter_invalid",
+            format!("max_output_tokens must be 1 to {TOKENS_MAX}."),
+        ));
+    }
+    let now = state.now();
+    let effective_at = match body.effective_at {
+        None => now,
+        Some(seconds) => {
+            Timestamp::from_unix_ms(seconds.checked_mul(1000).filter(|ms| *ms >= 0).ok_or_else(
+                || {
+                    ApiError::invalid(
+                        "effective_at",
+                        "parameter_invalid",
+                        "effective_at must be unix seconds.",
+                    )
+                },
+            )?)
+        }
+    };
+    let input = body.input.0;
+    let price = PriceVersion {
+        id: state.new_id("price"),
+        model,
+        effective_at,
+        prices: TokenPrices {
+            input,
+            output: body.output.0,
+            cache_write: body.cache_write.map_or(input, |m| m.0),
+            cache_read: body.cache_read.map_or(input, |m| m.0),
+            request_fee: body.request_fee.map_or(Amount::ZERO, |m| m.0),
+        },
+        max_output_tokens,
+        created_at: now,
+    };
+    state.store().insert_price(&price).await?;
+    Ok((StatusCode::CREATED, Json(PriceView::from(&price))))
+}
+
+/// `?model=` of the price list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PricesQuery {
+    /// Only this model's versions.
+    pub model: Option<String>,
+}
+
+/// Every price version, by model and time.
+#[utoipa::path(get, path = "/v1/prices", tag = "prices", params(PricesQuery),
+    responses((status = 200, body = ListView<PriceView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_prices(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(query): Query<PricesQuery>,
+) -> Result<Json<ListView<PriceView>>, ApiError> {
+    let prices = match &query.model {
+        Some(model) if !is_valid_model(model) => {
+            return Err(ApiError::invalid(
+                "model",
+                "parameter_invalid",
+                "model must be 1 to 128 letters, digits or -._/:@.",
+            ))
+        }
+        Some(model) => state.store().price_versions(model).await?,
+        None => state.store().prices().await?,
+    };
+    Ok(Json(ListView::new(
+        prices.iter().map(PriceView::from).collect(),
+        false,
+    )))
+}
+
+/// The version of `model` in force at `at`, or a 400 naming `param`.
+pub async fn price_at(
+    state: &AppState,
+    model: &str,
+    at: Timestamp,
+    param: &str,
+) -> Result<PriceVersion, ApiError> {
+    if !is_valid_model(model) {
+        return Err(ApiError::invalid(
+            param,
+            "unknown_model",
+            format!("Unknown model {model:?}."),
+        ));
+    }
+    let versions = state.store().price_versions(model).await?;
+    creditgate_domain::pricing::version_at(&versions, at)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::invalid(
+                param,
+                "unknown_model",
+                format!("Unknown model {model:?}: it has no price."),
+            )
+        })
+}
