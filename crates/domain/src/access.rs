@@ -188,7 +188,8 @@ mod tests {
     fn derive_table() {
         use AccessState::*;
         // (available, suspended, floor, thresholds) → (state, level)
-        let table: &[(&str, bool, &str, &[&str], AccessState, u32)] = &[
+        type Row<'a> = (&'a str, bool, &'a str, &'a [&'a str], AccessState, u32);
+        let table: &[Row] = &[
             ("10.00", false, "0", &[], Active, 0),
             ("0.000001", false, "0", &[], Active, 0),
             ("0", false, "0", &[], Depleted, 0),

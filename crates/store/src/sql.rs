@@ -65,9 +65,9 @@ impl From<bool> for Value {
     }
 }
 
-/// Builds a `Vec<Value>` from expressions convertible into [`Value`].
+/// Builds an array of [`Value`]s from expressions convertible into one.
 macro_rules! values {
-    ($($value:expr),* $(,)?) => { vec![$($crate::sql::Value::from($value)),*] };
+    ($($value:expr),* $(,)?) => { [$($crate::sql::Value::from($value)),*] };
 }
 pub(crate) use values;
 

@@ -65,6 +65,7 @@ fn transition_values(
         transition.available.micros(),
         now.unix_ms(),
     ]
+    .to_vec()
 }
 
 /// An org's stored access and the policy it is derived under (the floor is the account's).
