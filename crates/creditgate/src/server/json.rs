@@ -16,29 +16,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Body<T>, ApiError> {
-        let content_type = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_ascii_lowercase();
-        if !content_type.starts_with("application/json") {
-            return Err(ApiError::bad_request(
-                "invalid_content_type",
-                "The body must be JSON (Content-Type: application/json).",
-            ));
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::too_large("The request body is too large.")
-                } else {
-                    ApiError::bad_request("invalid_body", "The request body could not be read.")
-                }
-            })?;
+        let bytes = read(request, state).await?;
         parse(&bytes).map(Body)
     }
+}
+
+/// The body of a JSON request: refused (nothing read) unless its `Content-Type` is JSON or
+/// absent; 413 past the body limit.
+pub async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let content_type_ok = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !content_type_ok {
+        return Err(ApiError::bad_request(
+            "invalid_content_type",
+            "The body must be JSON (Content-Type: application/json).",
+        ));
+    }
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("The request body is too large.")
+        } else {
+            ApiError::bad_request("invalid_body", "The request body could not be read.")
+        }
+    })
 }
 
 /// Parses `bytes` as `T`, naming the field at fault.

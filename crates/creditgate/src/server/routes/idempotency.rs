@@ -5,7 +5,6 @@
 //! safe because the ledger ids behind a key are derived from it ([`super::super::ids::derived`]):
 //! a retry recomputes the same ids and the ledger answers `exists` with the first result.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,26 +59,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Idempotent<T> {
         hash.update([0]);
         hash.update(request.uri().path());
         hash.update([0]);
-        let content_type_ok = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.to_ascii_lowercase().starts_with("application/json"));
-        if !content_type_ok {
-            return Err(ApiError::bad_request(
-                "invalid_content_type",
-                "The body must be JSON (Content-Type: application/json).",
-            ));
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::too_large("The request body is too large.")
-                } else {
-                    ApiError::bad_request("invalid_body", "The request body could not be read.")
-                }
-            })?;
+        let bytes = json::read(request, state).await?;
         hash.update(&bytes);
         let body = if bytes.is_empty() {
             json::parse(b"{}")?
