@@ -83,6 +83,13 @@ enum Cell {
 #[derive(Clone, Debug)]
 pub struct Row(Vec<Cell>);
 
+impl Row {
+    /// The row without its first `n` columns (to decode a join's second record).
+    pub fn skip(&self, n: usize) -> Row {
+        Row(self.0.iter().skip(n).cloned().collect())
+    }
+}
+
 impl Columns for Row {
     fn text(&self, index: usize) -> Result<String, StoreError> {
         self.opt_text(index)?

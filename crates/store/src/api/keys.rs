@@ -2,12 +2,16 @@
 
 use creditgate_domain::{Amount, Timestamp};
 
+use super::orgs::{org_row, ORG_COLUMNS};
 use super::{ApiKey, Org};
 use crate::codec::Columns;
 use crate::sql::{values, Row};
 use crate::{Store, StoreError};
 
 const KEY_COLUMNS: &str = "id, org_id, name, prefix, spend_limit_monthly, created_at, revoked_at";
+const KEY_COLUMNS_K: &str =
+    "k.id, k.org_id, k.name, k.prefix, k.spend_limit_monthly, k.created_at, k.revoked_at";
+const KEY_COLUMNS_LEN: usize = 7;
 
 fn key_row(row: &Row) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
@@ -48,18 +52,21 @@ impl Store {
         &self,
         secret_hash: &str,
     ) -> Result<Option<(ApiKey, Org)>, StoreError> {
-        let key = self
+        // One query: the key and its org (with the account's floor).
+        let rows = self
             .db()
             .query(
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL"),
+                &format!(
+                    "SELECT {KEY_COLUMNS_K}, {ORG_COLUMNS} FROM api_keys k JOIN orgs o ON o.id = k.org_id JOIN accounts a ON a.id = o.id
+                     WHERE k.secret_hash = $1 AND k.revoked_at IS NULL"
+                ),
                 &values![secret_hash],
             )
             .await?;
-        let Some(key) = key.first().map(key_row).transpose()? else {
+        let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let org = self.org(&key.org_id).await?;
-        Ok(org.map(|org| (key, org)))
+        Ok(Some((key_row(row)?, org_row(&row.skip(KEY_COLUMNS_LEN))?)))
     }
 
     /// The key with id `id`, revoked or not.

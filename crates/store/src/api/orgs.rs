@@ -10,13 +10,14 @@ use crate::codec::Columns;
 use crate::sql::{values, Row, Tx};
 use crate::{Store, StoreError};
 
-const ORG_COLUMNS: &str = "o.id, o.name, o.billing_emails, o.low_thresholds, o.suspended, \
+pub(super) const ORG_COLUMNS: &str =
+    "o.id, o.name, o.billing_emails, o.low_thresholds, o.suspended, \
      o.spend_limit_monthly, a.floor, o.access_state, o.access_level, o.access_changed_at, \
      o.created_at, o.updated_at";
 
 const ORG_FROM: &str = "orgs o JOIN accounts a ON a.id = o.id";
 
-fn org_row(row: &Row) -> Result<Org, StoreError> {
+pub(super) fn org_row(row: &Row) -> Result<Org, StoreError> {
     let state = row.text(7)?;
     Ok(Org {
         id: row.text(0)?,
