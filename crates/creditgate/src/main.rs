@@ -1,10 +1,12 @@
 //! `creditgate`: the binary. `anyhow` lives here and nowhere else.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cli;
 mod load;
 
 use creditgate::config::Config;
@@ -37,6 +39,16 @@ enum Command {
     /// (used by the crash and multi-process tests).
     #[command(hide = true)]
     LedgerLoad(load::LoadArgs),
+    /// Organizations: create, list, show, suspend, unsuspend (operator API).
+    Org(cli::OrgArgs),
+    /// API keys: create (shows the secret once), list, revoke (operator API).
+    Key(cli::KeyArgs),
+    /// Credits: grant, adjust (operator API).
+    Credits(cli::CreditsArgs),
+    /// The price book: set a model's prices, list them (operator API).
+    Price(cli::PriceArgs),
+    /// An org's balance and access state (operator API).
+    Balance(cli::BalanceArgs),
 }
 
 /// Where the ledger lives: `CREDITGATE_DATABASE_URL`, else SQLite in `CREDITGATE_DATA_DIR`.
@@ -59,7 +71,7 @@ impl DatabaseArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CREDITGATE_LOG")
@@ -72,18 +84,24 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
         match cli.command {
-            Command::Serve { config } => serve(config).await,
-            Command::Bench(args) => bench::run(args).await,
+            Command::Serve { config } => done(serve(config).await),
+            Command::Bench(args) => done(bench::run(args).await),
             Command::Migrate { database } => {
                 let store = creditgate_store::Store::open(&creditgate_store::StoreConfig::new(
                     database.url(),
                 ))
                 .await?;
                 println!("migrated {} database", store.backend_name());
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             }
-            Command::LedgerLoad(args) => load::run(args).await,
+            Command::LedgerLoad(args) => done(load::run(args).await),
+            Command::Org(args) => Ok(cli::org(args).await),
+            Command::Key(args) => Ok(cli::key(args).await),
+            Command::Credits(args) => Ok(cli::credits(args).await),
+            Command::Price(args) => Ok(cli::price(args).await),
+            Command::Balance(args) => Ok(cli::balance(args).await),
         }
     })
 }

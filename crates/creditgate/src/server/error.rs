@@ -136,6 +136,17 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict_error", code, message)
     }
 
+    /// 409 about one field.
+    pub fn conflict_param(
+        param: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        let mut error = ApiError::conflict(code, message);
+        error.param = Some(param.into());
+        error
+    }
+
     /// 413.
     pub fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(

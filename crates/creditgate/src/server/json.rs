@@ -35,13 +35,15 @@ pub async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, 
             "The body must be JSON (Content-Type: application/json).",
         ));
     }
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large("The request body is too large.")
-        } else {
-            ApiError::bad_request("invalid_body", "The request body could not be read.")
-        }
-    })
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large("The request body is too large.")
+            } else {
+                ApiError::bad_request("invalid_body", "The request body could not be read.")
+            }
+        })
 }
 
 /// Parses `bytes` as `T`, naming the field at fault.
@@ -124,6 +126,49 @@ impl<'de> Deserialize<'de> for SignedMoney {
         money(deserializer, Sign::Signed).map(SignedMoney)
     }
 }
+
+/// The grammar [`Amount::parse_with`] accepts, for the OpenAPI document (the server also
+/// refuses amounts beyond the `i64` range of micro-units).
+pub const MONEY_PATTERN: &str = r"^[0-9]{1,13}(\.[0-9]{1,6})?$";
+/// [`MONEY_PATTERN`] with an optional minus sign.
+pub const SIGNED_MONEY_PATTERN: &str = r"^-?[0-9]{1,13}(\.[0-9]{1,6})?$";
+
+fn money_schema(
+    pattern: &str,
+    description: &str,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .examples([example])
+        .into()
+}
+
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        money_schema(
+            MONEY_PATTERN,
+            "A non-negative amount as a decimal string: at most six decimals, no sign, no exponent.",
+            "12.50",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
+impl utoipa::PartialSchema for SignedMoney {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        money_schema(
+            SIGNED_MONEY_PATTERN,
+            "An amount as a decimal string, possibly negative: at most six decimals, no exponent.",
+            "-2.50",
+        )
+    }
+}
+
+impl utoipa::ToSchema for SignedMoney {}
 
 /// An amount as JSON shows it.
 pub fn show(amount: Amount) -> String {

@@ -80,6 +80,21 @@ pub struct OrgPatch {
     pub spend_limit_monthly: Option<Option<Amount>>,
 }
 
+/// What an org update did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrgUpdate {
+    /// Applied; the org as it is now.
+    Updated(Org),
+    /// No such org.
+    NotFound,
+    /// Refused: the new floor is above the org's available balance, which the floor must
+    /// bound. Nothing changed.
+    FloorAboveAvailable {
+        /// The available balance now.
+        available: Amount,
+    },
+}
+
 /// An API key, without its secret (which is never stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKey {

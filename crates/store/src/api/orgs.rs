@@ -5,7 +5,7 @@ use creditgate_domain::ledger::AccountKind;
 use creditgate_domain::{Amount, Timestamp};
 
 use super::access::record_transition;
-use super::{decode_amounts, encode_amounts, NewOrg, Org, OrgPatch, Page};
+use super::{decode_amounts, encode_amounts, NewOrg, Org, OrgPatch, OrgUpdate, Page};
 use crate::codec::Columns;
 use crate::sql::{values, Row, Tx};
 use crate::{Store, StoreError};
@@ -135,13 +135,13 @@ impl Store {
     }
 
     /// Applies `patch` to org `id` under its account's lock, re-derives its access and
-    /// records the transition if it changed. `None` if there is no such org.
+    /// records the transition if it changed.
     pub async fn update_org(
         &self,
         id: &str,
         patch: &OrgPatch,
         now: Timestamp,
-    ) -> Result<Option<Org>, StoreError> {
+    ) -> Result<OrgUpdate, StoreError> {
         let mut tx = self.db().transaction().await?;
         let lock = format!(
             "SELECT posted - reserved FROM accounts WHERE id = $1{}",
@@ -153,7 +153,7 @@ impl Store {
             .first()
             .map(|r| r.int(0))
         else {
-            return Ok(None);
+            return Ok(OrgUpdate::NotFound);
         };
         let available = Amount::from_micros(available?);
         let rows = tx
@@ -163,9 +163,14 @@ impl Store {
             )
             .await?;
         let Some(before) = rows.first().map(org_row).transpose()? else {
-            return Ok(None);
+            return Ok(OrgUpdate::NotFound);
         };
         let after = patched(&before, patch, now);
+        // The floor bounds every available balance (the ledger's invariant): it may not be
+        // raised past what the org has now.
+        if after.floor > before.floor && after.floor > available {
+            return Ok(OrgUpdate::FloorAboveAvailable { available });
+        }
         let cause = match (before.suspended, after.suspended) {
             (false, true) => Cause::Suspended,
             (true, false) => Cause::Unsuspended,
@@ -181,7 +186,7 @@ impl Store {
         }
         write_org(&mut tx, &after).await?;
         tx.commit().await?;
-        Ok(Some(after))
+        Ok(OrgUpdate::Updated(after))
     }
 }
 

@@ -24,29 +24,44 @@ use crate::server::AppState;
 /// Credits to add.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": "25.00", "origin": "paid"}))]
 pub struct CreateGrant {
     /// How much (positive).
-    #[schema(value_type = String)]
     pub amount: Money,
     /// `paid` or `promotional` (promotional credits are spent first).
+    #[schema(value_type = GrantOrigin)]
     pub origin: String,
     /// Unix seconds after which what is left expires.
     pub expires_at: Option<i64>,
     /// Lower is spent first among credits of the same kind (0 to 1000, default 10).
+    #[schema(maximum = 1000)]
     pub priority: Option<u32>,
     /// Free text (up to 200 characters).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub reference: String,
+}
+
+/// Where granted credits come from (for the document; the handler parses the string).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum GrantOrigin {
+    /// Paid for.
+    Paid,
+    /// Given away; spent first.
+    Promotional,
 }
 
 /// A signed correction.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": "-1.50", "reason": "refund of a failed call"}))]
 pub struct CreateAdjustment {
     /// Positive adds credits, negative removes them.
-    #[schema(value_type = String)]
     pub amount: SignedMoney,
     /// Why (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub reason: String,
 }
 
@@ -78,7 +93,7 @@ async fn submit_transfer(
 }
 
 /// Add credits to an org. Needs an `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/grants", tag = "credits", params(("org_id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = CreateGrant,
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/grants", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$")), request_body = CreateGrant,
     responses((status = 201, body = TransferView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_grant(
     State(state): State<AppState>,
@@ -155,7 +170,7 @@ pub async fn create_grant(
 }
 
 /// Correct an org's balance up or down, with a reason. Needs an `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/adjustments", tag = "credits", params(("org_id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = CreateAdjustment,
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/adjustments", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$")), request_body = CreateAdjustment,
     responses((status = 201, body = TransferView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_adjustment(
     State(state): State<AppState>,
@@ -219,7 +234,7 @@ pub async fn create_adjustment(
 }
 
 /// An org's balance and access state.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/balance", tag = "credits", params(("org_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/balance", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")),
     responses((status = 200, body = BalanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_balance(
     State(state): State<AppState>,
@@ -240,7 +255,7 @@ pub async fn get_balance(
 }
 
 /// An org's ledger history, newest first.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/transfers", tag = "credits", params(("org_id" = String, Path), ListQuery),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/transfers", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ListQuery),
     responses((status = 200, body = ListView<TransferView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_transfers(
     State(state): State<AppState>,

@@ -28,19 +28,22 @@ use crate::server::{metrics, AppState};
 /// A hold to place: an `amount`, or a `model` with the most tokens the call may use.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": "0.50", "ttl_s": 60}))]
 pub struct PlaceHold {
     /// The org (operator token only; a key acts for its own org).
     pub org_id: Option<String>,
     /// Reserve exactly this much.
-    #[schema(value_type = Option<String>)]
     pub amount: Option<Money>,
     /// Or reserve the worst case of a call to this model.
     pub model: Option<String>,
     /// Most input tokens (with `model`).
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub max_input_tokens: Option<u64>,
     /// Most output tokens (with `model`; default: the price's `max_output_tokens`).
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub max_output_tokens: Option<u64>,
     /// Seconds until it expires (1 to 86400; default from the configuration).
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl_s: Option<u64>,
 }
 
@@ -49,14 +52,18 @@ pub struct PlaceHold {
 #[serde(deny_unknown_fields)]
 pub struct UsageBody {
     /// Plain input tokens.
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub input_tokens: u64,
     /// Output tokens.
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub output_tokens: u64,
     /// Tokens written to the prompt cache.
     #[serde(default)]
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub cache_write_tokens: u64,
     /// Tokens read from the prompt cache.
     #[serde(default)]
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub cache_read_tokens: u64,
 }
 
@@ -76,11 +83,11 @@ impl UsageBody {
 /// `amount`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": "0.25"}))]
 pub struct SettleHold {
     /// What the call used.
     pub usage: Option<UsageBody>,
     /// Or the cost itself.
-    #[schema(value_type = Option<String>)]
     pub amount: Option<Money>,
 }
 
@@ -101,7 +108,7 @@ fn tokens(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
 }
 
 /// Reserve credits for a call. 402 when the org cannot cover it or is suspended.
-#[utoipa::path(post, path = "/v1/holds", tag = "metering", params(("Idempotency-Key" = Option<String>, Header)), request_body = PlaceHold,
+#[utoipa::path(post, path = "/v1/holds", tag = "metering", params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")), request_body = PlaceHold,
     responses((status = 201, body = HoldView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn place_hold(
     State(state): State<AppState>,
@@ -256,7 +263,7 @@ async fn hold_for(
 }
 
 /// Get a hold.
-#[utoipa::path(get, path = "/v1/holds/{hold_id}", tag = "metering", params(("hold_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/holds/{hold_id}", tag = "metering", params(("hold_id" = String, Path, pattern = "^hold_[A-Za-z0-9]{1,64}$")),
     responses((status = 200, body = HoldView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_hold(
     State(state): State<AppState>,
@@ -293,7 +300,7 @@ async fn closed(
 
 /// Settle a hold for the call's actual usage or cost (more than the hold is charged too:
 /// usage that happened is always recorded).
-#[utoipa::path(post, path = "/v1/holds/{hold_id}/settle", tag = "metering", params(("hold_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = SettleHold,
+#[utoipa::path(post, path = "/v1/holds/{hold_id}/settle", tag = "metering", params(("hold_id" = String, Path, pattern = "^hold_[A-Za-z0-9]{1,64}$"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")), request_body = SettleHold,
     responses((status = 200, body = HoldClosedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn settle_hold(
     State(state): State<AppState>,
@@ -367,13 +374,13 @@ pub async fn settle_hold(
 }
 
 /// Release a hold without charging.
-#[utoipa::path(post, path = "/v1/holds/{hold_id}/void", tag = "metering", params(("hold_id" = String, Path)), request_body(content = Option<VoidHold>),
+#[utoipa::path(post, path = "/v1/holds/{hold_id}/void", tag = "metering", params(("hold_id" = String, Path, pattern = "^hold_[A-Za-z0-9]{1,64}$")), request_body(content = Option<VoidHold>),
     responses((status = 200, body = HoldClosedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn void_hold(
     State(state): State<AppState>,
     caller: Caller,
     Path(hold_id): Path<String>,
-    request: Idempotent<VoidHold>,
+    request: Idempotent<Option<VoidHold>>,
 ) -> Result<Response, ApiError> {
     let hold = hold_for(&state, &caller, &hold_id).await?;
     if let Some(replay) = request.replay(&state, &caller).await? {

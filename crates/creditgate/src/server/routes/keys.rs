@@ -19,14 +19,14 @@ use crate::server::AppState;
 pub struct CreateKey {
     /// A label (up to 100 characters).
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: String,
     /// Monthly spend cap for calls made with this key.
-    #[schema(value_type = Option<String>)]
     pub spend_limit_monthly: Option<Money>,
 }
 
 /// Create an API key for an org. The secret is shown in this response only.
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/keys", tag = "keys", params(("org_id" = String, Path)), request_body = CreateKey,
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/keys", tag = "keys", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")), request_body = CreateKey,
     responses((status = 201, body = KeyCreatedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
@@ -61,7 +61,7 @@ pub async fn create_key(
 }
 
 /// List an org's keys, newest first (revoked ones included).
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/keys", tag = "keys", params(("org_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/keys", tag = "keys", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")),
     responses((status = 200, body = ListView<KeyView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_keys(
     State(state): State<AppState>,
@@ -78,7 +78,7 @@ pub async fn list_keys(
 }
 
 /// Revoke a key: it authenticates nothing from the next request on.
-#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path, pattern = "^key_[A-Za-z0-9]{1,64}$")),
     responses((status = 200, body = KeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_key(
     State(state): State<AppState>,

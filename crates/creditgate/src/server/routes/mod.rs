@@ -21,6 +21,7 @@ use super::AppState;
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Items per page (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last item of the previous page.
     pub starting_after: Option<String>,

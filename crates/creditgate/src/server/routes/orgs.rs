@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use creditgate_domain::access::LOW_THRESHOLDS_MAX;
 use creditgate_domain::Amount;
-use creditgate_store::api::{NewOrg, OrgPatch};
+use creditgate_store::api::{NewOrg, OrgPatch, OrgUpdate};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -24,21 +24,20 @@ const NAME_LEN_MAX: usize = 200;
 /// A new org.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme", "billing_emails": ["billing@acme.example"], "low_thresholds": ["10.00"]}))]
 pub struct CreateOrg {
     /// Its name (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Where billing notices go (at most 10).
     #[serde(default)]
     pub billing_emails: Vec<String>,
     /// Low-balance thresholds, decimal strings (at most 8).
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
     pub low_thresholds: Vec<Money>,
     /// The lowest available balance it may reach: "0" (default) or negative (an overdraft).
-    #[schema(value_type = Option<String>)]
     pub floor: Option<SignedMoney>,
     /// Monthly spend cap.
-    #[schema(value_type = Option<String>)]
     pub spend_limit_monthly: Option<Money>,
 }
 
@@ -46,21 +45,20 @@ pub struct CreateOrg {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
-    /// New name.
+    /// New name (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// New billing contacts.
     pub billing_emails: Option<Vec<String>>,
     /// New thresholds.
-    #[schema(value_type = Option<Vec<String>>)]
     pub low_thresholds: Option<Vec<Money>>,
     /// New floor ("0" or negative).
-    #[schema(value_type = Option<String>)]
     pub floor: Option<SignedMoney>,
     /// Suspend (true) or lift the suspension (false).
     pub suspended: Option<bool>,
     /// New monthly cap; null removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Money>)]
     pub spend_limit_monthly: Option<Option<Money>>,
 }
 
@@ -180,7 +178,7 @@ pub async fn list_orgs(
 }
 
 /// Get an org.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")),
     responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_org(
     State(state): State<AppState>,
@@ -192,7 +190,7 @@ pub async fn get_org(
 }
 
 /// Change an org: name, billing contacts, thresholds, floor, suspension, spend cap.
-#[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path)), request_body = UpdateOrg,
+#[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")), request_body = UpdateOrg,
     responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_org(
     State(state): State<AppState>,
@@ -221,11 +219,23 @@ pub async fn update_org(
         suspended: body.suspended,
         spend_limit_monthly: body.spend_limit_monthly.map(|limit| limit.map(|m| m.0)),
     };
-    let org = state
+    let org = match state
         .store()
         .update_org(&org_id, &patch, state.now())
         .await?
-        .ok_or_else(|| ApiError::not_found("org_not_found", "No such org."))?;
+    {
+        OrgUpdate::Updated(org) => org,
+        OrgUpdate::NotFound => return Err(ApiError::not_found("org_not_found", "No such org.")),
+        OrgUpdate::FloorAboveAvailable { available } => {
+            return Err(ApiError::conflict_param(
+                "floor",
+                "floor_above_available",
+                format!(
+                    "The floor cannot be raised above the org's available balance ({available})."
+                ),
+            ))
+        }
+    };
     Ok(Json(OrgView::from(&org)))
 }
 
@@ -237,12 +247,13 @@ pub struct TransitionsQuery {
     /// Only transitions after this sequence number.
     pub after: Option<i64>,
     /// At most this many (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
 /// An org's access transitions, oldest first: every change of access state or threshold
 /// level, with its cause.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/access_transitions", tag = "orgs", params(("org_id" = String, Path), TransitionsQuery),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/access_transitions", tag = "orgs", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), TransitionsQuery),
     responses((status = 200, body = ListView<TransitionView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_access_transitions(
     State(state): State<AppState>,

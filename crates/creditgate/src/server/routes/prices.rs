@@ -21,23 +21,20 @@ pub const MAX_OUTPUT_TOKENS_DEFAULT: u64 = 4_096;
 /// A new version of a model's prices, per million tokens.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"input": "3.00", "output": "15.00", "cache_read": "0.30"}))]
 pub struct SetPrice {
     /// Per million input tokens.
-    #[schema(value_type = String)]
     pub input: Money,
     /// Per million output tokens.
-    #[schema(value_type = String)]
     pub output: Money,
     /// Per million cache-write tokens (default: the input price).
-    #[schema(value_type = Option<String>)]
     pub cache_write: Option<Money>,
     /// Per million cache-read tokens (default: the input price).
-    #[schema(value_type = Option<String>)]
     pub cache_read: Option<Money>,
     /// Per call (default 0).
-    #[schema(value_type = Option<String>)]
     pub request_fee: Option<Money>,
     /// Output tokens a hold assumes when its request does not say (default 4096).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
     pub max_output_tokens: Option<u64>,
     /// Unix seconds from which it is in force (default: now).
     pub effective_at: Option<i64>,
@@ -45,7 +42,7 @@ pub struct SetPrice {
 
 /// Add a version of a model's prices. Holds placed before it takes effect settle at the
 /// version they were placed under.
-#[utoipa::path(put, path = "/v1/prices/{model}", tag = "prices", params(("model" = String, Path)), request_body = SetPrice,
+#[utoipa::path(put, path = "/v1/prices/{model}", tag = "prices", params(("model" = String, Path, pattern = "^[A-Za-z0-9._:@/-]{1,128}$")), request_body = SetPrice,
     responses((status = 201, body = PriceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn set_price(
     State(state): State<AppState>,
