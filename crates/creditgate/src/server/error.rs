@@ -131,6 +131,16 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found_error", code, message)
     }
 
+    /// 405.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "This route does not take this method.",
+        )
+    }
+
     /// 409.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict_error", code, message)

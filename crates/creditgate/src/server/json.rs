@@ -48,6 +48,17 @@ pub async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, 
 
 /// Parses `bytes` as `T`, naming the field at fault.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A request body is an object: an array would otherwise fill a struct's fields in order.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | Some(b'n') | None => {}
+        Some(b'[') | Some(b'"') | Some(b'0'..=b'9') | Some(b'-') | Some(b't') | Some(b'f') => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "The body must be a JSON object.",
+            ));
+        }
+        Some(_) => {}
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -127,11 +138,12 @@ impl<'de> Deserialize<'de> for SignedMoney {
     }
 }
 
-/// The grammar [`Amount::parse_with`] accepts, for the OpenAPI document (the server also
-/// refuses amounts beyond the `i64` range of micro-units).
-pub const MONEY_PATTERN: &str = r"^[0-9]{1,13}(\.[0-9]{1,6})?$";
+/// The grammar [`Amount::parse_with`] accepts, for the OpenAPI document, kept to 12 whole
+/// digits so every match fits the `i64` range of micro-units (the parser itself takes longer
+/// strings up to that range).
+pub const MONEY_PATTERN: &str = r"^[0-9]{1,12}(\.[0-9]{1,6})?$";
 /// [`MONEY_PATTERN`] with an optional minus sign.
-pub const SIGNED_MONEY_PATTERN: &str = r"^-?[0-9]{1,13}(\.[0-9]{1,6})?$";
+pub const SIGNED_MONEY_PATTERN: &str = r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$";
 
 fn money_schema(
     pattern: &str,
@@ -237,5 +249,13 @@ mod tests {
             );
         }
         assert!(parse::<Grant>(br#"{"amount": "12.50"}"#).is_ok());
+    }
+
+    #[test]
+    fn the_documented_patterns_hold_only_amounts_that_parse() {
+        // The longest strings MONEY_PATTERN and SIGNED_MONEY_PATTERN admit.
+        assert!(MONEY_PATTERN.contains("{1,12}") && SIGNED_MONEY_PATTERN.contains("{1,12}"));
+        assert!(Amount::parse_with("999999999999.999999", Sign::NonNegative).is_ok());
+        assert!(Amount::parse_with("-999999999999.999999", Sign::Signed).is_ok());
     }
 }

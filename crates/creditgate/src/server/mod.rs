@@ -297,11 +297,21 @@ pub fn router(state: AppState) -> Router {
     let body_bytes_max = state.config().body_bytes_max;
     let timeout = Duration::from_millis(state.config().request_timeout_ms.max(1));
     let (api, _) = openapi::api_router().split_for_parts();
-    api.with_state(state)
+    api.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::from_fn(
             move |request: Request, next: Next| around_request(request, next, timeout),
         ))
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::not_found("route_not_found", "No such route.")
+}
+
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::method_not_allowed()
 }
 
 /// Gives every request an id (`req_…`, in the `request-id` header and in error bodies), a log

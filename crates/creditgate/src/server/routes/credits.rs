@@ -1,6 +1,8 @@
 //! Credits (operator): grants and adjustments; balance and transfers (operator or the org).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;

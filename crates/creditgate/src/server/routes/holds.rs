@@ -3,7 +3,9 @@
 //! A hold placed by model reserves the worst case at the price version in force now and
 //! records that version; its settlement prices the actual usage at the same version.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;

@@ -1,6 +1,8 @@
 //! API keys (operator): the secret is in the create response only.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;

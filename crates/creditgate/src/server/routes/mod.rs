@@ -24,6 +24,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last item of the previous page.
+    #[param(pattern = "^[a-z]+_[A-Za-z0-9]{1,64}$")]
     pub starting_after: Option<String>,
 }
 
@@ -71,6 +72,39 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestP
                     error.into_inner().to_string(),
                 )
             })
+    }
+}
+
+/// A path parameter; a value axum cannot decode (not UTF-8, say) is a 400 naming it.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Path<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Path<T>, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => {
+                let param = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .and_then(|path| path.as_str().split('{').nth(1))
+                    .and_then(|rest| rest.split('}').next())
+                    .unwrap_or("path")
+                    .to_owned();
+                tracing::debug!(%rejection, "path refused");
+                Err(ApiError::invalid(
+                    param.clone(),
+                    "invalid_id",
+                    format!("{param} is not a valid id."),
+                ))
+            }
+        }
     }
 }
 

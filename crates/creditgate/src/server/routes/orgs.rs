@@ -1,6 +1,8 @@
 //! Orgs (operator).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use creditgate_domain::access::LOW_THRESHOLDS_MAX;

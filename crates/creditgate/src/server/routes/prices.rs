@@ -1,6 +1,8 @@
 //! The price book (operator writes; anyone authenticated reads).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use creditgate_domain::pricing::{is_valid_model, PriceVersion, TokenPrices, TOKENS_MAX};
@@ -106,6 +108,7 @@ pub async fn set_price(
 #[serde(deny_unknown_fields)]
 pub struct PricesQuery {
     /// Only this model's versions.
+    #[param(pattern = "^[A-Za-z0-9._:@/-]{1,128}$")]
     pub model: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use crate::server::views::StatusView;
 use crate::server::AppState;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = StatusView)))]
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = StatusView)))]
 pub async fn healthz() -> Json<StatusView> {
     Json(StatusView {
         status: "ok".into(),
@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<StatusView> {
 }
 
 /// The process can reach its database and its ledger writer is running.
-#[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200, body = StatusView), (status = 503, body = crate::server::error::ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()), responses((status = 200, body = StatusView), (status = 503, body = crate::server::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
     match state.store().org("org_0").await {
         Ok(_) if !state.writer().is_stopped() => Ok(Json(StatusView {
@@ -33,14 +33,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusView>, A
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let text = crate::server::metrics::render(state.writer());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, content_type = "application/json", body = Object)))]
+#[utoipa::path(get, path = "/openapi.json", tag = "system", security(()), responses((status = 200, content_type = "application/json", body = Object)))]
 pub async fn openapi_json() -> Response {
     (
         StatusCode::OK,

@@ -46,6 +46,7 @@ pub struct RecordUsage {
     /// The org (operator token only).
     pub org_id: Option<String>,
     /// The events (1 to the configured maximum, 1000 by default).
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<UsageEvent>,
 }
 
