@@ -53,3 +53,54 @@ async fn hold_settle_and_usage_move_the_balance() {
         app.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_holds_and_batches() {
+    let app = spawn_app(creditgate_store::testing::sqlite()).await;
+    let org = app.create_org("Metrics").await;
+    app.grant(&org, "1.00").await;
+    let (_, secret) = app.create_key(&org).await;
+    let key = As::Key(secret);
+    assert_eq!(
+        app.post(&key, "/v1/holds", json!({ "amount": "0.60" }))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.post(&key, "/v1/holds", json!({ "amount": "0.60" }))
+            .await
+            .status,
+        StatusCode::PAYMENT_REQUIRED
+    );
+    let reply = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let text = reply.text().await.unwrap();
+    for needle in [
+        "creditgate_http_requests_total{route=\"/v1/holds\",method=\"POST\",status=\"201\"}",
+        "creditgate_http_request_duration_seconds_bucket{route=\"/v1/holds\",method=\"POST\",le=",
+        "creditgate_holds_placed_total",
+        "creditgate_holds_refused_total{code=\"credit_balance_exhausted\"}",
+        "creditgate_ledger_batch_operations_bucket{le=\"1\"}",
+        "creditgate_ledger_commit_seconds_count",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from /metrics:\n{text}"
+        );
+    }
+    let health = app.get(&As::Nobody, "/healthz").await;
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let ready = app.get(&As::Nobody, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    app.assert_invariants().await;
+    app.stop().await;
+}
