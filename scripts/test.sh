@@ -7,6 +7,9 @@
 # 2. Uses CREDITGATE_TEST_DATABASE_URL if set; otherwise starts a throwaway PostgreSQL cluster with scripts/pg.sh
 #    in a fresh temp dir, exports CREDITGATE_TEST_DATABASE_URL, and always stops it on exit.
 # 3. Runs `cargo test --workspace --all-targets "$@"`, then `cargo test --workspace --doc`.
+# 4. Runs scripts/schemathesis.sh (property-based tests of the HTTP API from its OpenAPI document; no 5xx
+#    allowed), logging to target/schemathesis.log and printing one `schemathesis result:` line.
+#    CREDITGATE_SCHEMATHESIS=0 skips it.
 # Exits non-zero if anything fails.
 set -euo pipefail
 
@@ -103,6 +106,25 @@ else
     status=1
 fi
 rm -f "$doc_out"
+
+# Property-based API tests of the built server (scripts/schemathesis.sh): quiet here, the details in a log.
+# Its one-line result ("schemathesis result: ok|FAILED|skipped ...") is what .ci/run reports.
+SCHEMATHESIS_LOG="$ROOT/target/schemathesis.log"
+if [ "${CREDITGATE_SCHEMATHESIS:-1}" = 0 ]; then
+    echo "schemathesis result: skipped (CREDITGATE_SCHEMATHESIS=0)"
+else
+    log "bash scripts/schemathesis.sh (log: $SCHEMATHESIS_LOG)"
+    mkdir -p "$(dirname "$SCHEMATHESIS_LOG")"
+    if timeout -k 30 900 bash "$ROOT/scripts/schemathesis.sh" </dev/null >"$SCHEMATHESIS_LOG" 2>&1; then
+        echo "schemathesis result: ok. $(grep -E '^schemathesis: ' "$SCHEMATHESIS_LOG" | tail -n 1 | sed 's/^schemathesis: //')"
+    else
+        schemathesis_status=$?
+        status=1
+        log "schemathesis FAILED (exit $schemathesis_status); last lines of $SCHEMATHESIS_LOG:"
+        tail -n 120 "$SCHEMATHESIS_LOG" >&2 || true
+        echo "schemathesis result: FAILED (exit $schemathesis_status; see $SCHEMATHESIS_LOG)"
+    fi
+fi
 
 if [ "$status" -ne 0 ] && [ -n "$PG_DIR" ] && [ -f "$PG_DIR/pg.log" ]; then
     log "tests failed; last lines of the PostgreSQL log ($PG_DIR/pg.log):"
