@@ -50,6 +50,18 @@ pub struct Config {
     pub pool_connections_max: usize,
     /// SQLite: `FULL` (survives power loss) or `NORMAL`.
     pub sqlite_synchronous: String,
+    /// Where `POST /anthropic/v1/messages` goes: a base URL, or `demo` (the built-in upstream).
+    pub anthropic_upstream: String,
+    /// The provider's key sent upstream as `x-api-key` (never the caller's key).
+    pub anthropic_upstream_key: String,
+    /// Where `POST /openai/v1/chat/completions` goes: a base URL, or `demo`.
+    pub openai_upstream: String,
+    /// The provider's key sent upstream as `Authorization: Bearer`.
+    pub openai_upstream_key: String,
+    /// Longest wait for an upstream's response headers, and between two chunks of a stream.
+    pub upstream_timeout_ms: u64,
+    /// Largest upstream response body read whole (non-streamed responses).
+    pub upstream_body_bytes_max: usize,
 }
 
 impl Default for Config {
@@ -75,6 +87,12 @@ impl Default for Config {
             queue_len_max: 65_536,
             pool_connections_max: 4,
             sqlite_synchronous: "FULL".into(),
+            anthropic_upstream: "demo".into(),
+            anthropic_upstream_key: String::new(),
+            openai_upstream: "demo".into(),
+            openai_upstream_key: String::new(),
+            upstream_timeout_ms: 60_000,
+            upstream_body_bytes_max: 16 << 20,
         }
     }
 }

@@ -2,4 +2,5 @@
 //! live in `creditgate-domain`, SQL in `creditgate-store`; `anyhow` only in `main.rs`.
 
 pub mod config;
+pub mod proxy;
 pub mod server;

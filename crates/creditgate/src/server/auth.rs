@@ -99,8 +99,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn credential(parts: &Parts) -> Option<&str> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(key) = header("x-api-key") {
-        return Some(key.trim());
+    if let Some(key) = header("x-api-key").map(str::trim).filter(|k| !k.is_empty()) {
+        return Some(key);
     }
     let authorization = header("authorization")?;
     let (scheme, token) = authorization.split_once(' ')?;

@@ -177,6 +177,15 @@ impl ApiError {
         )
     }
 
+    /// 502 / 504 about the upstream of the proxy.
+    pub fn upstream(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError::new(status, "api_error", code, message)
+    }
+
     /// 500. `cause` is logged, never sent.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(%cause, "internal error");

@@ -72,3 +72,8 @@ pub fn overspend(micros: i64) {
         metrics::counter!("creditgate_overspend_micros_total").increment(micros as u64);
     }
 }
+
+/// A proxied call whose usage the upstream did not report in full: charged at its hold.
+pub fn proxy_usage_unknown() {
+    metrics::counter!("creditgate_proxy_usage_unknown_total").increment(1);
+}

@@ -6,11 +6,13 @@
 //! → decide (the pure core) → write (the ledger writer, or one store transaction) → respond.
 
 pub mod auth;
+pub mod demo_upstream;
 pub mod error;
 pub mod ids;
 pub mod json;
 mod metrics;
 pub mod openapi;
+mod proxy;
 mod routes;
 mod views;
 
@@ -44,6 +46,9 @@ struct Inner {
     operator_token: String,
     key_hash_secret: Vec<u8>,
     billing_url: String,
+    http: reqwest::Client,
+    anthropic_upstream: String,
+    openai_upstream: String,
 }
 
 impl AppState {
@@ -74,6 +79,22 @@ impl AppState {
     /// The secret API keys are hashed under.
     pub fn key_hash_secret(&self) -> &[u8] {
         &self.0.key_hash_secret
+    }
+    /// The client the proxy calls upstreams with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.0.http
+    }
+    /// An upstream's base URL and the provider's key for it.
+    pub fn upstream(&self, style: crate::proxy::formats::Style) -> (&str, &str) {
+        match style {
+            crate::proxy::formats::Style::Anthropic => (
+                &self.0.anthropic_upstream,
+                &self.0.config.anthropic_upstream_key,
+            ),
+            crate::proxy::formats::Style::OpenAi => {
+                (&self.0.openai_upstream, &self.0.config.openai_upstream_key)
+            }
+        }
     }
     /// Where an org adds credits.
     pub fn billing_url(&self, org_id: &str) -> String {
@@ -187,7 +208,26 @@ impl Application {
             config.public_url.trim_end_matches('/').to_owned()
         };
         metrics::install();
+        let demo = if config.anthropic_upstream == "demo" || config.openai_upstream == "demo" {
+            Some(start_demo_upstream().await?)
+        } else {
+            None
+        };
+        let upstream = |configured: &str| match (&demo, configured) {
+            (Some(demo), "demo") => format!("http://{demo}"),
+            _ => configured.trim_end_matches('/').to_owned(),
+        };
+        let anthropic_upstream = upstream(&config.anthropic_upstream);
+        let openai_upstream = upstream(&config.openai_upstream);
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(UPSTREAM_IDLE_CONNECTIONS_MAX)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| StartError::Config(format!("the upstream client: {e}")))?;
         let state = AppState(Arc::new(Inner {
+            http,
+            anthropic_upstream,
+            openai_upstream,
             store,
             writer,
             clock: parts.clock,
@@ -226,6 +266,29 @@ impl Application {
         let _ = expiry.await;
         result
     }
+}
+
+/// Idle connections kept open to each upstream.
+const UPSTREAM_IDLE_CONNECTIONS_MAX: usize = 256;
+
+/// Serves the built-in demo upstream on a loopback port of its own; answers its address.
+async fn start_demo_upstream() -> Result<SocketAddr, StartError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| StartError::Bind {
+            address: "127.0.0.1:0 (demo upstream)".into(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| StartError::Bind {
+        address: "127.0.0.1:0 (demo upstream)".into(),
+        source,
+    })?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, demo_upstream::router()).await {
+            tracing::error!(%error, "the demo upstream stopped");
+        }
+    });
+    Ok(address)
 }
 
 /// Closes expired holds and grants on a timer, through the writer like every balance change.

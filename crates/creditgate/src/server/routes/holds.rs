@@ -198,6 +198,40 @@ pub async fn place_hold(
             .await?
             .ok_or_else(|| ApiError::not_found("org_not_found", "No such org."))?,
     };
+    let hold_id = match &request.key {
+        Some(key) => derived("hold", &[&scope(&caller), key]),
+        None => state.new_id("hold"),
+    };
+    let hold = place(
+        &state,
+        &caller,
+        &org,
+        HoldId::new(hold_id),
+        amount,
+        &terms,
+        ttl_ms,
+        now,
+    )
+    .await?;
+    request
+        .respond(&state, &caller, StatusCode::CREATED, &HoldView::from(&hold))
+        .await
+}
+
+/// Places a hold of `amount` on `org` for `caller`: refused with 402 when the org is
+/// suspended, past a spend limit, or cannot cover it (the ledger decides that last one).
+/// Shared by `POST /v1/holds` and the proxy.
+#[allow(clippy::too_many_arguments)]
+pub async fn place(
+    state: &AppState,
+    caller: &Caller,
+    org: &creditgate_store::api::Org,
+    hold_id: HoldId,
+    amount: creditgate_domain::Amount,
+    terms: &HoldTerms,
+    ttl_ms: i64,
+    now: creditgate_domain::Timestamp,
+) -> Result<creditgate_domain::ledger::Hold, ApiError> {
     if org.suspended {
         metrics::hold_refused("org_suspended");
         return Err(ApiError::billing(
@@ -206,13 +240,9 @@ pub async fn place_hold(
             state.billing_url(&org.id),
         ));
     }
-    super::usage::check_spend_limits(&state, &caller, &org, amount, now).await?;
-    let hold_id = match &request.key {
-        Some(key) => derived("hold", &[&scope(&caller), key]),
-        None => state.new_id("hold"),
-    };
+    super::usage::check_spend_limits(state, caller, org, amount, now).await?;
     let operation = Operation::PlaceHold(PlaceHoldRequest {
-        id: HoldId::new(hold_id),
+        id: hold_id,
         debit_account_id: AccountId::new(org.id.clone()),
         credit_account_id: AccountKind::UsageRevenue
             .operator_account_id()
@@ -224,12 +254,9 @@ pub async fn place_hold(
     match state.writer().submit(operation).await? {
         Ok(receipt) => {
             metrics::hold_placed();
-            let hold = receipt
+            receipt
                 .hold
-                .ok_or_else(|| ApiError::internal("hold receipt without hold"))?;
-            request
-                .respond(&state, &caller, StatusCode::CREATED, &HoldView::from(&hold))
-                .await
+                .ok_or_else(|| ApiError::internal("hold receipt without hold"))
         }
         Err(Rejection::InsufficientFunds) => {
             metrics::hold_refused("credit_balance_exhausted");
@@ -244,6 +271,38 @@ pub async fn place_hold(
             Err(rejection(other, "amount"))
         }
     }
+}
+
+/// Settles `hold` for `amount` under the id derived from the hold (so a repeat is `exists`).
+pub async fn settle(
+    state: &AppState,
+    hold: &creditgate_domain::ledger::Hold,
+    amount: creditgate_domain::Amount,
+) -> Result<creditgate_domain::ledger::Outcome, ApiError> {
+    let operation = Operation::SettleHold(SettleHoldRequest {
+        id: TransferId::new(derived("txn", &["settle", hold.id.as_str()])),
+        hold_id: hold.id.clone(),
+        amount,
+    });
+    let outcome = state.writer().submit(operation).await?;
+    if let Ok(receipt) = &outcome {
+        if let Some(transfer) = &receipt.transfer {
+            metrics::overspend(transfer.overspend.micros());
+        }
+    }
+    Ok(outcome)
+}
+
+/// Voids `hold` under the id derived from the hold.
+pub async fn void(
+    state: &AppState,
+    hold: &creditgate_domain::ledger::Hold,
+) -> Result<creditgate_domain::ledger::Outcome, ApiError> {
+    let operation = Operation::VoidHold(VoidHoldRequest {
+        id: TransferId::new(derived("txn", &["void", hold.id.as_str()])),
+        hold_id: hold.id.clone(),
+    });
+    Ok(state.writer().submit(operation).await?)
 }
 
 /// The hold, if it exists and the caller may see it (else 404, for every tenant alike).
@@ -356,16 +415,8 @@ pub async fn settle_hold(
                 .map_err(|e| ApiError::invalid("usage", "amount_overflow", e.to_string()))?
         }
     };
-    let operation = Operation::SettleHold(SettleHoldRequest {
-        id: TransferId::new(derived("txn", &["settle", &hold_id])),
-        hold_id: hold.id.clone(),
-        amount,
-    });
-    match state.writer().submit(operation).await? {
+    match settle(&state, &hold, amount).await? {
         Ok(receipt) => {
-            if let Some(transfer) = &receipt.transfer {
-                metrics::overspend(transfer.overspend.micros());
-            }
             let view = closed(&state, receipt, &hold_id).await?;
             request
                 .respond(&state, &caller, StatusCode::OK, &view)
@@ -388,11 +439,7 @@ pub async fn void_hold(
     if let Some(replay) = request.replay(&state, &caller).await? {
         return Ok(replay);
     }
-    let operation = Operation::VoidHold(VoidHoldRequest {
-        id: TransferId::new(derived("txn", &["void", &hold_id])),
-        hold_id: hold.id.clone(),
-    });
-    match state.writer().submit(operation).await? {
+    match void(&state, &hold).await? {
         Ok(receipt) => {
             let view = closed(&state, receipt, &hold_id).await?;
             request

@@ -1,0 +1,3 @@
+//! The metering proxy.
+
+pub mod formats;
