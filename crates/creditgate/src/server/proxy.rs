@@ -93,7 +93,7 @@ async fn forward(state: &AppState, style: Style, request: Request) -> Result<Res
     let facts = formats::request_facts(style, &json).map_err(request_error)?;
     let now = state.now();
     let price = price_at(state, &facts.model, now, "model").await?;
-    let output = facts.max_output_tokens.unwrap_or(price.max_output_tokens);
+    let output = facts.output_tokens_max(price.max_output_tokens);
     let amount = pricing::worst_case(&price.prices, facts.input_tokens_max, output)
         .map_err(|e| ApiError::invalid("max_tokens", "amount_overflow", e.to_string()))?;
     let terms = HoldTerms {
@@ -174,6 +174,8 @@ async fn send(
         .http()
         .post(format!("{base}{path}"))
         .header(header::CONTENT_TYPE, "application/json")
+        // The usage is read from the bytes as they pass: no compression.
+        .header(header::ACCEPT_ENCODING, "identity")
         .body(body);
     // Only what the upstream needs from the client; never its credentials.
     for name in [
@@ -300,11 +302,8 @@ fn stream(
             let _ = sender.send(Ok(Bytes::from(rest))).await;
         }
         drop(sender);
-        let usage = if seen.complete && !seen.malformed {
-            seen.usage
-        } else {
-            None
-        };
+        // A complete usage report counts even if some other event was unreadable.
+        let usage = if seen.complete { seen.usage } else { None };
         if usage.is_none() {
             tracing::warn!(hold = %call.hold.id.as_str(), ?seen.usage, "stream usage incomplete or malformed; charging the hold");
         }
