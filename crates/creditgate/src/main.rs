@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cli;
+mod demo;
 mod load;
 
 use creditgate::config::Config;
@@ -28,6 +29,11 @@ enum Command {
         #[arg(long, env = "CREDITGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Everything in one process on the embedded default (SQLite, the demo upstream), seeded
+    /// with prices, an org with a little credit and a key; prints what to try and serves until
+    /// interrupted. `--tour` runs the story by itself (credits run out, 402, credits added,
+    /// access back) and exits.
+    Demo(demo::DemoArgs),
     /// Measure the ledger: durable single operations, batches, holds, hot org, naive baseline.
     Bench(bench::BenchArgs),
     /// Create or upgrade the database schema, then exit.
@@ -92,6 +98,7 @@ fn main() -> anyhow::Result<ExitCode> {
         let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
         match cli.command {
             Command::Serve { config } => done(serve(config).await),
+            Command::Demo(args) => done(demo::run(args).await),
             Command::Bench(args) => done(bench::run(args).await),
             Command::Migrate { database } => {
                 let store = creditgate_store::Store::open(&creditgate_store::StoreConfig::new(

@@ -185,6 +185,7 @@ async fn send(
         "x-demo-delay-ms",
         "x-demo-malformed-usage",
         "x-demo-cut-stream",
+        "x-demo-event-delay-ms",
     ] {
         if let Some(value) = client_headers.get(name) {
             request = request.header(name, value);

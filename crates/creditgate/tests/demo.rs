@@ -1,0 +1,375 @@
+//! `creditgate demo`, black-box: the real binary on any free port with a fresh data directory.
+//! `--tour` must run the whole story (balance falling, the 402 in the provider's envelope,
+//! credits added, access back) and exit 0; plain `demo` must serve what it prints and stop on
+//! Ctrl-C; a restart on the same data directory reuses the demo org and key.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use creditgate_domain::Amount;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_creditgate");
+/// Longest a tour may take here (it takes a few seconds).
+const TOUR_WAIT_MAX: Duration = Duration::from_secs(180);
+/// Longest `demo` may take to print what to try.
+const START_WAIT_MAX: Duration = Duration::from_secs(60);
+/// What `demo` prints once it is ready.
+const READY: &str = "Serving until Ctrl-C.";
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "creditgate_demo_{label}_{}_{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `creditgate demo ARGS --listen LISTEN --data-dir DIR`, without the caller's
+/// `CREDITGATE_*` and proxy settings.
+fn demo(args: &[&str], listen: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("demo")
+        .args(args)
+        .args(["--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CREDITGATE_") || name.to_ascii_lowercase().ends_with("_proxy") {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
+/// A child killed on drop (also when a test panics).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a pipe to the end on a thread, so the child never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+/// A finished tour.
+struct Tour {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `creditgate demo --tour --listen LISTEN` to its end (killed after [`TOUR_WAIT_MAX`]).
+fn tour(listen: &str, data_dir: &Path) -> Tour {
+    let mut child = Running(
+        demo(&["--tour"], listen, data_dir)
+            .spawn()
+            .expect("the demo starts"),
+    );
+    let stdout = drain(child.0.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.0.stderr.take().expect("piped stderr"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("waiting") {
+            break Some(status);
+        }
+        if started.elapsed() > TOUR_WAIT_MAX {
+            let _ = child.0.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let tour = Tour {
+        code: status.and_then(|status| status.code()),
+        stdout: stdout.join().expect("stdout read"),
+        stderr: stderr.join().expect("stderr read"),
+    };
+    assert!(
+        status.is_some(),
+        "the tour took longer than {TOUR_WAIT_MAX:?}; stdout:\n{}\nstderr:\n{}",
+        tour.stdout,
+        tour.stderr
+    );
+    tour
+}
+
+/// The available balance of a `call N … 200 …` line.
+fn available(line: &str) -> Option<Amount> {
+    let before = line.split(" available").next()?;
+    before.split_whitespace().last()?.parse().ok()
+}
+
+#[test]
+fn the_tour_runs_out_of_credits_gets_402_and_recovers() {
+    let data_dir = TempDir::new("tour");
+    let run = tour("127.0.0.1:0", &data_dir.0);
+    let out = &run.stdout;
+    assert_eq!(run.code, Some(0), "stdout:\n{out}\nstderr:\n{}", run.stderr);
+    // The balance falls call by call.
+    let served: Vec<&str> = out
+        .lines()
+        .take_while(|line| !line.contains("refused"))
+        .filter(|line| line.starts_with("call ") && line.contains(" 200 "))
+        .collect();
+    assert!(
+        (20..=40).contains(&served.len()),
+        "{} calls before the cut-off:\n{out}",
+        served.len()
+    );
+    let balances: Vec<Amount> = served.iter().filter_map(|line| available(line)).collect();
+    assert_eq!(balances.len(), served.len(), "{out}");
+    assert!(
+        balances.windows(2).all(|pair| pair[1] < pair[0]),
+        "the balance falls with every call: {balances:?}"
+    );
+    assert!(served.iter().any(|line| line.contains("anthropic")));
+    assert!(served.iter().any(|line| line.contains("openai")));
+    assert!(served.iter().any(|line| line.contains("stream")));
+    assert!(served.iter().any(|line| line.ends_with("low")), "{out}");
+    // The refusal: a 402 with a billing error in the provider's own envelope.
+    let refusal = out
+        .lines()
+        .find(|line| line.contains("refused"))
+        .unwrap_or_else(|| panic!("no refusal in:\n{out}"));
+    assert!(refusal.contains("HTTP 402 Payment Required"), "{refusal}");
+    let envelope_start = out.find("envelope:\n").expect("the 402 body") + "envelope:\n".len();
+    let envelope_end = out[envelope_start..]
+        .find("\n\n")
+        .map_or(out.len(), |end| envelope_start + end);
+    let envelope: Value = serde_json::from_str(&out[envelope_start..envelope_end])
+        .unwrap_or_else(|e| panic!("the 402 body is not JSON ({e}):\n{out}"));
+    let billing = envelope["error"]["type"] == "billing_error"
+        || envelope["error"]["type"] == "insufficient_quota";
+    assert!(billing, "{envelope}");
+    // The recovery.
+    assert!(out.contains("here the operator grants 1.00"), "{out}");
+    let after = out.split("here the operator grants").nth(1).unwrap();
+    assert!(
+        after
+            .lines()
+            .any(|line| line.starts_with("call ") && line.contains(" 200 ")),
+        "{out}"
+    );
+    assert!(out.contains("access active again"), "{out}");
+}
+
+#[test]
+fn demo_serves_what_it_prints_and_a_restart_reuses_the_org() {
+    let data_dir = TempDir::new("serve");
+    let mut child = Running(
+        demo(&[], "127.0.0.1:0", &data_dir.0)
+            .spawn()
+            .expect("the demo starts"),
+    );
+    let stderr = drain(child.0.stderr.take().expect("piped stderr"));
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let (lines, received) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines.send(line);
+        }
+    });
+    let mut printed = Vec::new();
+    while !printed.iter().any(|line: &String| line == READY) {
+        match received.recv_timeout(START_WAIT_MAX) {
+            Ok(line) => printed.push(line),
+            Err(_) => {
+                let _ = child.0.kill();
+                panic!(
+                    "demo did not get ready; stdout:\n{}\nstderr:\n{}",
+                    printed.join("\n"),
+                    stderr.join().unwrap_or_default()
+                );
+            }
+        }
+    }
+    let text = printed.join("\n");
+    let curl = |fragment: &str| -> Curl {
+        let line = printed
+            .iter()
+            .find(|line| line.trim_start().starts_with("curl ") && line.contains(fragment))
+            .unwrap_or_else(|| panic!("no curl line with {fragment}:\n{text}"));
+        Curl::parse(line)
+    };
+    assert!(text.contains("Demo Org"), "{text}");
+    assert!(text.contains("/billing/org_"), "{text}");
+    assert!(text.contains("later release"), "{text}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir.0.join("demo.json")).unwrap())
+            .unwrap();
+    let key = saved["key"].as_str().unwrap().to_owned();
+    assert!(text.contains(&key), "the key is printed: {text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data_dir.0.join("demo.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // The printed lines work as printed.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let before = curl("/balance").send().await;
+        assert_eq!(before.0, 200, "{}", before.1);
+        let before: Value = serde_json::from_str(&before.1).unwrap();
+        assert_eq!(before["available"], "1.00");
+        assert_eq!(before["access_state"], "active");
+        let anthropic = curl("/anthropic/v1/messages").send().await;
+        assert_eq!(anthropic.0, 200, "{}", anthropic.1);
+        let message: Value = serde_json::from_str(&anthropic.1).unwrap();
+        assert_eq!(message["type"], "message");
+        assert!(message["usage"]["output_tokens"].as_u64().unwrap() > 0);
+        let openai = curl("/openai/v1/chat/completions").send().await;
+        assert_eq!(openai.0, 200, "{}", openai.1);
+        assert!(openai.1.contains("chat.completion.chunk"), "{}", openai.1);
+        assert!(
+            openai.1.trim_end().ends_with("data: [DONE]"),
+            "{}",
+            openai.1
+        );
+        let after: Value = serde_json::from_str(&curl("/balance").send().await.1).unwrap();
+        assert_ne!(after["available"], "1.00", "the calls were charged");
+    });
+
+    // `--tour` at the address of a running demo drives that one.
+    let listen = text
+        .lines()
+        .find_map(|line| line.split("serving on http://").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {text}"))
+        .to_owned();
+    let run = tour(&listen, &data_dir.0);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "using the demo already serving on http://{listen}"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("access active again"), "{}", run.stdout);
+
+    // Ctrl-C stops it cleanly.
+    let pid = child.0.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < START_WAIT_MAX,
+            "demo did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let _ = reader.join();
+
+    // A restart (here a tour with its own service) reuses the demo org and its key.
+    let run = tour("127.0.0.1:0", &data_dir.0);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir.0.join("demo.json")).unwrap())
+            .unwrap();
+    assert_eq!(again, saved);
+}
+
+/// A printed `curl` line: its URL, `-H` headers and `-d` body.
+struct Curl {
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+impl Curl {
+    fn parse(line: &str) -> Curl {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let url = words
+            .iter()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line}"))
+            .to_string();
+        // The quoted arguments, in order, each after its flag.
+        let mut headers = Vec::new();
+        let mut body = None;
+        let mut rest = line;
+        while let Some(start) = rest.find(" '") {
+            let flag = rest[..start].split_whitespace().last().unwrap_or("");
+            let after = &rest[start + 2..];
+            let end = after
+                .find('\'')
+                .unwrap_or_else(|| panic!("unclosed quote: {line}"));
+            let value = &after[..end];
+            match flag {
+                "-H" => {
+                    let (name, value) = value.split_once(": ").unwrap();
+                    headers.push((name.to_owned(), value.to_owned()));
+                }
+                "-d" => body = Some(value.to_owned()),
+                other => panic!("unexpected {other} in {line}"),
+            }
+            rest = &after[end + 1..];
+        }
+        Curl { url, headers, body }
+    }
+
+    /// Sends it; the status and the body.
+    async fn send(&self) -> (u16, String) {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut request = match &self.body {
+            Some(body) => http.post(&self.url).body(body.clone()),
+            None => http.get(&self.url),
+        };
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+}
