@@ -139,6 +139,18 @@ fn routes() -> Vec<Route> {
                 }]
             }))
         }),
+        // The proxy acts only for the calling key's own org: there is no tenant id to aim at
+        // another org, so a key's call succeeds and charges its own org (B stays unchanged).
+        route("post", "/anthropic/v1/messages", AnyCaller, |_| {
+            Some(
+                json!({ "model": MODEL, "max_tokens": 16, "messages": [{ "role": "user", "content": "hi" }] }),
+            )
+        }),
+        route("post", "/openai/v1/chat/completions", AnyCaller, |_| {
+            Some(
+                json!({ "model": MODEL, "max_tokens": 16, "messages": [{ "role": "user", "content": "hi" }] }),
+            )
+        }),
         route("get", "/healthz", Public, no_body),
         route("get", "/readyz", Public, no_body),
         route("get", "/metrics", Public, no_body),
