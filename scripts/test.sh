@@ -55,6 +55,24 @@ install_deps() {
         # If the distro package auto-started its own cluster, that's fine: we don't use it.
     fi
 
+    # fakellm (PyPI), the real LLM-style upstream of crates/creditgate/tests/proxy_fakellm.rs, in a virtualenv
+    # under target/ (the test installs it the same way if it is missing; both hold target/venv-fakellm.lock).
+    local fakellm_version=0.3.5 fakellm_venv="$ROOT/target/venv-fakellm"
+    if ! "$fakellm_venv/bin/fakellm" --version 2>/dev/null | grep -qxF "fakellm, version $fakellm_version"; then
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install python3 python3-venv
+        fi
+        log "installing fakellm==$fakellm_version into $fakellm_venv"
+        mkdir -p "$ROOT/target"
+        (
+            flock 9
+            "$fakellm_venv/bin/fakellm" --version 2>/dev/null | grep -qxF "fakellm, version $fakellm_version" && exit 0
+            python3 -m venv --clear "$fakellm_venv"
+            "$fakellm_venv/bin/pip" install -q --disable-pip-version-check --no-input "fakellm==$fakellm_version" </dev/null
+        ) 9>"$ROOT/target/venv-fakellm.lock"
+        "$fakellm_venv/bin/fakellm" --version >/dev/null || die "fakellm did not install"
+    fi
+
     # --- add further dependencies below (apt/pip/npm), e.g.:
     # command -v chromium >/dev/null || apt_install chromium chromium-driver
 }

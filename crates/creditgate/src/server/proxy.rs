@@ -62,9 +62,18 @@ pub async fn openai_chat_completions(State(state): State<AppState>, request: Req
 }
 
 async fn proxy(state: AppState, style: Style, request: Request) -> Response {
-    match forward(&state, style, request).await {
+    let mut org = None;
+    match forward(&state, style, request, &mut org).await {
         Ok(response) => response,
-        Err(error) => style_error(style, error),
+        Err(error) => {
+            let mut answer = style_error(style, error);
+            // Refusals after authentication carry the balance headers too (a 402 says
+            // `depleted` right there).
+            if let Some(org) = &org {
+                balance_headers(&state, org, answer.headers_mut()).await;
+            }
+            answer
+        }
     }
 }
 
@@ -75,7 +84,13 @@ struct Call {
     price: PriceVersion,
 }
 
-async fn forward(state: &AppState, style: Style, request: Request) -> Result<Response, ApiError> {
+/// Forwards one call; `known_org` is set once the caller is authenticated.
+async fn forward(
+    state: &AppState,
+    style: Style,
+    request: Request,
+    known_org: &mut Option<Org>,
+) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let caller = Caller::from_request_parts(&mut parts, state).await?;
     let Caller::Key { org, .. } = &caller else {
@@ -84,6 +99,7 @@ async fn forward(state: &AppState, style: Style, request: Request) -> Result<Res
         ));
     };
     let org = org.clone();
+    *known_org = Some(org.clone());
     let bytes = axum::body::to_bytes(body, state.config().body_bytes_max)
         .await
         .map_err(|_| ApiError::too_large("The request body is too large."))?;
@@ -177,18 +193,19 @@ async fn send(
         // The usage is read from the bytes as they pass: no compression.
         .header(header::ACCEPT_ENCODING, "identity")
         .body(body);
-    // Only what the upstream needs from the client; never its credentials.
-    for name in [
-        "anthropic-version",
-        "anthropic-beta",
-        "x-demo-status",
-        "x-demo-delay-ms",
-        "x-demo-malformed-usage",
-        "x-demo-cut-stream",
-        "x-demo-event-delay-ms",
-    ] {
-        if let Some(value) = client_headers.get(name) {
-            request = request.header(name, value);
+    // Only what the upstream needs from the client; never its credentials. The demo
+    // upstream's test hooks go to the demo upstream only.
+    let to_demo = match style {
+        Style::Anthropic => state.config().anthropic_upstream == "demo",
+        Style::OpenAi => state.config().openai_upstream == "demo",
+    };
+    let demo_hooks: &[&str] = if to_demo { &DEMO_HOOK_HEADERS } else { &[] };
+    for name in ["anthropic-version", "anthropic-beta"]
+        .iter()
+        .chain(demo_hooks)
+    {
+        if let Some(value) = client_headers.get(*name) {
+            request = request.header(*name, value);
         }
     }
     if style == Style::Anthropic && !client_headers.contains_key("anthropic-version") {
@@ -218,6 +235,15 @@ async fn send(
         )),
     }
 }
+
+/// The demo upstream's test hooks (see `demo_upstream`).
+const DEMO_HOOK_HEADERS: [&str; 5] = [
+    "x-demo-status",
+    "x-demo-delay-ms",
+    "x-demo-malformed-usage",
+    "x-demo-cut-stream",
+    "x-demo-event-delay-ms",
+];
 
 /// A non-streamed body, whole, bounded in size and time.
 async fn read_body(state: &AppState, response: reqwest::Response) -> Result<Bytes, ApiError> {
