@@ -1,5 +1,7 @@
 //! `creditgate bench ledger`: how many operations per second the ledger writer makes durable,
 //! against a naive baseline, on SQLite (`synchronous=FULL`) and optionally PostgreSQL.
+//! `creditgate bench proxy` ([`proxy`]): the metering proxy's overhead and requests per second
+//! against a fast upstream stub called directly.
 //!
 //! Every figure is `--callers` concurrent callers (tokio tasks) doing one kind of operation
 //! until a deadline (or a fixed count); its rate is the operations acknowledged divided by the
@@ -10,6 +12,7 @@
 //! Rates are whole operations per second and ratios are hundredths: the workspace denies float
 //! arithmetic, and a benchmark needs no more precision than that.
 
+mod proxy;
 mod report;
 mod workload;
 
@@ -33,6 +36,9 @@ pub struct BenchArgs {
 enum Target {
     /// Durable single debits, batches, hold+settle, one hot org and a naive baseline.
     Ledger(LedgerArgs),
+    /// The metering proxy against a fast upstream stub: p50/p99 overhead over calling the stub
+    /// directly, and requests per second through it (client, proxy and stub in one process).
+    Proxy(proxy::ProxyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,6 +73,7 @@ struct LedgerArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         Target::Ledger(args) => ledger(args).await,
+        Target::Proxy(args) => proxy::run(args).await,
     }
 }
 

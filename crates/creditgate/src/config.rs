@@ -62,6 +62,28 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     /// Largest upstream response body read whole (non-streamed responses).
     pub upstream_body_bytes_max: usize,
+    /// How notices are delivered: `files` (`.eml` files in `data_dir/mail`) or `smtp`.
+    pub mail: String,
+    /// The sender of every email.
+    pub mail_from: String,
+    /// SMTP server host.
+    pub smtp_host: String,
+    /// SMTP server port (0: the TLS mode's usual port).
+    pub smtp_port: u16,
+    /// `none` (plain), `starttls` or `tls` (implicit TLS).
+    pub smtp_tls: String,
+    /// SMTP user name (empty: no authentication).
+    pub smtp_username: String,
+    /// SMTP password.
+    pub smtp_password: String,
+    /// Longest an SMTP exchange may take.
+    pub smtp_timeout_ms: u64,
+    /// Pause between two runs of the notice worker.
+    pub notice_interval_ms: u64,
+    /// Delivery attempts before a notice is parked for the operator.
+    pub notice_attempts_max: u32,
+    /// Most notices delivered in one run of the worker.
+    pub notice_batch_len_max: usize,
 }
 
 impl Default for Config {
@@ -93,6 +115,17 @@ impl Default for Config {
             openai_upstream_key: String::new(),
             upstream_timeout_ms: 60_000,
             upstream_body_bytes_max: 16 << 20,
+            mail: "files".into(),
+            mail_from: "billing@creditgate.localhost".into(),
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 0,
+            smtp_tls: "starttls".into(),
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_timeout_ms: 10_000,
+            notice_interval_ms: 1_000,
+            notice_attempts_max: 8,
+            notice_batch_len_max: 100,
         }
     }
 }

@@ -151,6 +151,13 @@ fn routes() -> Vec<Route> {
                 json!({ "model": MODEL, "max_tokens": 16, "messages": [{ "role": "user", "content": "hi" }] }),
             )
         }),
+        route("get", "/v1/notices", OperatorOnly, no_body),
+        route(
+            "post",
+            "/v1/notices/{notice_id}/retry",
+            OperatorOnly,
+            no_body,
+        ),
         route("get", "/healthz", Public, no_body),
         route("get", "/readyz", Public, no_body),
         route("get", "/metrics", Public, no_body),
@@ -207,7 +214,8 @@ fn substitute(path: &str, target: &Tenant, hold: &str, key_id: &str) -> String {
         .replace("{org_id}", &target.org)
         .replace("{key_id}", key_id)
         .replace("{hold_id}", hold)
-        .replace("{model}", MODEL);
+        .replace("{model}", MODEL)
+        .replace("{notice_id}", "ntc_1");
     assert!(!out.contains('{'), "unsubstituted parameter in {out}");
     out
 }

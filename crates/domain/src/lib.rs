@@ -9,6 +9,7 @@
 pub mod access;
 pub mod ledger;
 pub mod money;
+pub mod notice;
 pub mod pricing;
 pub mod time;
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod json;
 mod metrics;
+pub mod notices;
 pub mod openapi;
 mod proxy;
 mod routes;
@@ -96,6 +97,10 @@ impl AppState {
             }
         }
     }
+    /// The base of links in emails and errors.
+    pub fn public_url(&self) -> &str {
+        &self.0.billing_url
+    }
     /// Where an org adds credits.
     pub fn billing_url(&self, org_id: &str) -> String {
         format!("{}/billing/{org_id}", self.0.billing_url)
@@ -151,6 +156,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     address: SocketAddr,
     state: AppState,
+    mailer: Arc<notices::Mailer>,
 }
 
 impl Application {
@@ -180,6 +186,7 @@ impl Application {
                 parts.clock.clone(),
             )
             .await?;
+        let mailer = Arc::new(notices::Mailer::from_config(&config).map_err(StartError::Config)?);
         let operator_token = secret_or_file(
             &config.operator_token,
             &config.data_dir,
@@ -241,6 +248,7 @@ impl Application {
             listener,
             address,
             state,
+            mailer,
         })
     }
 
@@ -258,12 +266,18 @@ impl Application {
     /// requests (and so their ledger batches) finish, and returns.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let expiry = tokio::spawn(expiry_loop(self.state.clone(), shutdown.clone()));
+        let notices = tokio::spawn(notice_loop(
+            self.state.clone(),
+            self.mailer.clone(),
+            shutdown.clone(),
+        ));
         let app = router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
         shutdown.cancel();
         let _ = expiry.await;
+        let _ = notices.await;
         result
     }
 }
@@ -312,6 +326,20 @@ async fn expiry_loop(state: AppState, shutdown: CancellationToken) {
         );
         if let Err(error) = state.store().prune_idempotency_records(before).await {
             tracing::warn!(%error, "pruning idempotency records failed");
+        }
+    }
+}
+
+/// Delivers the notice outbox on a timer (the step is `notices::run_once`).
+async fn notice_loop(state: AppState, mailer: Arc<notices::Mailer>, shutdown: CancellationToken) {
+    let interval = Duration::from_millis(state.config().notice_interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if let Err(error) = notices::run_once(&state, &mailer, state.now()).await {
+            tracing::warn!(%error, "notice step failed; the next one retries");
         }
     }
 }

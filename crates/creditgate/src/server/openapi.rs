@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::proxy;
-use super::routes::{credits, holds, keys, orgs, prices, system, usage};
+use super::routes::{credits, holds, keys, notices, orgs, prices, system, usage};
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -65,6 +65,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi_json))
+        .routes(routes!(notices::list_notices))
+        .routes(routes!(notices::retry_notice))
         .routes(routes!(proxy::anthropic_messages))
         .routes(routes!(proxy::openai_chat_completions))
 }

@@ -30,7 +30,36 @@ pub struct AccessTransitionRecord {
 }
 
 const INSERT_TRANSITION: &str = "INSERT INTO access_transitions (org_id, from_state, to_state, \
-     from_level, to_level, cause, available, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     from_level, to_level, cause, available, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+/// The outbox row of a transition's notice (see [`notice_of`]).
+const INSERT_NOTICE: &str = "INSERT INTO notices (id, kind, org_id, available, level, state, \
+     attempts, next_attempt_at, last_error, created_at, sent_at) \
+     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, NULL, $6, NULL)";
+
+/// The notice a recorded transition causes: its id (from the transition's sequence number,
+/// so it is made once) and kind.
+fn notice_of(seq: i64, transition: &Transition) -> Option<(String, &'static str)> {
+    creditgate_domain::notice::for_transition(transition)
+        .map(|kind| (format!("ntc_{seq}"), kind.as_str()))
+}
+
+fn notice_values(
+    id: &str,
+    kind: &str,
+    org_id: &str,
+    transition: &Transition,
+    now: Timestamp,
+) -> Vec<crate::sql::Value> {
+    values![
+        id,
+        kind,
+        org_id,
+        transition.available.micros(),
+        i64::from(transition.to.level),
+        now.unix_ms(),
+    ]
+    .to_vec()
+}
 const UPDATE_ACCESS: &str =
     "UPDATE orgs SET access_state = $2, access_level = $3, access_changed_at = $4 WHERE id = $1";
 const SELECT_ACCESS: &str =
@@ -42,11 +71,23 @@ pub(crate) async fn record_transition(
     transition: &Transition,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        INSERT_TRANSITION,
-        &transition_values(org_id, transition, now),
-    )
-    .await?;
+    let rows = tx
+        .query(
+            INSERT_TRANSITION,
+            &transition_values(org_id, transition, now),
+        )
+        .await?;
+    let seq = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no seq returned".into()))?
+        .int(0)?;
+    if let Some((id, kind)) = notice_of(seq, transition) {
+        tx.execute(
+            INSERT_NOTICE,
+            &notice_values(&id, kind, org_id, transition, now),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -138,9 +179,18 @@ pub(crate) mod sync_after_batch {
                 now.unix_ms()
             ])?;
             let mut insert = tx.prepare_cached(&placeholders(INSERT_TRANSITION))?;
-            insert.execute(rusqlite::params_from_iter(
-                transition_values(account.id.as_str(), &transition, now).iter(),
-            ))?;
+            let seq: i64 = insert.query_row(
+                rusqlite::params_from_iter(
+                    transition_values(account.id.as_str(), &transition, now).iter(),
+                ),
+                |row| row.get(0),
+            )?;
+            if let Some((id, kind)) = notice_of(seq, &transition) {
+                let mut notice = tx.prepare_cached(&placeholders(INSERT_NOTICE))?;
+                notice.execute(rusqlite::params_from_iter(
+                    notice_values(&id, kind, account.id.as_str(), &transition, now).iter(),
+                ))?;
+            }
         }
         Ok(())
     }
@@ -190,27 +240,43 @@ pub(crate) mod sync_after_batch {
                 ],
             )
             .await?;
-            tx.execute(
-                INSERT_TRANSITION,
-                &[
-                    &id,
-                    &transition.from.state.as_str(),
-                    &transition.to.state.as_str(),
-                    &i64::from(transition.from.level),
-                    &i64::from(transition.to.level),
-                    &transition.cause.as_str(),
-                    &transition.available.micros(),
-                    &now.unix_ms(),
-                ],
-            )
-            .await?;
+            let seq: i64 = tx
+                .query_one(
+                    INSERT_TRANSITION,
+                    &[
+                        &id,
+                        &transition.from.state.as_str(),
+                        &transition.to.state.as_str(),
+                        &i64::from(transition.from.level),
+                        &i64::from(transition.to.level),
+                        &transition.cause.as_str(),
+                        &transition.available.micros(),
+                        &now.unix_ms(),
+                    ],
+                )
+                .await?
+                .try_get(0)?;
+            if let Some((notice_id, kind)) = notice_of(seq, &transition) {
+                tx.execute(
+                    INSERT_NOTICE,
+                    &[
+                        &notice_id,
+                        &kind,
+                        &id,
+                        &transition.available.micros(),
+                        &i64::from(transition.to.level),
+                        &now.unix_ms(),
+                    ],
+                )
+                .await?;
+            }
         }
         Ok(())
     }
 
     fn placeholders(sql: &str) -> String {
         let mut out = sql.to_owned();
-        for n in (1..=8).rev() {
+        for n in (1..=9).rev() {
             out = out.replace(&format!("${n}"), &format!("?{n}"));
         }
         out

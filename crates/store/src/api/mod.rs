@@ -8,6 +8,7 @@
 
 mod access;
 mod keys;
+mod notices;
 mod orgs;
 mod prices;
 mod reads;
@@ -129,6 +130,33 @@ pub struct IdempotencyRecord {
     pub body: String,
     /// When it was recorded.
     pub created_at: Timestamp,
+}
+
+/// A notice in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// `ntc_…`, from the transition that caused it; the email's Message-ID carries it.
+    pub id: String,
+    /// `access.turned_off`, `access.restored`, `balance.low`.
+    pub kind: String,
+    /// The org it is about.
+    pub org_id: String,
+    /// The org's available balance when it was caused.
+    pub available: Amount,
+    /// Thresholds the balance was below, then.
+    pub level: u32,
+    /// `pending`, `sent` or `parked`.
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: Timestamp,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was written.
+    pub created_at: Timestamp,
+    /// When it was delivered.
+    pub sent_at: Option<Timestamp>,
 }
 
 /// One page of a list, newest first.

@@ -4,6 +4,7 @@ pub mod credits;
 pub mod holds;
 pub mod idempotency;
 pub mod keys;
+pub mod notices;
 pub mod orgs;
 pub mod prices;
 pub mod system;

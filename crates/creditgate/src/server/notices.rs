@@ -1,0 +1,225 @@
+//! The notice worker: delivers the outbox at least once.
+//!
+//! Each notice row was written in the transaction of the access transition that caused it,
+//! so none is lost and none is made twice. [`run_once`] delivers what is due: it renders the
+//! email (pure, `creditgate_domain::notice`), hands it to the [`Mailer`], and marks the row
+//! sent; a failure is retried with exponential back-off and, after `notice_attempts_max`
+//! attempts, parked where the operator API lists it and can retry it. A crash between the
+//! send and the mark means one more send after restart; the email's Message-ID carries the
+//! notice id, so receivers (and tests) can tell the copies apart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use creditgate_domain::notice::{self, EmailContext, NoticeKind};
+use creditgate_domain::Timestamp;
+use creditgate_store::api::Notice;
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::AppState;
+use crate::config::Config;
+
+/// Why a notice could not be delivered now.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The message could not be built (a bad address, say): retrying will not help.
+    #[error("building the message: {0}")]
+    Build(String),
+    /// The delivery failed; a later attempt may succeed.
+    #[error("delivering: {0}")]
+    Deliver(String),
+}
+
+/// Where emails go.
+pub enum Mailer {
+    /// `.eml` files in a directory, named by notice id (the embedded default).
+    Files(PathBuf),
+    /// An SMTP server.
+    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>),
+}
+
+impl Mailer {
+    /// The mailer the configuration names.
+    pub fn from_config(config: &Config) -> Result<Mailer, String> {
+        match config.mail.as_str() {
+            "files" => Ok(Mailer::Files(config.data_dir.join("mail"))),
+            "smtp" => {
+                use lettre::transport::smtp::authentication::Credentials;
+                let host = config.smtp_host.as_str();
+                let mut builder = match config.smtp_tls.as_str() {
+                    "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+                    "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+                        .map_err(|e| format!("smtp_host {host}: {e}"))?,
+                    "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+                        .map_err(|e| format!("smtp_host {host}: {e}"))?,
+                    other => return Err(format!("smtp_tls {other:?}: none, starttls or tls")),
+                };
+                if config.smtp_port != 0 {
+                    builder = builder.port(config.smtp_port);
+                }
+                if !config.smtp_username.is_empty() {
+                    builder = builder.credentials(Credentials::new(
+                        config.smtp_username.clone(),
+                        config.smtp_password.clone(),
+                    ));
+                }
+                builder =
+                    builder.timeout(Some(Duration::from_millis(config.smtp_timeout_ms.max(1))));
+                Ok(Mailer::Smtp(Box::new(builder.build())))
+            }
+            other => Err(format!("mail {other:?}: files or smtp")),
+        }
+    }
+
+    async fn send(&self, id: &str, message: Message) -> Result<(), MailError> {
+        match self {
+            Mailer::Files(dir) => {
+                let path = dir.join(format!("{id}.eml"));
+                let bytes = message.formatted();
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| MailError::Deliver(e.to_string()))?;
+                // Written whole, then renamed: a reader never sees half an email.
+                let partial = dir.join(format!(".{id}.eml.partial"));
+                tokio::fs::write(&partial, bytes)
+                    .await
+                    .map_err(|e| MailError::Deliver(e.to_string()))?;
+                tokio::fs::rename(&partial, &path)
+                    .await
+                    .map_err(|e| MailError::Deliver(e.to_string()))
+            }
+            Mailer::Smtp(transport) => transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| MailError::Deliver(e.to_string())),
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Notices delivered.
+    pub sent: usize,
+    /// Attempts that failed and will be retried.
+    pub retried: usize,
+    /// Notices parked after their last attempt.
+    pub parked: usize,
+}
+
+/// Pause before attempt `n + 1` after `n` failures: 1 s, 2 s, 4 s, … at most an hour.
+pub fn backoff_ms(failures: u32) -> i64 {
+    const FIRST_MS: i64 = 1_000;
+    const LONGEST_MS: i64 = 3_600_000;
+    FIRST_MS
+        .saturating_mul(1_i64 << failures.min(20))
+        .min(LONGEST_MS)
+}
+
+/// Delivers the notices due at `now` (at most `notice_batch_len_max`).
+pub async fn run_once(
+    state: &AppState,
+    mailer: &Mailer,
+    now: Timestamp,
+) -> Result<Outcome, creditgate_store::StoreError> {
+    let config = state.config();
+    let mut outcome = Outcome::default();
+    for notice in state
+        .store()
+        .due_notices(now, config.notice_batch_len_max.max(1))
+        .await?
+    {
+        match deliver(state, mailer, &notice).await {
+            Ok(()) => {
+                state.store().notice_sent(&notice.id, now).await?;
+                outcome.sent += 1;
+            }
+            Err(error) => {
+                let failures = notice.attempts + 1;
+                let parked = matches!(error, MailError::Build(_))
+                    || failures >= config.notice_attempts_max.max(1);
+                let next =
+                    Timestamp::from_unix_ms(now.unix_ms().saturating_add(backoff_ms(failures)));
+                tracing::warn!(notice = %notice.id, %error, failures, parked, "notice not delivered");
+                state
+                    .store()
+                    .notice_failed(&notice.id, &error.to_string(), next, parked)
+                    .await?;
+                if parked {
+                    outcome.parked += 1;
+                } else {
+                    outcome.retried += 1;
+                }
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(), MailError> {
+    let kind = NoticeKind::parse(&notice.kind)
+        .ok_or_else(|| MailError::Build(format!("unknown kind {}", notice.kind)))?;
+    let org = state
+        .store()
+        .org(&notice.org_id)
+        .await
+        .map_err(|e| MailError::Deliver(e.to_string()))?
+        .ok_or_else(|| MailError::Build(format!("org {} is gone", notice.org_id)))?;
+    if org.billing_emails.is_empty() {
+        // Nobody to tell: recorded as sent (the webhook, when configured, still carries it).
+        return Ok(());
+    }
+    // Thresholds are kept highest first, so the one crossed to reach level n is the n-th.
+    let threshold = usize::try_from(notice.level)
+        .ok()
+        .and_then(|level| level.checked_sub(1))
+        .and_then(|index| org.low_thresholds.get(index))
+        .copied();
+    let context = EmailContext {
+        product_name: &state.config().product_name,
+        org_name: &org.name,
+        org_id: &org.id,
+        public_url: state.public_url(),
+        available: notice.available,
+        currency: &state.config().currency,
+        threshold: if kind == NoticeKind::BalanceLow {
+            threshold
+        } else {
+            None
+        },
+    };
+    let email = notice::render(kind, &context);
+    let from: Mailbox = state
+        .config()
+        .mail_from
+        .parse()
+        .map_err(|e| MailError::Build(format!("mail_from: {e}")))?;
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(email.subject)
+        .message_id(Some(format!("<{}@creditgate>", notice.id)));
+    for address in &org.billing_emails {
+        let to: Mailbox = address
+            .parse()
+            .map_err(|e| MailError::Build(format!("{address}: {e}")))?;
+        builder = builder.to(to);
+    }
+    let message = builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(email.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(email.html),
+                ),
+        )
+        .map_err(|e| MailError::Build(e.to_string()))?;
+    mailer.send(&notice.id, message).await
+}

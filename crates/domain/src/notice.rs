@@ -1,0 +1,927 @@
+//! Notices: which access transitions cause one, and the emails they are sent as.
+//!
+//! A notice is caused by a change of access ([`Transition`]) and written to the outbox in the
+//! same transaction; this module only decides *which* notice a transition causes
+//! ([`for_transition`]) and renders its email ([`render`]). Both are pure: the shell passes
+//! everything the email says in an [`EmailContext`].
+//!
+//! Every email has a subject, a plain-text part (wrapped at [`TEXT_WIDTH`] columns, each link
+//! on a line of its own) and an HTML part (one self-contained, inline-styled document, no
+//! external resources; every interpolated value is escaped with [`escape_html`]).
+
+use crate::access::{AccessState, Cause, Transition};
+use crate::money::Amount;
+
+/// Columns the plain-text part is wrapped at (a link longer than that stays whole).
+pub const TEXT_WIDTH: usize = 72;
+
+/// What a notice is about (its stable name is also the webhook event name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// The org ran out of credits: calls are refused.
+    AccessTurnedOff,
+    /// Credits landed after the org ran out: calls are accepted again.
+    AccessRestored,
+    /// The balance crossed a low-balance threshold downward.
+    BalanceLow,
+}
+
+impl NoticeKind {
+    /// Every kind.
+    pub const ALL: [NoticeKind; 3] = [
+        NoticeKind::AccessTurnedOff,
+        NoticeKind::AccessRestored,
+        NoticeKind::BalanceLow,
+    ];
+
+    /// The kind's stable name: the webhook event name and the outbox's kind column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::AccessTurnedOff => "access.turned_off",
+            NoticeKind::AccessRestored => "access.restored",
+            NoticeKind::BalanceLow => "balance.low",
+        }
+    }
+
+    /// The kind named `text` (exactly as [`NoticeKind::as_str`] spells it).
+    pub fn parse(text: &str) -> Option<NoticeKind> {
+        NoticeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// The notice an access transition causes, if any.
+///
+/// * into `depleted` from any other state → [`NoticeKind::AccessTurnedOff`];
+/// * from `depleted` to `active` or `low` → [`NoticeKind::AccessRestored`];
+/// * otherwise, into `active` or `low` with a higher level (the balance fell below one more
+///   threshold) → [`NoticeKind::BalanceLow`]: one per crossing, since the level counts the
+///   thresholds the balance is below and rising back above a threshold lowers it again;
+/// * anything else (into `suspended`, a falling level, no change of state) → `None`.
+///
+/// The creation of an org ([`Cause::Created`]) causes nothing: it starts from
+/// [`crate::access::Access::INITIAL`], which is no access the org ever had, so there is
+/// nothing to restore or turn off.
+pub fn for_transition(transition: &Transition) -> Option<NoticeKind> {
+    use AccessState::{Active, Depleted, Low};
+    if transition.cause == Cause::Created {
+        return None;
+    }
+    let (from, to) = (transition.from, transition.to);
+    match (from.state, to.state) {
+        (Depleted, Depleted) => None,
+        (_, Depleted) => Some(NoticeKind::AccessTurnedOff),
+        (Depleted, Active | Low) => Some(NoticeKind::AccessRestored),
+        (_, Active | Low) if to.level > from.level => Some(NoticeKind::BalanceLow),
+        _ => None,
+    }
+}
+
+/// What an email is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmailContext<'a> {
+    /// The operator's product name ("Acme AI").
+    pub product_name: &'a str,
+    /// The org's name.
+    pub org_name: &'a str,
+    /// The org's id (`org_…`), used in links.
+    pub org_id: &'a str,
+    /// The public base URL links are built from (`CREDITGATE_PUBLIC_URL`), no trailing slash.
+    pub public_url: &'a str,
+    /// The org's available balance when the notice was caused.
+    pub available: Amount,
+    /// The deployment's currency code ("USD").
+    pub currency: &'a str,
+    /// [`NoticeKind::BalanceLow`]: the threshold crossed.
+    pub threshold: Option<Amount>,
+}
+
+/// A rendered email.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    /// The subject line (one line, no control characters).
+    pub subject: String,
+    /// The plain-text part.
+    pub text: String,
+    /// The HTML part: a whole document.
+    pub html: String,
+}
+
+/// The email for a notice of `kind`.
+pub fn render(kind: NoticeKind, context: &EmailContext) -> Email {
+    let message = compose(kind, context);
+    Email {
+        subject: message.subject.clone(),
+        text: render_text(&message),
+        html: render_html(&message),
+    }
+}
+
+/// `amount` in `currency` as a person reads it: "$12.50" for USD, "12.50 EUR" otherwise.
+pub fn format_money(amount: Amount, currency: &str) -> String {
+    if currency.eq_ignore_ascii_case("USD") {
+        match amount.checked_neg() {
+            Some(magnitude) if amount.is_negative() => format!("-${magnitude}"),
+            // i64::MIN has no positive counterpart; its Display carries the sign.
+            _ => format!("${amount}"),
+        }
+    } else {
+        format!("{amount} {currency}")
+    }
+}
+
+/// `text` with `&`, `<`, `>`, `"` and `'` escaped, safe in HTML text and quoted attributes.
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// One part of an email's body, rendered to both text and HTML.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Block {
+    /// A paragraph of prose.
+    Paragraph(String),
+    /// A labelled figure on a line of its own: "Available balance: $12.50".
+    Figure { label: &'static str, value: String },
+    /// The email's main link: `lead` is a sentence without its final punctuation. Text: `lead`
+    /// and the URL on its own line; HTML: `lead` and a button.
+    Action {
+        lead: String,
+        button: &'static str,
+        url: String,
+    },
+    /// A secondary link. Text: `lead` and the URL on its own line; HTML: `lead` then the link.
+    Link { lead: &'static str, url: String },
+}
+
+/// An email before rendering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Message {
+    subject: String,
+    heading: String,
+    blocks: Vec<Block>,
+    footer: String,
+}
+
+/// The recommendation of auto-reload, with its one line on what it does.
+fn auto_reload_tip(lead: &str) -> Block {
+    Block::Paragraph(format!(
+        "{lead} turn on auto-reload on the Billing page. Credits are added automatically \
+         when your balance reaches a minimum you choose."
+    ))
+}
+
+fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
+    let product = one_line(context.product_name);
+    let org = one_line(context.org_name);
+    let base = context.public_url.trim_end_matches('/');
+    let billing_url = format!("{base}/billing/{}", context.org_id);
+    let help_url = format!("{base}/help");
+    let money = |amount: Amount| format_money(amount, context.currency);
+    let balance = Block::Figure {
+        label: "Available balance",
+        value: money(context.available),
+    };
+    let help = Block::Link {
+        lead: "Questions? See the help pages:",
+        url: help_url,
+    };
+    let footer = format!(
+        "You receive this email because you are a billing contact of {org} ({}) on {product}.",
+        context.org_id
+    );
+    match kind {
+        NoticeKind::AccessTurnedOff => Message {
+            subject: format!("[action needed] Your {product} API access is turned off"),
+            heading: "Your API access is turned off".to_owned(),
+            blocks: vec![
+                Block::Paragraph(format!(
+                    "{org} is out of usage credits, so its {product} API access is turned off: \
+                     API requests from {org} are refused until credits are added."
+                )),
+                balance,
+                Block::Action {
+                    lead: "Add credits on the Billing page to turn access back on".to_owned(),
+                    button: "Add credits",
+                    url: billing_url,
+                },
+                auto_reload_tip("Avoid this next time:"),
+                help,
+            ],
+            footer,
+        },
+        NoticeKind::AccessRestored => Message {
+            subject: format!("Your {product} API access is back on"),
+            heading: "Your API access is back on".to_owned(),
+            blocks: vec![
+                Block::Paragraph(format!(
+                    "{org} has new credits, and its {product} API access is back on: API \
+                     requests are accepted again."
+                )),
+                balance,
+                Block::Action {
+                    lead: "See the balance and add credits on the Billing page".to_owned(),
+                    button: "Open the Billing page",
+                    url: billing_url,
+                },
+                help,
+            ],
+            footer,
+        },
+        NoticeKind::BalanceLow => {
+            let below = match context.threshold {
+                Some(threshold) => {
+                    format!("The usage credits of {org} are below {}.", money(threshold))
+                }
+                None => format!("The usage credits of {org} are running low."),
+            };
+            Message {
+                subject: format!("Your {product} credit balance is low"),
+                heading: "Your credit balance is low".to_owned(),
+                blocks: vec![
+                    Block::Paragraph(format!(
+                        "{below} When they run out, its {product} API access is turned off \
+                         and API requests are refused until credits are added."
+                    )),
+                    balance,
+                    Block::Action {
+                        lead: "Add credits on the Billing page".to_owned(),
+                        button: "Add credits",
+                        url: billing_url,
+                    },
+                    auto_reload_tip("Avoid running out:"),
+                    help,
+                ],
+                footer,
+            }
+        }
+    }
+}
+
+/// `text` on one line: every control character (line breaks included) becomes a space, and
+/// runs of whitespace one space, so that a name cannot break a header or the layout.
+fn one_line(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `text` wrapped at `width` columns on word boundaries (a longer word stays whole).
+fn wrap(text: &str, width: usize) -> String {
+    let mut wrapped = String::with_capacity(text.len());
+    let mut column = 0;
+    for word in text.split_whitespace() {
+        let length = word.chars().count();
+        if column > 0 && column + 1 + length > width {
+            wrapped.push('\n');
+            column = 0;
+        }
+        if column > 0 {
+            wrapped.push(' ');
+            column += 1;
+        }
+        wrapped.push_str(word);
+        column += length;
+    }
+    wrapped
+}
+
+fn render_text(message: &Message) -> String {
+    let mut parts: Vec<String> = Vec::with_capacity(message.blocks.len() + 1);
+    for block in &message.blocks {
+        parts.push(match block {
+            Block::Paragraph(text) => wrap(text, TEXT_WIDTH),
+            Block::Figure { label, value } => format!("{label}: {value}"),
+            Block::Action { lead, url, .. } => format!("{}:\n{url}", wrap(lead, TEXT_WIDTH)),
+            Block::Link { lead, url } => format!("{}\n{url}", wrap(lead, TEXT_WIDTH)),
+        });
+    }
+    // "-- " (with the space) is the signature separator mail clients recognise.
+    parts.push(format!("-- \n{}", wrap(&message.footer, TEXT_WIDTH)));
+    let mut text = parts.join("\n\n");
+    text.push('\n');
+    text
+}
+
+const STYLE_BODY: &str = "margin:0;padding:0;background-color:#f4f4f5;";
+const STYLE_CARD: &str = "max-width:600px;margin:0 auto;padding:32px 24px;\
+    background-color:#ffffff;color:#18181b;\
+    font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;\
+    font-size:16px;line-height:1.5;";
+const STYLE_HEADING: &str = "margin:0 0 16px;font-size:22px;line-height:1.3;color:#18181b;";
+const STYLE_PARAGRAPH: &str = "margin:0 0 16px;";
+const STYLE_FIGURE: &str = "margin:0 0 24px;font-size:18px;";
+const STYLE_BUTTON_ROW: &str = "margin:0 0 24px;";
+const STYLE_BUTTON: &str = "display:inline-block;padding:12px 24px;border-radius:6px;\
+    background-color:#1d4ed8;color:#ffffff;font-weight:bold;text-decoration:none;";
+const STYLE_LINK: &str = "color:#1d4ed8;text-decoration:underline;";
+const STYLE_RULE: &str = "margin:32px 0 16px;border:0;border-top:1px solid #d4d4d8;";
+const STYLE_FOOTER: &str = "margin:0;font-size:13px;color:#52525b;";
+
+fn render_html(message: &Message) -> String {
+    let subject = escape_html(&message.subject);
+    let mut html = String::new();
+    html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n");
+    html.push_str("<meta charset=\"utf-8\">\n");
+    html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    html.push_str(&format!("<title>{subject}</title>\n"));
+    html.push_str("</head>\n");
+    html.push_str(&format!("<body style=\"{STYLE_BODY}\">\n"));
+    html.push_str(&format!(
+        "<div role=\"article\" aria-label=\"{subject}\" style=\"{STYLE_CARD}\">\n"
+    ));
+    html.push_str(&format!(
+        "<h1 style=\"{STYLE_HEADING}\">{}</h1>\n",
+        escape_html(&message.heading)
+    ));
+    for block in &message.blocks {
+        let line = match block {
+            Block::Paragraph(text) => {
+                format!("<p style=\"{STYLE_PARAGRAPH}\">{}</p>", escape_html(text))
+            }
+            Block::Figure { label, value } => format!(
+                "<p style=\"{STYLE_FIGURE}\">{}: <strong>{}</strong></p>",
+                escape_html(label),
+                escape_html(value)
+            ),
+            Block::Action { lead, button, url } => format!(
+                "<p style=\"{STYLE_PARAGRAPH}\">{}.</p>\n\
+                 <p style=\"{STYLE_BUTTON_ROW}\"><a href=\"{}\" style=\"{STYLE_BUTTON}\">{}</a></p>",
+                escape_html(lead),
+                escape_html(url),
+                escape_html(button)
+            ),
+            Block::Link { lead, url } => {
+                let url = escape_html(url);
+                format!(
+                    "<p style=\"{STYLE_PARAGRAPH}\">{} <a href=\"{url}\" style=\"{STYLE_LINK}\">{url}</a></p>",
+                    escape_html(lead)
+                )
+            }
+        };
+        html.push_str(&line);
+        html.push('\n');
+    }
+    html.push_str(&format!("<hr style=\"{STYLE_RULE}\">\n"));
+    html.push_str(&format!(
+        "<p style=\"{STYLE_FOOTER}\">{}</p>\n",
+        escape_html(&message.footer)
+    ));
+    html.push_str("</div>\n</body>\n</html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Access;
+    use std::path::PathBuf;
+
+    fn amount(text: &str) -> Amount {
+        text.parse().unwrap()
+    }
+
+    fn access(state: AccessState, level: u32) -> Access {
+        Access { state, level }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for kind in NoticeKind::ALL {
+            assert_eq!(NoticeKind::parse(kind.as_str()), Some(kind));
+        }
+        let names: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["access.turned_off", "access.restored", "balance.low"]
+        );
+        assert_eq!(NoticeKind::parse("Access.Turned_Off"), None);
+        assert_eq!(NoticeKind::parse(""), None);
+        assert_eq!(NoticeKind::parse("balance.low "), None);
+    }
+
+    #[test]
+    fn for_transition_table() {
+        use AccessState::{Active, Depleted, Low, Suspended};
+        use NoticeKind::{AccessRestored, AccessTurnedOff, BalanceLow};
+        // (from, to, cause) → notice
+        type Row = (
+            (AccessState, u32),
+            (AccessState, u32),
+            Cause,
+            Option<NoticeKind>,
+        );
+        let table: &[Row] = &[
+            // Running out, from every other state.
+            (
+                (Active, 0),
+                (Depleted, 0),
+                Cause::Balance,
+                Some(AccessTurnedOff),
+            ),
+            (
+                (Active, 0),
+                (Depleted, 2),
+                Cause::Balance,
+                Some(AccessTurnedOff),
+            ),
+            (
+                (Low, 1),
+                (Depleted, 1),
+                Cause::Balance,
+                Some(AccessTurnedOff),
+            ),
+            (
+                (Low, 2),
+                (Depleted, 2),
+                Cause::Balance,
+                Some(AccessTurnedOff),
+            ),
+            (
+                (Low, 1),
+                (Depleted, 2),
+                Cause::Balance,
+                Some(AccessTurnedOff),
+            ),
+            (
+                (Active, 0),
+                (Depleted, 0),
+                Cause::Settings,
+                Some(AccessTurnedOff),
+            ),
+            (
+                (Suspended, 0),
+                (Depleted, 0),
+                Cause::Unsuspended,
+                Some(AccessTurnedOff),
+            ),
+            (
+                (Suspended, 1),
+                (Depleted, 1),
+                Cause::Unsuspended,
+                Some(AccessTurnedOff),
+            ),
+            // Staying depleted: never a second "turned off".
+            ((Depleted, 0), (Depleted, 1), Cause::Balance, None),
+            ((Depleted, 2), (Depleted, 1), Cause::Balance, None),
+            ((Depleted, 0), (Depleted, 1), Cause::Settings, None),
+            // Credits landing.
+            (
+                (Depleted, 0),
+                (Active, 0),
+                Cause::Balance,
+                Some(AccessRestored),
+            ),
+            (
+                (Depleted, 2),
+                (Active, 0),
+                Cause::Balance,
+                Some(AccessRestored),
+            ),
+            (
+                (Depleted, 2),
+                (Low, 1),
+                Cause::Balance,
+                Some(AccessRestored),
+            ),
+            (
+                (Depleted, 1),
+                (Low, 1),
+                Cause::Balance,
+                Some(AccessRestored),
+            ),
+            (
+                (Depleted, 0),
+                (Low, 1),
+                Cause::Settings,
+                Some(AccessRestored),
+            ),
+            // Crossing a threshold downward: one each.
+            ((Active, 0), (Low, 1), Cause::Balance, Some(BalanceLow)),
+            ((Low, 1), (Low, 2), Cause::Balance, Some(BalanceLow)),
+            ((Low, 2), (Low, 3), Cause::Balance, Some(BalanceLow)),
+            ((Active, 0), (Low, 2), Cause::Balance, Some(BalanceLow)),
+            ((Active, 0), (Low, 1), Cause::Settings, Some(BalanceLow)),
+            (
+                (Suspended, 0),
+                (Low, 1),
+                Cause::Unsuspended,
+                Some(BalanceLow),
+            ),
+            // Rising back: re-arms, says nothing.
+            ((Low, 2), (Low, 1), Cause::Balance, None),
+            ((Low, 1), (Active, 0), Cause::Balance, None),
+            ((Low, 2), (Active, 0), Cause::Settings, None),
+            // Suspension and its lifting.
+            ((Active, 0), (Suspended, 0), Cause::Suspended, None),
+            ((Low, 1), (Suspended, 1), Cause::Suspended, None),
+            ((Depleted, 0), (Suspended, 0), Cause::Suspended, None),
+            ((Suspended, 0), (Suspended, 1), Cause::Balance, None),
+            ((Suspended, 1), (Suspended, 0), Cause::Balance, None),
+            ((Suspended, 0), (Active, 0), Cause::Unsuspended, None),
+            ((Suspended, 1), (Low, 1), Cause::Unsuspended, None),
+            ((Suspended, 2), (Low, 1), Cause::Unsuspended, None),
+            // Creation: nothing to turn off or restore.
+            ((Depleted, 0), (Depleted, 0), Cause::Created, None),
+            ((Depleted, 0), (Depleted, 1), Cause::Created, None),
+            ((Depleted, 0), (Active, 0), Cause::Created, None),
+            ((Depleted, 0), (Low, 1), Cause::Created, None),
+            ((Depleted, 0), (Suspended, 0), Cause::Created, None),
+        ];
+        for &((from_state, from_level), (to_state, to_level), cause, expected) in table {
+            let transition = Transition {
+                from: access(from_state, from_level),
+                to: access(to_state, to_level),
+                cause,
+                available: Amount::ZERO,
+            };
+            assert_eq!(
+                for_transition(&transition),
+                expected,
+                "{from_state:?}/{from_level} → {to_state:?}/{to_level} ({cause:?})"
+            );
+        }
+    }
+
+    /// The notices a walk of balances causes under real derivation: one per crossing.
+    #[test]
+    fn notices_along_a_balance_walk() {
+        use crate::access::{transition, AccessPolicy};
+        let policy = AccessPolicy {
+            suspended: false,
+            floor: Amount::ZERO,
+            low_thresholds: vec![amount("10"), amount("5")],
+        };
+        let walk = [
+            ("20", None),
+            ("9", Some(NoticeKind::BalanceLow)),
+            ("8", None),
+            ("4", Some(NoticeKind::BalanceLow)),
+            ("6", None),
+            ("4.50", Some(NoticeKind::BalanceLow)),
+            ("0", Some(NoticeKind::AccessTurnedOff)),
+            ("-0.02", None),
+            ("3", Some(NoticeKind::AccessRestored)),
+            ("11", None),
+            ("9.99", Some(NoticeKind::BalanceLow)),
+        ];
+        let mut current = crate::access::derive(amount("20"), &policy);
+        for (available, expected) in walk {
+            let notice =
+                transition(current, amount(available), &policy, Cause::Balance).and_then(|t| {
+                    current = t.to;
+                    for_transition(&t)
+                });
+            assert_eq!(notice, expected, "balance {available}");
+        }
+    }
+
+    #[test]
+    fn money_formats() {
+        let table = [
+            ("12.50", "USD", "$12.50"),
+            ("12.5", "usd", "$12.50"),
+            ("0", "USD", "$0.00"),
+            ("0.000375", "USD", "$0.000375"),
+            ("-0.02", "USD", "-$0.02"),
+            ("1000000", "USD", "$1000000.00"),
+            ("12.50", "EUR", "12.50 EUR"),
+            ("-3", "EUR", "-3.00 EUR"),
+        ];
+        for (value, currency, expected) in table {
+            assert_eq!(format_money(amount(value), currency), expected);
+        }
+        assert_eq!(
+            format_money(Amount::from_micros(i64::MIN), "USD"),
+            "$-9223372036854.775808"
+        );
+    }
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(
+            escape_html("<script>alert('x')</script> & \"Co\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;"
+        );
+        assert_eq!(escape_html("plain ünïcode"), "plain ünïcode");
+        assert_eq!(escape_html("&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn wraps_text() {
+        assert_eq!(wrap("a b c", 3), "a b\nc");
+        assert_eq!(wrap("  spaced   out  ", 72), "spaced out");
+        assert_eq!(
+            wrap("short https://a.very.long/url here", 8),
+            "short\nhttps://a.very.long/url\nhere"
+        );
+        assert_eq!(wrap("", 72), "");
+    }
+
+    fn context() -> EmailContext<'static> {
+        EmailContext {
+            product_name: "Acme AI",
+            org_name: "Initech",
+            org_id: "org_01HX3Q9R7C5B2N8M4K6J0T1V2W",
+            public_url: "https://api.acme.example",
+            available: Amount::ZERO,
+            currency: "USD",
+            threshold: None,
+        }
+    }
+
+    /// The three emails the snapshots hold.
+    fn examples() -> [(NoticeKind, &'static str, Email); 3] {
+        let turned_off = EmailContext {
+            available: Amount::ZERO,
+            ..context()
+        };
+        let restored = EmailContext {
+            available: amount("12.50"),
+            ..context()
+        };
+        let low = EmailContext {
+            available: amount("4.99"),
+            threshold: Some(amount("5")),
+            ..context()
+        };
+        [
+            (
+                NoticeKind::AccessTurnedOff,
+                "access_turned_off",
+                render(NoticeKind::AccessTurnedOff, &turned_off),
+            ),
+            (
+                NoticeKind::AccessRestored,
+                "access_restored",
+                render(NoticeKind::AccessRestored, &restored),
+            ),
+            (
+                NoticeKind::BalanceLow,
+                "balance_low",
+                render(NoticeKind::BalanceLow, &low),
+            ),
+        ]
+    }
+
+    #[test]
+    fn subjects_are_exact() {
+        let subjects: Vec<String> = examples().into_iter().map(|(_, _, e)| e.subject).collect();
+        assert_eq!(
+            subjects,
+            [
+                "[action needed] Your Acme AI API access is turned off",
+                "Your Acme AI API access is back on",
+                "Your Acme AI credit balance is low",
+            ]
+        );
+        // A product name cannot break the header.
+        let hostile = EmailContext {
+            product_name: "Acme\r\nBcc: victim@example.com",
+            ..context()
+        };
+        assert_eq!(
+            render(NoticeKind::AccessTurnedOff, &hostile).subject,
+            "[action needed] Your Acme Bcc: victim@example.com API access is turned off"
+        );
+    }
+
+    #[test]
+    fn snapshots() {
+        for (_, name, email) in examples() {
+            check_snapshot(&format!("{name}.txt"), &email.text);
+            check_snapshot(&format!("{name}.html"), &email.html);
+        }
+    }
+
+    #[test]
+    fn required_content() {
+        let billing = "https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W";
+        let help = "https://api.acme.example/help";
+        let auto_reload =
+            "credits are added automatically when your balance reaches a minimum you choose";
+        for (kind, _, email) in examples() {
+            let text = email.text.replace('\n', " ");
+            let lines: Vec<&str> = email.text.lines().collect();
+            assert!(
+                lines.contains(&billing),
+                "{kind:?}: billing link on its own line"
+            );
+            assert!(lines.contains(&help), "{kind:?}: help link on its own line");
+            assert!(
+                email.html.contains(&format!("href=\"{billing}\"")),
+                "{kind:?}: billing link in HTML"
+            );
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= TEXT_WIDTH),
+                "{kind:?}: wrapped"
+            );
+            assert!(
+                text.contains("billing contact of Initech"),
+                "{kind:?}: footer"
+            );
+            assert!(
+                !email.html.contains("src="),
+                "{kind:?}: no external resources"
+            );
+            assert!(
+                !email.html.contains("<link"),
+                "{kind:?}: no external resources"
+            );
+            let recommends = text.to_lowercase().contains(auto_reload);
+            assert_eq!(
+                recommends,
+                kind != NoticeKind::AccessRestored,
+                "{kind:?}: auto-reload line"
+            );
+            match kind {
+                NoticeKind::AccessTurnedOff => {
+                    assert!(text.contains("Initech is out of usage credits"));
+                    assert!(text.contains("API access is turned off"));
+                    assert!(text.contains("refused until credits are added"));
+                }
+                NoticeKind::AccessRestored => {
+                    assert!(text.contains("API access is back on"));
+                    assert!(lines.contains(&"Available balance: $12.50"));
+                }
+                NoticeKind::BalanceLow => {
+                    assert!(text.contains("below $5.00"));
+                    assert!(lines.contains(&"Available balance: $4.99"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_currencies_and_a_missing_threshold() {
+        let euros = EmailContext {
+            currency: "EUR",
+            available: amount("4.99"),
+            threshold: Some(amount("5")),
+            ..context()
+        };
+        let email = render(NoticeKind::BalanceLow, &euros);
+        assert!(email.text.contains("below 5.00 EUR."));
+        assert!(email.text.contains("Available balance: 4.99 EUR\n"));
+        assert!(email.html.contains("<strong>4.99 EUR</strong>"));
+
+        let no_threshold = EmailContext {
+            available: amount("4.99"),
+            ..context()
+        };
+        let email = render(NoticeKind::BalanceLow, &no_threshold);
+        assert!(email
+            .text
+            .contains("The usage credits of Initech are running low."));
+    }
+
+    #[test]
+    fn a_trailing_slash_on_the_public_url_is_dropped() {
+        let slashed = EmailContext {
+            public_url: "https://api.acme.example/",
+            ..context()
+        };
+        assert_eq!(
+            render(NoticeKind::AccessTurnedOff, &slashed),
+            render(NoticeKind::AccessTurnedOff, &context())
+        );
+    }
+
+    #[test]
+    fn interpolated_values_are_escaped_in_html() {
+        let hostile = EmailContext {
+            product_name: "Acme <b>AI</b>",
+            org_name: "<script>alert(1)</script> & Sons \"Ltd\"",
+            org_id: "org_1\"><img src=x>",
+            public_url: "https://api.acme.example?a=1&b=2",
+            ..context()
+        };
+        for kind in NoticeKind::ALL {
+            let email = render(kind, &hostile);
+            let html = &email.html;
+            assert!(!html.contains("<script>"), "{kind:?}");
+            assert!(!html.contains("<b>"), "{kind:?}");
+            assert!(!html.contains("<img"), "{kind:?}");
+            assert!(!html.contains("\"Ltd\""), "{kind:?}");
+            assert!(!html.contains("&b=2"), "{kind:?}");
+            assert!(
+                html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; Sons &quot;Ltd&quot;"),
+                "{kind:?}"
+            );
+            assert!(html.contains("Acme &lt;b&gt;AI&lt;/b&gt;"), "{kind:?}");
+            assert!(
+                html.contains("href=\"https://api.acme.example?a=1&amp;b=2/billing/org_1&quot;&gt;&lt;img src=x&gt;\""),
+                "{kind:?}"
+            );
+            // Every `&` in the document starts an entity.
+            for (at, _) in html.match_indices('&') {
+                let rest = &html[at..];
+                assert!(
+                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
+                        .iter()
+                        .any(|entity| rest.starts_with(entity)),
+                    "{kind:?}: bare & at {at}"
+                );
+            }
+            // The text part is plain: the name as it is.
+            assert!(email
+                .text
+                .contains("<script>alert(1)</script> & Sons \"Ltd\""));
+        }
+    }
+
+    // ---- snapshots ----
+
+    fn snapshot_path(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("snapshots")
+            .join(format!("notice_{name}"))
+    }
+
+    /// Compares `actual` with the snapshot file `name`; with `UPDATE_SNAPSHOTS=1`, writes it.
+    fn check_snapshot(name: &str, actual: &str) {
+        let path = snapshot_path(name);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+            panic!(
+                "{}: {error} (run with UPDATE_SNAPSHOTS=1 to write it)",
+                path.display()
+            )
+        });
+        if expected != actual {
+            panic!(
+                "snapshot {} differs (- expected, + actual; UPDATE_SNAPSHOTS=1 rewrites it):\n{}",
+                path.display(),
+                line_diff(&expected, actual)
+            );
+        }
+    }
+
+    /// A line diff of `expected` and `actual` (longest common subsequence), changed lines
+    /// with up to two lines of context.
+    fn line_diff(expected: &str, actual: &str) -> String {
+        let old: Vec<&str> = expected.lines().collect();
+        let new: Vec<&str> = actual.lines().collect();
+        // common[i][j]: the longest common subsequence of old[i..] and new[j..].
+        let mut common = vec![vec![0usize; new.len() + 1]; old.len() + 1];
+        for i in (0..old.len()).rev() {
+            for j in (0..new.len()).rev() {
+                common[i][j] = if old[i] == new[j] {
+                    common[i + 1][j + 1] + 1
+                } else {
+                    common[i + 1][j].max(common[i][j + 1])
+                };
+            }
+        }
+        let mut lines: Vec<(char, &str)> = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            if i < old.len() && j < new.len() && old[i] == new[j] {
+                lines.push((' ', old[i]));
+                i += 1;
+                j += 1;
+            } else if i < old.len() && (j == new.len() || common[i + 1][j] >= common[i][j + 1]) {
+                lines.push(('-', old[i]));
+                i += 1;
+            } else {
+                lines.push(('+', new[j]));
+                j += 1;
+            }
+        }
+        let near_change = |at: usize| {
+            let low = at.saturating_sub(2);
+            let high = (at + 2).min(lines.len() - 1);
+            lines[low..=high].iter().any(|(mark, _)| *mark != ' ')
+        };
+        let mut out = String::new();
+        for (at, (mark, line)) in lines.iter().enumerate() {
+            if near_change(at) {
+                out.push_str(&format!("{mark} {line}\n"));
+            }
+        }
+        if out.is_empty() {
+            out.push_str(
+                "(the lines agree; the difference is in line endings or the final newline)\n",
+            );
+        }
+        out
+    }
+}
