@@ -73,6 +73,25 @@ install_deps() {
         "$fakellm_venv/bin/fakellm" --version >/dev/null || die "fakellm did not install"
     fi
 
+    # aiosmtpd (PyPI), the real SMTP server of crates/creditgate/tests/notices.rs, in a virtualenv under target/
+    # (the test installs it the same way if it is missing; both hold target/venv-aiosmtpd.lock).
+    local aiosmtpd_version=1.4.6 aiosmtpd_venv="$ROOT/target/venv-aiosmtpd"
+    local aiosmtpd_check="import sys, aiosmtpd; sys.exit(aiosmtpd.__version__ != '$aiosmtpd_version')"
+    if ! "$aiosmtpd_venv/bin/python" -c "$aiosmtpd_check" >/dev/null 2>&1; then
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install python3 python3-venv
+        fi
+        log "installing aiosmtpd==$aiosmtpd_version into $aiosmtpd_venv"
+        mkdir -p "$ROOT/target"
+        (
+            flock 9
+            "$aiosmtpd_venv/bin/python" -c "$aiosmtpd_check" >/dev/null 2>&1 && exit 0
+            python3 -m venv --clear "$aiosmtpd_venv"
+            "$aiosmtpd_venv/bin/pip" install -q --disable-pip-version-check --no-input "aiosmtpd==$aiosmtpd_version" </dev/null
+        ) 9>"$ROOT/target/venv-aiosmtpd.lock"
+        "$aiosmtpd_venv/bin/python" -c "$aiosmtpd_check" || die "aiosmtpd did not install"
+    fi
+
     # --- add further dependencies below (apt/pip/npm), e.g.:
     # command -v chromium >/dev/null || apt_install chromium chromium-driver
 }

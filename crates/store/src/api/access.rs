@@ -31,6 +31,11 @@ pub struct AccessTransitionRecord {
 
 const INSERT_TRANSITION: &str = "INSERT INTO access_transitions (org_id, from_state, to_state, \
      from_level, to_level, cause, available, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+/// Whether an org was ever told its access was turned off.
+const TURNED_OFF_BEFORE: &str =
+    "SELECT COUNT(*) FROM notices WHERE org_id = $1 AND kind = 'access.turned_off'";
+const RESTORED: &str = "access.restored";
+
 /// The outbox row of a transition's notice (see [`notice_of`]).
 const INSERT_NOTICE: &str = "INSERT INTO notices (id, kind, org_id, available, level, state, \
      attempts, next_attempt_at, last_error, created_at, sent_at) \
@@ -38,6 +43,9 @@ const INSERT_NOTICE: &str = "INSERT INTO notices (id, kind, org_id, available, l
 
 /// The notice a recorded transition causes: its id (from the transition's sequence number,
 /// so it is made once) and kind.
+///
+/// "Access restored" needs access to have been turned off before: a new org starts depleted,
+/// and its first credits restore nothing. The callers check that with [`TURNED_OFF_BEFORE`].
 fn notice_of(seq: i64, transition: &Transition) -> Option<(String, &'static str)> {
     creditgate_domain::notice::for_transition(transition)
         .map(|kind| (format!("ntc_{seq}"), kind.as_str()))
@@ -185,7 +193,16 @@ pub(crate) mod sync_after_batch {
                 ),
                 |row| row.get(0),
             )?;
-            if let Some((id, kind)) = notice_of(seq, &transition) {
+            let notice = notice_of(seq, &transition).filter(|(_, kind)| {
+                *kind != RESTORED
+                    || tx
+                        .prepare_cached(&placeholders(TURNED_OFF_BEFORE))
+                        .and_then(|mut s| {
+                            s.query_row([account.id.as_str()], |row| row.get::<_, i64>(0))
+                        })
+                        .map_or(true, |count| count > 0)
+            });
+            if let Some((id, kind)) = notice {
                 let mut notice = tx.prepare_cached(&placeholders(INSERT_NOTICE))?;
                 notice.execute(rusqlite::params_from_iter(
                     notice_values(&id, kind, account.id.as_str(), &transition, now).iter(),
@@ -256,7 +273,16 @@ pub(crate) mod sync_after_batch {
                 )
                 .await?
                 .try_get(0)?;
-            if let Some((notice_id, kind)) = notice_of(seq, &transition) {
+            let told = match notice_of(seq, &transition) {
+                Some((_, kind)) if kind == RESTORED => {
+                    tx.query_one(TURNED_OFF_BEFORE, &[&id])
+                        .await?
+                        .try_get::<_, i64>(0)?
+                        > 0
+                }
+                _ => true,
+            };
+            if let Some((notice_id, kind)) = notice_of(seq, &transition).filter(|_| told) {
                 tx.execute(
                     INSERT_NOTICE,
                     &[
