@@ -11,6 +11,7 @@
 
 mod api_helpers;
 mod api_support;
+mod python_tools;
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -23,6 +24,7 @@ use api_helpers::*;
 use api_support::{databases, spawn_app_with, As, TempDir, TestApp, OPERATOR_TOKEN};
 use creditgate::config::Config;
 use creditgate::server::{Application, Parts};
+use python_tools::ci;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -41,23 +43,6 @@ const BACK_SUBJECT: &str = "Your Acme AI API access is back on";
 // aiosmtpd
 // ----------------------------------------------------------------------------------------
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// The build directory: the nearest ancestor of this test binary holding cargo's
-/// `CACHEDIR.TAG`, else the workspace's `target`.
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-                .map(Path::to_path_buf)
-        })
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
 fn aiosmtpd_installed(python: &Path) -> bool {
     Command::new(python)
         .args([
@@ -73,61 +58,14 @@ fn aiosmtpd_installed(python: &Path) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
-    let out = command
-        .stdin(Stdio::null())
-        .env("PIP_NO_INPUT", "1")
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .output()
-        .map_err(|e| format!("{command:?}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-    Err(format!(
-        "{command:?} exited with {}: {}",
-        out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    ))
-}
-
 /// Finds or installs aiosmtpd into `target/venv-aiosmtpd`; answers the venv's python.
 fn install_aiosmtpd() -> Result<PathBuf, String> {
-    let target = target_dir();
-    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    let venv = target.join("venv-aiosmtpd");
-    let python = venv.join("bin").join("python");
-    if aiosmtpd_installed(&python) {
-        return Ok(python);
-    }
-    // One installer at a time (test binaries, scripts/test.sh): flock on a file beside it.
-    let lock_path = target.join("venv-aiosmtpd.lock");
-    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    if aiosmtpd_installed(&python) {
-        return Ok(python);
-    }
-    run(Command::new("python3")
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv))
-    .map_err(|e| {
-        format!("{e}\n(python3 with the venv module is needed: apt-get install python3-venv)")
-    })?;
-    run(Command::new(venv.join("bin").join("pip")).args([
-        "install",
-        "--quiet",
+    python_tools::venv_with(
+        "aiosmtpd",
         &format!("aiosmtpd=={AIOSMTPD_VERSION}"),
-    ]))?;
-    if aiosmtpd_installed(&python) {
-        Ok(python)
-    } else {
-        Err(format!(
-            "{} cannot import aiosmtpd after the install",
-            python.display()
-        ))
-    }
+        "python",
+        aiosmtpd_installed,
+    )
 }
 
 static AIOSMTPD_PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();

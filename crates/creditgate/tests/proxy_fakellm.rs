@@ -29,6 +29,7 @@
 //!   upstream" tests use small loopback listeners of our own.
 
 mod api_support;
+mod python_tools;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use api_support::{databases, spawn_app_with, As, TestApp, OPERATOR_TOKEN};
 use creditgate::config::Config;
+use python_tools::ci;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -94,23 +96,6 @@ rules:
     )
 }
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// The build directory: the nearest ancestor of this test binary holding cargo's
-/// `CACHEDIR.TAG`, else the workspace's `target`.
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-                .map(Path::to_path_buf)
-        })
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
 fn fakellm_installed(bin: &Path) -> bool {
     Command::new(bin)
         .arg("--version")
@@ -121,25 +106,6 @@ fn fakellm_installed(bin: &Path) -> bool {
                 && String::from_utf8_lossy(&out.stdout)
                     .contains(&format!("version {FAKELLM_VERSION}"))
         })
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let out = command
-        .stdin(Stdio::null())
-        .env("PIP_NO_INPUT", "1")
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .output()
-        .map_err(|e| format!("{command:?}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-    Err(format!(
-        "{command:?} exited with {}: {}",
-        out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    ))
 }
 
 /// Finds or installs fakellm into `target/venv-fakellm`; answers its executable.
@@ -155,40 +121,12 @@ fn install_fakellm() -> Result<PathBuf, String> {
             ))
         };
     }
-    let target = target_dir();
-    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    let venv = target.join("venv-fakellm");
-    let bin = venv.join("bin").join("fakellm");
-    if fakellm_installed(&bin) {
-        return Ok(bin);
-    }
-    // One installer at a time (test binaries, scripts/test.sh): flock on a file beside it.
-    let lock_path = target.join("venv-fakellm.lock");
-    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    if fakellm_installed(&bin) {
-        return Ok(bin);
-    }
-    run(Command::new("python3")
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv))
-    .map_err(|e| {
-        format!("{e}\n(python3 with the venv module is needed: apt-get install python3-venv)")
-    })?;
-    run(Command::new(venv.join("bin").join("pip")).args([
-        "install",
-        "--quiet",
+    python_tools::venv_with(
+        "fakellm",
         &format!("fakellm=={FAKELLM_VERSION}"),
-    ]))?;
-    if fakellm_installed(&bin) {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} does not answer --version after the install",
-            bin.display()
-        ))
-    }
+        "fakellm",
+        fakellm_installed,
+    )
 }
 
 static FAKELLM_BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
