@@ -82,8 +82,13 @@ pub struct Config {
     pub notice_interval_ms: u64,
     /// Delivery attempts before a notice is parked for the operator.
     pub notice_attempts_max: u32,
-    /// Most notices delivered in one run of the worker.
+    /// Most notices delivered in one run of the worker (also: most webhook deliveries sent
+    /// in one run of the webhook worker).
     pub notice_batch_len_max: usize,
+    /// Longest a webhook endpoint may take to answer a delivery.
+    pub webhook_timeout_ms: u64,
+    /// Delivery attempts before a webhook delivery is parked (the operator can resend it).
+    pub webhook_attempts_max: u32,
 }
 
 impl Default for Config {
@@ -126,6 +131,8 @@ impl Default for Config {
             notice_interval_ms: 1_000,
             notice_attempts_max: 8,
             notice_batch_len_max: 100,
+            webhook_timeout_ms: 10_000,
+            webhook_attempts_max: 8,
         }
     }
 }

@@ -158,6 +158,28 @@ fn routes() -> Vec<Route> {
             OperatorOnly,
             no_body,
         ),
+        route("post", "/v1/webhook_endpoints", OperatorOnly, |t| {
+            Some(json!({ "url": "https://example.com/hooks", "org_id": t.org, "events": ["*"] }))
+        }),
+        route("get", "/v1/webhook_endpoints", OperatorOnly, no_body),
+        route(
+            "delete",
+            "/v1/webhook_endpoints/{endpoint_id}",
+            OperatorOnly,
+            no_body,
+        ),
+        route(
+            "get",
+            "/v1/webhook_endpoints/{endpoint_id}/deliveries",
+            OperatorOnly,
+            no_body,
+        ),
+        route(
+            "post",
+            "/v1/webhook_deliveries/{delivery_id}/resend",
+            OperatorOnly,
+            no_body,
+        ),
         route("get", "/healthz", Public, no_body),
         route("get", "/readyz", Public, no_body),
         route("get", "/metrics", Public, no_body),
@@ -215,7 +237,9 @@ fn substitute(path: &str, target: &Tenant, hold: &str, key_id: &str) -> String {
         .replace("{key_id}", key_id)
         .replace("{hold_id}", hold)
         .replace("{model}", MODEL)
-        .replace("{notice_id}", "ntc_1");
+        .replace("{notice_id}", "ntc_1")
+        .replace("{endpoint_id}", "whk_1")
+        .replace("{delivery_id}", "wdl_ntc_1_1");
     assert!(!out.contains('{'), "unsubstituted parameter in {out}");
     out
 }

@@ -187,12 +187,20 @@ impl Store {
         }
     }
 
-    /// An account with its balances, or `None` if it does not exist.
+    /// An account with its balances, or `None` if it does not exist. (Through the API's
+    /// connection pool: it is on the hot path of every proxied call.)
     pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        match &*self.inner {
-            Backend::Sqlite(store) => store.account(id).await,
-            Backend::Postgres(store) => store.account(id).await,
-        }
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT {} FROM accounts WHERE id = $1",
+                    codec::ACCOUNT_COLUMNS
+                ),
+                &[sql::Value::Text(id.as_str().to_owned())],
+            )
+            .await?;
+        rows.first().map(codec::account).transpose()
     }
 
     /// Every account, grant, hold and transfer (for the invariant checker; not for hot paths).

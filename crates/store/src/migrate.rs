@@ -5,6 +5,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
     (2, include_str!("../migrations/sqlite/0002_api.sql")),
     (3, include_str!("../migrations/sqlite/0003_notices.sql")),
+    (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -12,6 +13,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),
     (2, include_str!("../migrations/postgres/0002_api.sql")),
     (3, include_str!("../migrations/postgres/0003_notices.sql")),
+    (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

@@ -78,17 +78,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// See [`crate::Store::account`].
-    pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        let client = self.client().await?;
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-        client
-            .query_opt(&sql, &[&id.as_str()])
-            .await?
-            .map(|row| codec::account(&row))
-            .transpose()
-    }
-
     /// See [`crate::Store::snapshot`].
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let mut client = self.client().await?;

@@ -16,6 +16,7 @@ pub mod openapi;
 mod proxy;
 mod routes;
 mod views;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -271,6 +272,7 @@ impl Application {
             self.mailer.clone(),
             shutdown.clone(),
         ));
+        let webhooks = tokio::spawn(webhook_loop(self.state.clone(), shutdown.clone()));
         let app = router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -278,6 +280,7 @@ impl Application {
         shutdown.cancel();
         let _ = expiry.await;
         let _ = notices.await;
+        let _ = webhooks.await;
         result
     }
 }
@@ -340,6 +343,28 @@ async fn notice_loop(state: AppState, mailer: Arc<notices::Mailer>, shutdown: Ca
         }
         if let Err(error) = notices::run_once(&state, &mailer, state.now()).await {
             tracing::warn!(%error, "notice step failed; the next one retries");
+        }
+    }
+}
+
+/// Sends the webhook deliveries on the notice worker's timer (the step is
+/// `webhooks::run_once`).
+async fn webhook_loop(state: AppState, shutdown: CancellationToken) {
+    let interval = Duration::from_millis(state.config().notice_interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        // A run waits for its slowest endpoint (at most `webhook_timeout_ms`); shutdown
+        // does not wait for it.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = webhooks::run_once(&state, state.now()) => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "webhook step failed; the next one retries");
+                }
+            }
         }
     }
 }

@@ -118,7 +118,8 @@ pub fn backoff_ms(failures: u32) -> i64 {
         .min(LONGEST_MS)
 }
 
-/// Delivers the notices due at `now` (at most `notice_batch_len_max`).
+/// Delivers the notices due at `now` (at most `notice_batch_len_max`), each fanned out to
+/// the webhook endpoints before its email is tried.
 pub async fn run_once(
     state: &AppState,
     mailer: &Mailer,
@@ -131,6 +132,9 @@ pub async fn run_once(
         .due_notices(now, config.notice_batch_len_max.max(1))
         .await?
     {
+        // Webhooks first, so they never wait on email; repeating it for a retried notice
+        // makes no second delivery (the ids are derived).
+        super::webhooks::fan_out(state, &notice, now).await?;
         match deliver(state, mailer, &notice).await {
             Ok(()) => {
                 state.store().notice_sent(&notice.id, now).await?;

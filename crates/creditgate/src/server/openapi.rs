@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::proxy;
-use super::routes::{credits, holds, keys, notices, orgs, prices, system, usage};
+use super::routes::{credits, holds, keys, notices, orgs, prices, system, usage, webhooks};
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -67,6 +67,13 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::openapi_json))
         .routes(routes!(notices::list_notices))
         .routes(routes!(notices::retry_notice))
+        .routes(routes!(
+            webhooks::create_webhook_endpoint,
+            webhooks::list_webhook_endpoints
+        ))
+        .routes(routes!(webhooks::disable_webhook_endpoint))
+        .routes(routes!(webhooks::list_webhook_deliveries))
+        .routes(routes!(webhooks::resend_webhook_delivery))
         .routes(routes!(proxy::anthropic_messages))
         .routes(routes!(proxy::openai_chat_completions))
 }

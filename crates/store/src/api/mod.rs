@@ -12,6 +12,7 @@ mod notices;
 mod orgs;
 mod prices;
 mod reads;
+mod webhooks;
 
 use creditgate_domain::access::Access;
 use creditgate_domain::{Amount, Timestamp};
@@ -19,6 +20,7 @@ use creditgate_domain::{Amount, Timestamp};
 pub(crate) use access::sync_after_batch;
 pub use access::AccessTransitionRecord;
 pub use reads::Spend;
+pub use webhooks::delivery_id;
 
 /// An organization, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +158,61 @@ pub struct Notice {
     /// When it was written.
     pub created_at: Timestamp,
     /// When it was delivered.
+    pub sent_at: Option<Timestamp>,
+}
+
+/// Where webhooks go: an org's endpoint, or the operator's (every org's events).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// `whk_…`.
+    pub id: String,
+    /// The org whose events it receives; `None`: the operator's, every org's events.
+    pub org_id: Option<String>,
+    /// Where deliveries are POSTed (http or https).
+    pub url: String,
+    /// The secret each body is signed with (HMAC-SHA256).
+    pub secret: String,
+    /// The event names it receives, or `["*"]` for all.
+    pub events: Vec<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was disabled; nothing is delivered to it from then on.
+    pub disabled_at: Option<Timestamp>,
+}
+
+impl WebhookEndpoint {
+    /// Whether it receives events named `event`.
+    pub fn receives(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == "*" || e == event)
+    }
+}
+
+/// One notice's delivery to one webhook endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// `wdl_<notice id>_<endpoint id suffix>`: derived, so a repeated fan-out makes no second.
+    pub id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// The notice it carries (also the event's id in the body).
+    pub notice_id: String,
+    /// The event name (the notice's kind).
+    pub event: String,
+    /// The JSON body, as sent.
+    pub payload: String,
+    /// `pending`, `sent` or `parked`.
+    pub state: String,
+    /// Attempts since it was made (or last resent).
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: Timestamp,
+    /// The HTTP status of the last attempt, if the endpoint answered.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it was last delivered.
     pub sent_at: Option<Timestamp>,
 }
 

@@ -83,13 +83,6 @@ impl SqliteStore {
         .await
     }
 
-    /// See [`crate::Store::account`].
-    pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        let id = id.clone();
-        self.read(move |connection| load_account(connection, &id))
-            .await
-    }
-
     /// See [`crate::Store::snapshot`].
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.read(|connection| {

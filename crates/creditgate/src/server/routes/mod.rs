@@ -9,6 +9,7 @@ pub mod orgs;
 pub mod prices;
 pub mod system;
 pub mod usage;
+pub mod webhooks;
 
 use creditgate_domain::ledger::Rejection;
 use serde::{Deserialize, Deserializer};
