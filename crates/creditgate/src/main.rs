@@ -34,7 +34,7 @@ enum Command {
     /// interrupted. `--tour` runs the story by itself (credits run out, 402, credits added,
     /// access back) and exits.
     Demo(demo::DemoArgs),
-    /// Measure the ledger: durable single operations, batches, holds, hot org, naive baseline.
+    /// Measure the ledger (`bench ledger`) or the metering proxy (`bench proxy`).
     Bench(bench::BenchArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate {
