@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API (and the expiry worker) until interrupted.
+    /// Serve the HTTP API, the metering proxy and the workers (expiry, notices, webhooks) until interrupted.
     Serve {
         /// A TOML configuration file; `CREDITGATE_*` variables override it.
         #[arg(long, env = "CREDITGATE_CONFIG")]
