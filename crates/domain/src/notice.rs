@@ -24,14 +24,17 @@ pub enum NoticeKind {
     AccessRestored,
     /// The balance crossed a low-balance threshold downward.
     BalanceLow,
+    /// Credits were added (a grant or a purchase): the receipt.
+    CreditsAdded,
 }
 
 impl NoticeKind {
     /// Every kind.
-    pub const ALL: [NoticeKind; 3] = [
+    pub const ALL: [NoticeKind; 4] = [
         NoticeKind::AccessTurnedOff,
         NoticeKind::AccessRestored,
         NoticeKind::BalanceLow,
+        NoticeKind::CreditsAdded,
     ];
 
     /// The kind's stable name: the webhook event name and the outbox's kind column.
@@ -40,6 +43,7 @@ impl NoticeKind {
             NoticeKind::AccessTurnedOff => "access.turned_off",
             NoticeKind::AccessRestored => "access.restored",
             NoticeKind::BalanceLow => "balance.low",
+            NoticeKind::CreditsAdded => "credits.added",
         }
     }
 
@@ -95,6 +99,18 @@ pub struct EmailContext<'a> {
     pub currency: &'a str,
     /// [`NoticeKind::BalanceLow`]: the threshold crossed.
     pub threshold: Option<Amount>,
+    /// [`NoticeKind::CreditsAdded`]: the credits added.
+    pub amount: Option<Amount>,
+    /// [`NoticeKind::CreditsAdded`]: the receipt number (the ledger transfer's id).
+    pub receipt_id: Option<&'a str>,
+}
+
+/// The receipt a credit transfer of `kind` into an org calls for: grants and purchases
+/// (auto-reload charges get their own email with the payments issue; adjustments are
+/// corrections, not receipts).
+pub fn for_credit(kind: crate::ledger::TransferKind) -> Option<NoticeKind> {
+    use crate::ledger::TransferKind;
+    matches!(kind, TransferKind::Grant | TransferKind::Purchase).then_some(NoticeKind::CreditsAdded)
 }
 
 /// A rendered email.
@@ -239,6 +255,37 @@ fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
             ],
             footer,
         },
+        NoticeKind::CreditsAdded => {
+            let added = context.amount.map_or_else(|| "Credits".to_owned(), money);
+            let mut blocks = vec![
+                Block::Paragraph(format!(
+                    "{added} of usage credits were added to {org} on {product}."
+                )),
+                Block::Figure {
+                    label: "Credits added",
+                    value: added.clone(),
+                },
+            ];
+            if let Some(receipt) = context.receipt_id {
+                blocks.push(Block::Figure {
+                    label: "Receipt number",
+                    value: one_line(receipt),
+                });
+            }
+            blocks.push(balance);
+            blocks.push(Block::Action {
+                lead: "See your balance and history on the Billing page".to_owned(),
+                button: "Open the Billing page",
+                url: billing_url,
+            });
+            blocks.push(help);
+            Message {
+                subject: format!("Receipt: {added} of {product} credits added"),
+                heading: "Credits added".to_owned(),
+                blocks,
+                footer,
+            }
+        }
         NoticeKind::BalanceLow => {
             let below = match context.threshold {
                 Some(threshold) => {
@@ -406,7 +453,12 @@ mod tests {
         let names: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
-            ["access.turned_off", "access.restored", "balance.low"]
+            [
+                "access.turned_off",
+                "access.restored",
+                "balance.low",
+                "credits.added"
+            ]
         );
         assert_eq!(NoticeKind::parse("Access.Turned_Off"), None);
         assert_eq!(NoticeKind::parse(""), None);
@@ -640,11 +692,13 @@ mod tests {
             available: Amount::ZERO,
             currency: "USD",
             threshold: None,
+            amount: None,
+            receipt_id: None,
         }
     }
 
     /// The three emails the snapshots hold.
-    fn examples() -> [(NoticeKind, &'static str, Email); 3] {
+    fn examples() -> [(NoticeKind, &'static str, Email); 4] {
         let turned_off = EmailContext {
             available: Amount::ZERO,
             ..context()
@@ -656,6 +710,12 @@ mod tests {
         let low = EmailContext {
             available: amount("4.99"),
             threshold: Some(amount("5")),
+            ..context()
+        };
+        let receipt = EmailContext {
+            available: amount("25.00"),
+            amount: Some(amount("20.00")),
+            receipt_id: Some("txn_4f1c2a9e"),
             ..context()
         };
         [
@@ -674,6 +734,11 @@ mod tests {
                 "balance_low",
                 render(NoticeKind::BalanceLow, &low),
             ),
+            (
+                NoticeKind::CreditsAdded,
+                "credits_added",
+                render(NoticeKind::CreditsAdded, &receipt),
+            ),
         ]
     }
 
@@ -686,6 +751,7 @@ mod tests {
                 "[action needed] Your Acme AI API access is turned off",
                 "Your Acme AI API access is back on",
                 "Your Acme AI credit balance is low",
+                "Receipt: $20.00 of Acme AI credits added",
             ]
         );
         // A product name cannot break the header.
@@ -744,7 +810,7 @@ mod tests {
             let recommends = text.to_lowercase().contains(auto_reload);
             assert_eq!(
                 recommends,
-                kind != NoticeKind::AccessRestored,
+                matches!(kind, NoticeKind::AccessTurnedOff | NoticeKind::BalanceLow),
                 "{kind:?}: auto-reload line"
             );
             match kind {
@@ -756,6 +822,12 @@ mod tests {
                 NoticeKind::AccessRestored => {
                     assert!(text.contains("API access is back on"));
                     assert!(lines.contains(&"Available balance: $12.50"));
+                }
+                NoticeKind::CreditsAdded => {
+                    assert!(lines.contains(&"Credits added: $20.00"));
+                    assert!(lines.contains(&"Receipt number: txn_4f1c2a9e"));
+                    assert!(lines.contains(&"Available balance: $25.00"));
+                    assert_eq!(email.subject, "Receipt: $20.00 of Acme AI credits added");
                 }
                 NoticeKind::BalanceLow => {
                     assert!(text.contains("below $5.00"));

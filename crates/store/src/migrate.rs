@@ -6,6 +6,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_api.sql")),
     (3, include_str!("../migrations/sqlite/0003_notices.sql")),
     (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
+    (5, include_str!("../migrations/sqlite/0005_receipts.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -14,6 +15,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (2, include_str!("../migrations/postgres/0002_api.sql")),
     (3, include_str!("../migrations/postgres/0003_notices.sql")),
     (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
+    (5, include_str!("../migrations/postgres/0005_receipts.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

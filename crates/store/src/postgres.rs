@@ -354,7 +354,7 @@ impl PgBatch {
         let mut state = load(&tx, &self.statements, keys).await?;
         let changes = decide(&mut state);
         write(&tx, &self.statements, &changes).await?;
-        crate::api::sync_after_batch::postgres(&tx, &changes.accounts, now).await?;
+        crate::api::sync_after_batch::postgres(&tx, &changes, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -188,6 +188,8 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         public_url: state.public_url(),
         available: notice.available,
         currency: &state.config().currency,
+        amount: notice.amount,
+        receipt_id: notice.transfer_id.as_deref(),
         threshold: if kind == NoticeKind::BalanceLow {
             threshold
         } else {

@@ -39,13 +39,15 @@ const CONCURRENCY: usize = 16;
 /// Longest `last_error` kept.
 const ERROR_LEN_MAX: usize = 500;
 
-/// The org's access state a notice of `kind` at threshold `level` leaves it in.
-fn access_state(kind: NoticeKind, level: u32) -> AccessState {
+/// The org's access state a notice of `kind` at threshold `level` leaves it in (`None`
+/// for a receipt, which says nothing about access).
+fn access_state(kind: NoticeKind, level: u32) -> Option<AccessState> {
     match kind {
-        NoticeKind::AccessTurnedOff => AccessState::Depleted,
-        NoticeKind::BalanceLow => AccessState::Low,
-        NoticeKind::AccessRestored if level > 0 => AccessState::Low,
-        NoticeKind::AccessRestored => AccessState::Active,
+        NoticeKind::AccessTurnedOff => Some(AccessState::Depleted),
+        NoticeKind::BalanceLow => Some(AccessState::Low),
+        NoticeKind::AccessRestored if level > 0 => Some(AccessState::Low),
+        NoticeKind::AccessRestored => Some(AccessState::Active),
+        NoticeKind::CreditsAdded => None,
     }
 }
 
@@ -56,8 +58,15 @@ pub fn payload(notice: &Notice) -> String {
         "available": show(notice.available),
         "level": notice.level,
     });
-    if let Some(kind) = NoticeKind::parse(&notice.kind) {
-        data["access_state"] = access_state(kind, notice.level).as_str().into();
+    if let Some(state) = NoticeKind::parse(&notice.kind).and_then(|k| access_state(k, notice.level))
+    {
+        data["access_state"] = state.as_str().into();
+    }
+    if let Some(amount) = notice.amount {
+        data["amount"] = show(amount).into();
+    }
+    if let Some(transfer_id) = &notice.transfer_id {
+        data["transfer_id"] = transfer_id.as_str().into();
     }
     serde_json::json!({
         "id": notice.id,
@@ -196,16 +205,20 @@ mod tests {
     fn access_state_follows_the_kind() {
         assert_eq!(
             access_state(NoticeKind::AccessTurnedOff, 2),
-            AccessState::Depleted
+            Some(AccessState::Depleted)
         );
         assert_eq!(
             access_state(NoticeKind::AccessRestored, 0),
-            AccessState::Active
+            Some(AccessState::Active)
         );
         assert_eq!(
             access_state(NoticeKind::AccessRestored, 1),
-            AccessState::Low
+            Some(AccessState::Low)
         );
-        assert_eq!(access_state(NoticeKind::BalanceLow, 1), AccessState::Low);
+        assert_eq!(
+            access_state(NoticeKind::BalanceLow, 1),
+            Some(AccessState::Low)
+        );
+        assert_eq!(access_state(NoticeKind::CreditsAdded, 0), None);
     }
 }

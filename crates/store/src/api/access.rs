@@ -2,7 +2,8 @@
 //! writer's batch) or the setting (an org update), so none is missed or recorded twice.
 
 use creditgate_domain::access::{self, Access, AccessPolicy, AccessState, Cause, Transition};
-use creditgate_domain::ledger::{Account, AccountKind};
+use creditgate_domain::ledger::{Account, AccountKind, ChangeSet, Transfer};
+use creditgate_domain::notice::NoticeKind;
 use creditgate_domain::{Amount, Timestamp};
 
 use super::decode_amounts;
@@ -31,6 +32,11 @@ pub struct AccessTransitionRecord {
 
 const INSERT_TRANSITION: &str = "INSERT INTO access_transitions (org_id, from_state, to_state, \
      from_level, to_level, cause, available, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+/// A receipt's outbox row: the amount and the transfer; made once per transfer.
+const INSERT_RECEIPT: &str = "INSERT INTO notices (id, kind, org_id, available, level, state, \
+     attempts, next_attempt_at, last_error, created_at, sent_at, amount, transfer_id) \
+     VALUES ($1, $2, $3, $4, 0, 'pending', 0, $5, NULL, $5, NULL, $6, $7) ON CONFLICT (id) DO NOTHING";
+
 /// Whether an org was ever told its access was turned off.
 const TURNED_OFF_BEFORE: &str =
     "SELECT COUNT(*) FROM notices WHERE org_id = $1 AND kind = 'access.turned_off'";
@@ -154,10 +160,12 @@ pub(crate) mod sync_after_batch {
     /// On the SQLite writer's transaction.
     pub(crate) fn sqlite(
         tx: &rusqlite::Transaction<'_>,
-        accounts: &[Account],
+        changes: &ChangeSet,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         use rusqlite::OptionalExtension;
+        let accounts = &changes.accounts;
+        let mut orgs = Vec::new();
         let mut select = tx.prepare_cached(&SELECT_ACCESS.replace("$1", "?1"))?;
         for account in org_accounts(accounts) {
             let row = select
@@ -173,6 +181,7 @@ pub(crate) mod sync_after_batch {
             let Some((thresholds, suspended, state, level)) = row else {
                 continue;
             };
+            orgs.push(account);
             let (previous, policy) = access_row(account, &thresholds, suspended, &state, level)?;
             let available = account.available();
             let Some(transition) = access::transition(previous, available, &policy, Cause::Balance)
@@ -209,16 +218,28 @@ pub(crate) mod sync_after_batch {
                 ))?;
             }
         }
+        let mut insert = tx.prepare_cached(&placeholders(INSERT_RECEIPT))?;
+        for (id, org, transfer, available) in receipts(changes, &orgs) {
+            insert.execute(rusqlite::params![
+                id,
+                NoticeKind::CreditsAdded.as_str(),
+                org,
+                available,
+                now.unix_ms(),
+                transfer.amount.micros(),
+                transfer.id.as_str()
+            ])?;
+        }
         Ok(())
     }
 
     /// On the PostgreSQL writer's transaction (the accounts are locked by the batch).
     pub(crate) async fn postgres(
         tx: &tokio_postgres::Transaction<'_>,
-        accounts: &[Account],
+        changes: &ChangeSet,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let orgs: Vec<&Account> = org_accounts(accounts).collect();
+        let orgs: Vec<&Account> = org_accounts(&changes.accounts).collect();
         if orgs.is_empty() {
             return Ok(());
         }
@@ -230,11 +251,13 @@ pub(crate) mod sync_after_batch {
                 &[&ids],
             )
             .await?;
+        let mut with_rows = Vec::new();
         for row in rows {
             let id: String = row.try_get(0)?;
             let Some(account) = orgs.iter().find(|a| a.id.as_str() == id) else {
                 continue;
             };
+            with_rows.push(*account);
             let (previous, policy) = access_row(
                 account,
                 &row.try_get::<_, String>(1)?,
@@ -297,7 +320,51 @@ pub(crate) mod sync_after_batch {
                 .await?;
             }
         }
+        for (id, org, transfer, available) in receipts(changes, &with_rows) {
+            tx.execute(
+                INSERT_RECEIPT,
+                &[
+                    &id,
+                    &NoticeKind::CreditsAdded.as_str(),
+                    &org,
+                    &available,
+                    &now.unix_ms(),
+                    &transfer.amount.micros(),
+                    &transfer.id.as_str(),
+                ],
+            )
+            .await?;
+        }
         Ok(())
+    }
+
+    /// The receipts a batch calls for: one per grant or purchase into an org with an org
+    /// row, with an id derived from the transfer (so a retried batch makes it once):
+    /// (notice id, org id, transfer, the org's available balance after the batch).
+    fn receipts<'a>(
+        changes: &'a ChangeSet,
+        orgs: &[&'a Account],
+    ) -> Vec<(String, &'a str, &'a Transfer, i64)> {
+        changes
+            .transfers
+            .iter()
+            .filter(|t| creditgate_domain::notice::for_credit(t.kind).is_some())
+            .filter_map(|t| {
+                let org = orgs.iter().find(|a| a.id == t.credit_account_id)?;
+                let suffix: String =
+                    t.id.as_str()
+                        .chars()
+                        .filter(char::is_ascii_alphanumeric)
+                        .take(60)
+                        .collect();
+                Some((
+                    format!("ntc_{suffix}"),
+                    org.id.as_str(),
+                    t,
+                    org.available().micros(),
+                ))
+            })
+            .collect()
     }
 
     fn placeholders(sql: &str) -> String {

@@ -159,6 +159,10 @@ pub struct Notice {
     pub created_at: Timestamp,
     /// When it was delivered.
     pub sent_at: Option<Timestamp>,
+    /// Credits added: the amount.
+    pub amount: Option<Amount>,
+    /// Credits added: the ledger transfer (the receipt number).
+    pub transfer_id: Option<String>,
 }
 
 /// Where webhooks go: an org's endpoint, or the operator's (every org's events).

@@ -9,7 +9,7 @@ use crate::sql::{values, Row};
 use crate::{Store, StoreError};
 
 const NOTICE_COLUMNS: &str = "id, kind, org_id, available, level, state, attempts, \
-     next_attempt_at, last_error, created_at, sent_at";
+     next_attempt_at, last_error, created_at, sent_at, amount, transfer_id";
 
 fn notice_row(row: &Row) -> Result<Notice, StoreError> {
     Ok(Notice {
@@ -24,6 +24,8 @@ fn notice_row(row: &Row) -> Result<Notice, StoreError> {
         last_error: row.opt_text(8)?,
         created_at: row.time(9)?,
         sent_at: row.opt_time(10)?,
+        amount: row.opt_amount(11)?,
+        transfer_id: row.opt_text(12)?,
     })
 }
 

@@ -164,7 +164,7 @@ impl BatchBackend for SqliteBatch {
         let mut state = load(&tx, keys)?;
         let changes = decide(&mut state);
         write(&tx, &changes)?;
-        crate::api::sync_after_batch::sqlite(&tx, &changes.accounts, now)?;
+        crate::api::sync_after_batch::sqlite(&tx, &changes, now)?;
         tx.commit()?;
         Ok(())
     }
