@@ -415,7 +415,7 @@ fn sqlite_query(
 }
 
 /// `$1` → `?1`: the statements are written in PostgreSQL's style.
-fn sqlite_placeholders(sql: &str) -> String {
+pub(crate) fn sqlite_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {

@@ -266,13 +266,30 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then stops taking connections, lets in-flight
     /// requests (and so their ledger batches) finish, and returns.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let expiry = tokio::spawn(expiry_loop(self.state.clone(), shutdown.clone()));
-        let notices = tokio::spawn(notice_loop(
-            self.state.clone(),
-            self.mailer.clone(),
-            shutdown.clone(),
-        ));
-        let webhooks = tokio::spawn(webhook_loop(self.state.clone(), shutdown.clone()));
+        let config = self.state.config();
+        let (state, mailer) = (self.state.clone(), self.mailer.clone());
+        let expiry = tokio::spawn(on_timer(config.expiry_interval_ms, shutdown.clone(), {
+            let state = state.clone();
+            move || {
+                let state = state.clone();
+                async move { expiry_step(&state).await }
+            }
+        }));
+        let notices = tokio::spawn(on_timer(config.notice_interval_ms, shutdown.clone(), {
+            let state = state.clone();
+            move || {
+                let (state, mailer) = (state.clone(), mailer.clone());
+                async move { notice_step(&state, &mailer).await }
+            }
+        }));
+        // Webhook deliveries go out on the notice worker's timer.
+        let webhooks = tokio::spawn(on_timer(config.notice_interval_ms, shutdown.clone(), {
+            let shutdown = shutdown.clone();
+            move || {
+                let (state, shutdown) = (state.clone(), shutdown.clone());
+                async move { webhook_step(&state, &shutdown).await }
+            }
+        }));
         let app = router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -308,62 +325,56 @@ async fn start_demo_upstream() -> Result<SocketAddr, StartError> {
     Ok(address)
 }
 
-/// Closes expired holds and grants on a timer, through the writer like every balance change.
-async fn expiry_loop(state: AppState, shutdown: CancellationToken) {
-    let interval = Duration::from_millis(state.config().expiry_interval_ms.max(10));
+/// Runs `step` every `interval_ms` until `shutdown` is cancelled; a step under way is
+/// finished first (the steps decide themselves whether to stop early).
+async fn on_timer<F, Fut>(interval_ms: u64, shutdown: CancellationToken, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let interval = Duration::from_millis(interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        step().await;
+    }
+}
+
+/// Closes expired holds and grants, and prunes old idempotency records, through the writer
+/// like every balance change.
+async fn expiry_step(state: &AppState) {
     let idempotency_ttl_ms =
         i64::try_from(state.config().idempotency_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        let now = state.now();
-        if let Err(error) =
-            creditgate_store::expiry::run_once(state.store(), state.writer(), now).await
-        {
-            tracing::warn!(%error, "expiry step failed; the next one retries");
-        }
-        let before = creditgate_domain::Timestamp::from_unix_ms(
-            now.unix_ms().saturating_sub(idempotency_ttl_ms),
-        );
-        if let Err(error) = state.store().prune_idempotency_records(before).await {
-            tracing::warn!(%error, "pruning idempotency records failed");
-        }
+    let now = state.now();
+    if let Err(error) = creditgate_store::expiry::run_once(state.store(), state.writer(), now).await
+    {
+        tracing::warn!(%error, "expiry step failed; the next one retries");
+    }
+    let before = creditgate_domain::Timestamp::from_unix_ms(
+        now.unix_ms().saturating_sub(idempotency_ttl_ms),
+    );
+    if let Err(error) = state.store().prune_idempotency_records(before).await {
+        tracing::warn!(%error, "pruning idempotency records failed");
     }
 }
 
-/// Delivers the notice outbox on a timer (the step is `notices::run_once`).
-async fn notice_loop(state: AppState, mailer: Arc<notices::Mailer>, shutdown: CancellationToken) {
-    let interval = Duration::from_millis(state.config().notice_interval_ms.max(10));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        if let Err(error) = notices::run_once(&state, &mailer, state.now()).await {
-            tracing::warn!(%error, "notice step failed; the next one retries");
-        }
+/// Delivers the notice outbox (the step is `notices::run_once`).
+async fn notice_step(state: &AppState, mailer: &notices::Mailer) {
+    if let Err(error) = notices::run_once(state, mailer, state.now()).await {
+        tracing::warn!(%error, "notice step failed; the next one retries");
     }
 }
 
-/// Sends the webhook deliveries on the notice worker's timer (the step is
-/// `webhooks::run_once`).
-async fn webhook_loop(state: AppState, shutdown: CancellationToken) {
-    let interval = Duration::from_millis(state.config().notice_interval_ms.max(10));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        // A run waits for its slowest endpoint (at most `webhook_timeout_ms`); shutdown
-        // does not wait for it.
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            result = webhooks::run_once(&state, state.now()) => {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "webhook step failed; the next one retries");
-                }
+/// Sends the webhook deliveries (the step is `webhooks::run_once`). A run waits for its
+/// slowest endpoint (at most `webhook_timeout_ms`); shutdown does not wait for it.
+async fn webhook_step(state: &AppState, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        result = webhooks::run_once(state, state.now()) => {
+            if let Err(error) = result {
+                tracing::warn!(%error, "webhook step failed; the next one retries");
             }
         }
     }

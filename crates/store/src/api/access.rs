@@ -156,6 +156,7 @@ fn org_accounts(accounts: &[Account]) -> impl Iterator<Item = &Account> {
 /// are left alone.
 pub(crate) mod sync_after_batch {
     use super::*;
+    use crate::sql::sqlite_placeholders as placeholders;
 
     /// On the SQLite writer's transaction.
     pub(crate) fn sqlite(
@@ -166,7 +167,7 @@ pub(crate) mod sync_after_batch {
         use rusqlite::OptionalExtension;
         let accounts = &changes.accounts;
         let mut orgs = Vec::new();
-        let mut select = tx.prepare_cached(&SELECT_ACCESS.replace("$1", "?1"))?;
+        let mut select = tx.prepare_cached(&placeholders(SELECT_ACCESS))?;
         for account in org_accounts(accounts) {
             let row = select
                 .query_row([account.id.as_str()], |row| {
@@ -365,14 +366,6 @@ pub(crate) mod sync_after_batch {
                 ))
             })
             .collect()
-    }
-
-    fn placeholders(sql: &str) -> String {
-        let mut out = sql.to_owned();
-        for n in (1..=9).rev() {
-            out = out.replace(&format!("${n}"), &format!("?{n}"));
-        }
-        out
     }
 }
 
