@@ -89,6 +89,36 @@ pub struct Config {
     pub webhook_timeout_ms: u64,
     /// Delivery attempts before a webhook delivery is parked (the operator can resend it).
     pub webhook_attempts_max: u32,
+    /// The payment provider: `sandbox` (Stripe's test-card behaviours, no network) or `stripe`.
+    pub payments: String,
+    /// Stripe: the secret API key (`sk_…`).
+    pub stripe_secret_key: String,
+    /// Stripe: the webhook endpoint's signing secret (`whsec_…`).
+    pub stripe_webhook_secret: String,
+    /// Stripe: the API's base URL (tests point it at localstripe).
+    pub stripe_api_base: String,
+    /// Stripe: how old a webhook's signed timestamp may be.
+    pub stripe_webhook_tolerance_s: u64,
+    /// Longest a call to the payment provider may take.
+    pub provider_timeout_ms: u64,
+    /// The smallest top-up or reload (a decimal string).
+    pub top_up_min: String,
+    /// The largest top-up or reload (a decimal string).
+    pub top_up_max: String,
+    /// Pause between two runs of the payments worker (auto-reload decisions and charges).
+    pub payments_interval_ms: u64,
+    /// Least time between two auto-reload attempts of an org.
+    pub reload_cooldown_ms: u64,
+    /// Wait before retrying a declined auto-reload; doubled after each further failure.
+    pub reload_backoff_ms: u64,
+    /// The longest wait between two retries of a declined auto-reload.
+    pub reload_backoff_ms_max: u64,
+    /// Consecutive declined auto-reloads after which auto-reload turns itself off.
+    pub reload_failures_max: u32,
+    /// A charge still `charging` after this long (a crash, a timeout) is resumed.
+    pub charging_resume_ms: u64,
+    /// The version of the auto-reload consent text shown to customers.
+    pub consent_text_version: String,
 }
 
 impl Default for Config {
@@ -133,6 +163,21 @@ impl Default for Config {
             notice_batch_len_max: 100,
             webhook_timeout_ms: 10_000,
             webhook_attempts_max: 8,
+            payments: "sandbox".into(),
+            stripe_secret_key: String::new(),
+            stripe_webhook_secret: String::new(),
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_webhook_tolerance_s: 300,
+            provider_timeout_ms: 10_000,
+            top_up_min: "5.00".into(),
+            top_up_max: "5000.00".into(),
+            payments_interval_ms: 200,
+            reload_cooldown_ms: 60_000,
+            reload_backoff_ms: 3_600_000,
+            reload_backoff_ms_max: 24 * 3_600_000,
+            reload_failures_max: 3,
+            charging_resume_ms: 60_000,
+            consent_text_version: "2026-11".into(),
         }
     }
 }

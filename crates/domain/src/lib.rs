@@ -10,7 +10,9 @@ pub mod access;
 pub mod ledger;
 pub mod money;
 pub mod notice;
+pub mod payment;
 pub mod pricing;
+pub mod reload;
 pub mod time;
 
 pub use money::{Amount, ParseAmountError};

@@ -1,8 +1,11 @@
-//! Notices: which access transitions cause one, and the emails they are sent as.
+//! Notices: which access transitions and payments cause one, and the emails they are sent as.
 //!
-//! A notice is caused by a change of access ([`Transition`]) and written to the outbox in the
-//! same transaction; this module only decides *which* notice a transition causes
-//! ([`for_transition`]) and renders its email ([`render`]). Both are pure: the shell passes
+//! A notice is caused by a change of access ([`Transition`]), a credit into an org
+//! ([`crate::ledger::TransferKind`]) or a payment event (an auto-reload charge that failed, an
+//! auto-reload turned off, a payment waiting for confirmation), and is written to the outbox
+//! in the same transaction as its cause. This module only decides *which* notice a transition
+//! or a credit causes ([`for_transition`], [`for_credit`]; the payments shell names the kind of
+//! a payment event itself) and renders its email ([`render`]). Both are pure: the shell passes
 //! everything the email says in an [`EmailContext`].
 //!
 //! Every email has a subject, a plain-text part (wrapped at [`TEXT_WIDTH`] columns, each link
@@ -10,7 +13,9 @@
 //! external resources; every interpolated value is escaped with [`escape_html`]).
 
 use crate::access::{AccessState, Cause, Transition};
+use crate::ledger::TransferKind;
 use crate::money::Amount;
+use crate::time::Timestamp;
 
 /// Columns the plain-text part is wrapped at (a link longer than that stays whole).
 pub const TEXT_WIDTH: usize = 72;
@@ -26,15 +31,28 @@ pub enum NoticeKind {
     BalanceLow,
     /// Credits were added (a grant or a purchase): the receipt.
     CreditsAdded,
+    /// Auto-reload charged the saved card and added credits: the receipt.
+    AutoReloadCharged,
+    /// An auto-reload charge of the saved card failed; it may be tried again.
+    AutoReloadFailed,
+    /// Auto-reload was turned off after repeated failed charges.
+    AutoReloadDisabled,
+    /// A payment waits for the card holder to confirm it (the bank asked to authenticate it,
+    /// e.g. with 3-D Secure); its credits are added once it is confirmed.
+    PaymentActionRequired,
 }
 
 impl NoticeKind {
     /// Every kind.
-    pub const ALL: [NoticeKind; 4] = [
+    pub const ALL: [NoticeKind; 8] = [
         NoticeKind::AccessTurnedOff,
         NoticeKind::AccessRestored,
         NoticeKind::BalanceLow,
         NoticeKind::CreditsAdded,
+        NoticeKind::AutoReloadCharged,
+        NoticeKind::AutoReloadFailed,
+        NoticeKind::AutoReloadDisabled,
+        NoticeKind::PaymentActionRequired,
     ];
 
     /// The kind's stable name: the webhook event name and the outbox's kind column.
@@ -44,6 +62,10 @@ impl NoticeKind {
             NoticeKind::AccessRestored => "access.restored",
             NoticeKind::BalanceLow => "balance.low",
             NoticeKind::CreditsAdded => "credits.added",
+            NoticeKind::AutoReloadCharged => "auto_reload.charged",
+            NoticeKind::AutoReloadFailed => "auto_reload.failed",
+            NoticeKind::AutoReloadDisabled => "auto_reload.disabled",
+            NoticeKind::PaymentActionRequired => "payment.action_required",
         }
     }
 
@@ -82,6 +104,21 @@ pub fn for_transition(transition: &Transition) -> Option<NoticeKind> {
     }
 }
 
+/// The receipt a credit transfer of `kind` into an org calls for: grants and purchases
+/// [`NoticeKind::CreditsAdded`], auto-reload charges [`NoticeKind::AutoReloadCharged`] (they
+/// say why the card was charged without anyone asking). Adjustments are corrections, not
+/// receipts; the other kinds add no credits.
+pub fn for_credit(kind: TransferKind) -> Option<NoticeKind> {
+    match kind {
+        TransferKind::Grant | TransferKind::Purchase => Some(NoticeKind::CreditsAdded),
+        TransferKind::AutoReload => Some(NoticeKind::AutoReloadCharged),
+        TransferKind::Adjustment
+        | TransferKind::Usage
+        | TransferKind::Refund
+        | TransferKind::Expiry => None,
+    }
+}
+
 /// What an email is built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EmailContext<'a> {
@@ -97,20 +134,27 @@ pub struct EmailContext<'a> {
     pub available: Amount,
     /// The deployment's currency code ("USD").
     pub currency: &'a str,
-    /// [`NoticeKind::BalanceLow`]: the threshold crossed.
+    /// [`NoticeKind::BalanceLow`]: the threshold crossed. [`NoticeKind::AutoReloadCharged`]:
+    /// the auto-reload threshold the balance reached.
     pub threshold: Option<Amount>,
-    /// [`NoticeKind::CreditsAdded`]: the credits added.
+    /// [`NoticeKind::CreditsAdded`], [`NoticeKind::AutoReloadCharged`]: the credits added.
+    /// [`NoticeKind::AutoReloadFailed`], [`NoticeKind::PaymentActionRequired`]: the amount of
+    /// the charge or payment.
     pub amount: Option<Amount>,
-    /// [`NoticeKind::CreditsAdded`]: the receipt number (the ledger transfer's id).
+    /// [`NoticeKind::CreditsAdded`], [`NoticeKind::AutoReloadCharged`]: the receipt number
+    /// (the ledger transfer's id).
     pub receipt_id: Option<&'a str>,
-}
-
-/// The receipt a credit transfer of `kind` into an org calls for: grants and purchases
-/// (auto-reload charges get their own email with the payments issue; adjustments are
-/// corrections, not receipts).
-pub fn for_credit(kind: crate::ledger::TransferKind) -> Option<NoticeKind> {
-    use crate::ledger::TransferKind;
-    matches!(kind, TransferKind::Grant | TransferKind::Purchase).then_some(NoticeKind::CreditsAdded)
+    /// [`NoticeKind::AutoReloadFailed`], [`NoticeKind::AutoReloadDisabled`]: why the (last)
+    /// charge failed, as a sentence for people ("Your card was declined."); the line is left
+    /// out when `None` or blank.
+    pub failure_reason: Option<&'a str>,
+    /// [`NoticeKind::AutoReloadFailed`]: when the failed charge is tried again (`None`: it is
+    /// not retried automatically). Not the email's own delivery retry.
+    pub next_attempt_at: Option<Timestamp>,
+    /// [`NoticeKind::PaymentActionRequired`]: the absolute `https` (or `http`) URL where the
+    /// card holder confirms the payment, from the payment provider. When `None`, or not such
+    /// a URL (say `javascript:…`), the email links to the Billing page instead.
+    pub action_url: Option<&'a str>,
 }
 
 /// A rendered email.
@@ -145,6 +189,17 @@ pub fn format_money(amount: Amount, currency: &str) -> String {
     } else {
         format!("{amount} {currency}")
     }
+}
+
+/// `at` as a person reads it, in UTC to the minute: "2026-11-24 14:05 UTC". Seconds are
+/// dropped, not rounded, so the time shown is never later than `at`.
+pub fn format_utc(at: Timestamp) -> String {
+    const DAY_MS: i64 = 86_400_000;
+    const MINUTE_MS: i64 = 60_000;
+    let (year, month, day) = civil_from_days(at.unix_ms().div_euclid(DAY_MS));
+    let minute_of_day = at.unix_ms().rem_euclid(DAY_MS) / MINUTE_MS;
+    let (hour, minute) = (minute_of_day / 60, minute_of_day % 60);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
 }
 
 /// `text` with `&`, `<`, `>`, `"` and `'` escaped, safe in HTML text and quoted attributes.
@@ -190,6 +245,96 @@ struct Message {
     footer: String,
 }
 
+fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
+    let common = Common::new(context);
+    match kind {
+        NoticeKind::AccessTurnedOff => access_turned_off(&common),
+        NoticeKind::AccessRestored => access_restored(&common),
+        NoticeKind::BalanceLow => balance_low(&common),
+        NoticeKind::CreditsAdded => credits_added(&common),
+        NoticeKind::AutoReloadCharged => auto_reload_charged(&common),
+        NoticeKind::AutoReloadFailed => auto_reload_failed(&common),
+        NoticeKind::AutoReloadDisabled => auto_reload_disabled(&common),
+        NoticeKind::PaymentActionRequired => payment_action_required(&common),
+    }
+}
+
+/// What every email draws on, worked out once from the context: names made safe for one
+/// line, the base links and the shared blocks.
+struct Common<'a> {
+    context: EmailContext<'a>,
+    product: String,
+    org: String,
+    /// The public URL without a trailing slash.
+    base: &'a str,
+    billing_url: String,
+}
+
+impl<'a> Common<'a> {
+    fn new(context: &EmailContext<'a>) -> Common<'a> {
+        let base = context.public_url.trim_end_matches('/');
+        Common {
+            context: *context,
+            product: one_line(context.product_name),
+            org: one_line(context.org_name),
+            base,
+            billing_url: format!("{base}/billing/{}", context.org_id),
+        }
+    }
+
+    fn money(&self, amount: Amount) -> String {
+        format_money(amount, self.context.currency)
+    }
+
+    /// Where the saved card and the auto-reload settings are changed.
+    fn auto_reload_url(&self) -> String {
+        format!("{}/auto-reload", self.billing_url)
+    }
+
+    fn balance(&self) -> Block {
+        Block::Figure {
+            label: "Available balance",
+            value: self.money(self.context.available),
+        }
+    }
+
+    fn help(&self) -> Block {
+        Block::Link {
+            lead: "Questions? See the help pages:",
+            url: format!("{}/help", self.base),
+        }
+    }
+
+    /// The receipt number's figure, when there is one.
+    fn receipt(&self) -> Option<Block> {
+        self.context.receipt_id.map(|receipt| Block::Figure {
+            label: "Receipt number",
+            value: one_line(receipt),
+        })
+    }
+
+    /// The failure reason on one line; `None` when there is none or it is blank.
+    fn failure_reason(&self) -> Option<String> {
+        self.context
+            .failure_reason
+            .map(one_line)
+            .filter(|reason| !reason.is_empty())
+    }
+
+    /// The message with the footer every email ends with.
+    fn message(&self, subject: String, heading: &str, blocks: Vec<Block>) -> Message {
+        Message {
+            subject,
+            heading: heading.to_owned(),
+            blocks,
+            footer: format!(
+                "You receive this email because you are a billing contact of {} ({}) on {}.",
+                self.org, self.context.org_id, self.product
+            ),
+        }
+    }
+}
+
 /// The recommendation of auto-reload, with its one line on what it does.
 fn auto_reload_tip(lead: &str) -> Block {
     Block::Paragraph(format!(
@@ -198,122 +343,285 @@ fn auto_reload_tip(lead: &str) -> Block {
     ))
 }
 
-fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
-    let product = one_line(context.product_name);
-    let org = one_line(context.org_name);
-    let base = context.public_url.trim_end_matches('/');
-    let billing_url = format!("{base}/billing/{}", context.org_id);
-    let help_url = format!("{base}/help");
-    let money = |amount: Amount| format_money(amount, context.currency);
-    let balance = Block::Figure {
-        label: "Available balance",
-        value: money(context.available),
-    };
-    let help = Block::Link {
-        lead: "Questions? See the help pages:",
-        url: help_url,
-    };
-    let footer = format!(
-        "You receive this email because you are a billing contact of {org} ({}) on {product}.",
-        context.org_id
-    );
-    match kind {
-        NoticeKind::AccessTurnedOff => Message {
-            subject: format!("[action needed] Your {product} API access is turned off"),
-            heading: "Your API access is turned off".to_owned(),
-            blocks: vec![
-                Block::Paragraph(format!(
-                    "{org} is out of usage credits, so its {product} API access is turned off: \
-                     API requests from {org} are refused until credits are added."
-                )),
-                balance,
-                Block::Action {
-                    lead: "Add credits on the Billing page to turn access back on".to_owned(),
-                    button: "Add credits",
-                    url: billing_url,
-                },
-                auto_reload_tip("Avoid this next time:"),
-                help,
-            ],
-            footer,
-        },
-        NoticeKind::AccessRestored => Message {
-            subject: format!("Your {product} API access is back on"),
-            heading: "Your API access is back on".to_owned(),
-            blocks: vec![
-                Block::Paragraph(format!(
-                    "{org} has new credits, and its {product} API access is back on: API \
-                     requests are accepted again."
-                )),
-                balance,
-                Block::Action {
-                    lead: "See the balance and add credits on the Billing page".to_owned(),
-                    button: "Open the Billing page",
-                    url: billing_url,
-                },
-                help,
-            ],
-            footer,
-        },
-        NoticeKind::CreditsAdded => {
-            let added = context.amount.map_or_else(|| "Credits".to_owned(), money);
-            let mut blocks = vec![
-                Block::Paragraph(format!(
-                    "{added} of usage credits were added to {org} on {product}."
-                )),
-                Block::Figure {
-                    label: "Credits added",
-                    value: added.clone(),
-                },
-            ];
-            if let Some(receipt) = context.receipt_id {
-                blocks.push(Block::Figure {
-                    label: "Receipt number",
-                    value: one_line(receipt),
-                });
-            }
-            blocks.push(balance);
-            blocks.push(Block::Action {
-                lead: "See your balance and history on the Billing page".to_owned(),
+/// The consequence of running out, for the emails that warn of it: "When `credits` run
+/// out, …".
+fn when_credits_run_out(common: &Common, credits: &str) -> String {
+    format!(
+        "When {credits} run out, its {} API access is turned off and API requests are \
+         refused until credits are added.",
+        common.product
+    )
+}
+
+fn access_turned_off(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    common.message(
+        format!("[action needed] Your {product} API access is turned off"),
+        "Your API access is turned off",
+        vec![
+            Block::Paragraph(format!(
+                "{org} is out of usage credits, so its {product} API access is turned off: \
+                 API requests from {org} are refused until credits are added."
+            )),
+            common.balance(),
+            Block::Action {
+                lead: "Add credits on the Billing page to turn access back on".to_owned(),
+                button: "Add credits",
+                url: common.billing_url.clone(),
+            },
+            auto_reload_tip("Avoid this next time:"),
+            common.help(),
+        ],
+    )
+}
+
+fn access_restored(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    common.message(
+        format!("Your {product} API access is back on"),
+        "Your API access is back on",
+        vec![
+            Block::Paragraph(format!(
+                "{org} has new credits, and its {product} API access is back on: API \
+                 requests are accepted again."
+            )),
+            common.balance(),
+            Block::Action {
+                lead: "See the balance and add credits on the Billing page".to_owned(),
                 button: "Open the Billing page",
-                url: billing_url,
-            });
-            blocks.push(help);
-            Message {
-                subject: format!("Receipt: {added} of {product} credits added"),
-                heading: "Credits added".to_owned(),
-                blocks,
-                footer,
-            }
+                url: common.billing_url.clone(),
+            },
+            common.help(),
+        ],
+    )
+}
+
+fn balance_low(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let below = match common.context.threshold {
+        Some(threshold) => {
+            format!(
+                "The usage credits of {org} are below {}.",
+                common.money(threshold)
+            )
         }
-        NoticeKind::BalanceLow => {
-            let below = match context.threshold {
-                Some(threshold) => {
-                    format!("The usage credits of {org} are below {}.", money(threshold))
-                }
-                None => format!("The usage credits of {org} are running low."),
-            };
-            Message {
-                subject: format!("Your {product} credit balance is low"),
-                heading: "Your credit balance is low".to_owned(),
-                blocks: vec![
-                    Block::Paragraph(format!(
-                        "{below} When they run out, its {product} API access is turned off \
-                         and API requests are refused until credits are added."
-                    )),
-                    balance,
-                    Block::Action {
-                        lead: "Add credits on the Billing page".to_owned(),
-                        button: "Add credits",
-                        url: billing_url,
-                    },
-                    auto_reload_tip("Avoid running out:"),
-                    help,
-                ],
-                footer,
-            }
-        }
-    }
+        None => format!("The usage credits of {org} are running low."),
+    };
+    common.message(
+        format!("Your {product} credit balance is low"),
+        "Your credit balance is low",
+        vec![
+            Block::Paragraph(format!("{below} {}", when_credits_run_out(common, "they"))),
+            common.balance(),
+            Block::Action {
+                lead: "Add credits on the Billing page".to_owned(),
+                button: "Add credits",
+                url: common.billing_url.clone(),
+            },
+            auto_reload_tip("Avoid running out:"),
+            common.help(),
+        ],
+    )
+}
+
+fn credits_added(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let added = common
+        .context
+        .amount
+        .map_or_else(|| "Credits".to_owned(), |amount| common.money(amount));
+    let mut blocks = vec![
+        Block::Paragraph(format!(
+            "{added} of usage credits were added to {org} on {product}."
+        )),
+        Block::Figure {
+            label: "Credits added",
+            value: added.clone(),
+        },
+    ];
+    blocks.extend(common.receipt());
+    blocks.push(common.balance());
+    blocks.push(Block::Action {
+        lead: "See your balance and history on the Billing page".to_owned(),
+        button: "Open the Billing page",
+        url: common.billing_url.clone(),
+    });
+    blocks.push(common.help());
+    common.message(
+        format!("Receipt: {added} of {product} credits added"),
+        "Credits added",
+        blocks,
+    )
+}
+
+fn auto_reload_charged(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let added = common.context.amount.map(|amount| common.money(amount));
+    let (subject, credits) = match &added {
+        Some(added) => (
+            format!("Receipt: {added} of {product} credits added by auto-reload"),
+            format!("{added} of usage credits were"),
+        ),
+        None => (
+            format!("Receipt: {product} credits added by auto-reload"),
+            "Usage credits were".to_owned(),
+        ),
+    };
+    let threshold = match common.context.threshold {
+        Some(threshold) => format!("the auto-reload threshold of {}", common.money(threshold)),
+        None => "the auto-reload threshold".to_owned(),
+    };
+    let mut blocks = vec![Block::Paragraph(format!(
+        "{credits} added to {org} on {product} by auto-reload: the saved card was charged \
+         automatically because the balance reached {threshold}."
+    ))];
+    blocks.extend(added.map(|value| Block::Figure {
+        label: "Credits added",
+        value,
+    }));
+    blocks.extend(common.receipt());
+    blocks.push(common.balance());
+    blocks.push(Block::Action {
+        lead: "See your balance and history, or change the auto-reload settings, on the \
+               Billing page"
+            .to_owned(),
+        button: "Open the Billing page",
+        url: common.billing_url.clone(),
+    });
+    blocks.push(common.help());
+    common.message(subject, "Credits added by auto-reload", blocks)
+}
+
+fn auto_reload_failed(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let charge = match common.context.amount {
+        Some(amount) => format!("the charge of {} on the saved card", common.money(amount)),
+        None => "the charge on the saved card".to_owned(),
+    };
+    let mut blocks = vec![Block::Paragraph(format!(
+        "Auto-reload could not add usage credits to {org} on {product}: {charge} failed."
+    ))];
+    blocks.extend(
+        common
+            .failure_reason()
+            .map(|reason| Block::Paragraph(format!("Reason: {reason}"))),
+    );
+    let next = match common.context.next_attempt_at {
+        Some(at) => format!(
+            "The charge will be tried again at {}; update the card before then so that \
+             it goes through.",
+            format_utc(at)
+        ),
+        None => "The charge will not be tried again automatically.".to_owned(),
+    };
+    blocks.push(Block::Paragraph(next));
+    blocks.push(Block::Paragraph(when_credits_run_out(
+        common,
+        &format!("the credits of {org}"),
+    )));
+    blocks.push(common.balance());
+    blocks.push(Block::Action {
+        lead: "Update the saved card on the Billing page".to_owned(),
+        button: "Update your card",
+        url: common.auto_reload_url(),
+    });
+    blocks.push(common.help());
+    common.message(
+        format!("[action needed] Auto-reload of your {product} credits failed"),
+        "Auto-reload failed",
+        blocks,
+    )
+}
+
+fn auto_reload_disabled(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let mut blocks = vec![Block::Paragraph(format!(
+        "Auto-reload for {org} on {product} was turned off after repeated failed charges on \
+         the saved card."
+    ))];
+    blocks.extend(
+        common
+            .failure_reason()
+            .map(|reason| Block::Paragraph(format!("Reason for the last failure: {reason}"))),
+    );
+    blocks.push(Block::Paragraph(format!(
+        "Credits are no longer added automatically. {}",
+        when_credits_run_out(common, &format!("the credits of {org}"))
+    )));
+    blocks.push(common.balance());
+    blocks.push(Block::Action {
+        lead: "Update the card and turn auto-reload back on from the Billing page".to_owned(),
+        button: "Turn auto-reload back on",
+        url: common.auto_reload_url(),
+    });
+    blocks.push(common.help());
+    common.message(
+        format!("[action needed] Auto-reload of your {product} credits is turned off"),
+        "Auto-reload is turned off",
+        blocks,
+    )
+}
+
+fn payment_action_required(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let payment = match common.context.amount {
+        Some(amount) => format!("A payment of {}", common.money(amount)),
+        None => "A payment".to_owned(),
+    };
+    let action = match common.context.action_url.and_then(web_url) {
+        Some(url) => Block::Action {
+            lead: "Confirm the payment with your bank".to_owned(),
+            button: "Confirm the payment",
+            url: url.to_owned(),
+        },
+        None => Block::Action {
+            lead: "Confirm the payment on the Billing page".to_owned(),
+            button: "Open the Billing page",
+            url: common.billing_url.clone(),
+        },
+    };
+    common.message(
+        format!("[action needed] Confirm your {product} payment"),
+        "Confirm your payment",
+        vec![
+            Block::Paragraph(format!(
+                "{payment} for usage credits of {org} on {product} needs the card holder's \
+                 confirmation: the card's bank asked to authenticate it (for example with \
+                 3-D Secure). The credits are added as soon as the payment is confirmed."
+            )),
+            common.balance(),
+            action,
+            common.help(),
+        ],
+    )
+}
+
+/// `url` when it can be a link's target: an absolute `https` or `http` URL without
+/// whitespace or control characters (which would break the text part's link line). Anything
+/// else — a `javascript:` URL above all — is refused rather than made a button.
+fn web_url(url: &str) -> Option<&str> {
+    let web = ["https://", "http://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+    });
+    let one_word = !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    (web && one_word).then_some(url)
+}
+
+/// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Howard Hinnant's
+/// algorithm, proleptic Gregorian calendar). The same as `crate::time`'s private one; drop
+/// this copy once that one is `pub(crate)`.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// `text` on one line: every control character (line breaks included) becomes a space, and
@@ -457,7 +765,11 @@ mod tests {
                 "access.turned_off",
                 "access.restored",
                 "balance.low",
-                "credits.added"
+                "credits.added",
+                "auto_reload.charged",
+                "auto_reload.failed",
+                "auto_reload.disabled",
+                "payment.action_required",
             ]
         );
         assert_eq!(NoticeKind::parse("Access.Turned_Off"), None);
@@ -642,6 +954,49 @@ mod tests {
     }
 
     #[test]
+    fn for_credit_table() {
+        use NoticeKind::{AutoReloadCharged, CreditsAdded};
+        let table = [
+            (TransferKind::Purchase, Some(CreditsAdded)),
+            (TransferKind::AutoReload, Some(AutoReloadCharged)),
+            (TransferKind::Grant, Some(CreditsAdded)),
+            (TransferKind::Usage, None),
+            (TransferKind::Refund, None),
+            (TransferKind::Adjustment, None),
+            (TransferKind::Expiry, None),
+        ];
+        assert_eq!(table.len(), TransferKind::ALL.len(), "every transfer kind");
+        for (kind, expected) in table {
+            assert_eq!(for_credit(kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn utc_formats() {
+        // (unix ms, as shown)
+        let table = [
+            (0, "1970-01-01 00:00 UTC"),
+            (59_999, "1970-01-01 00:00 UTC"),
+            (60_000, "1970-01-01 00:01 UTC"),
+            (-1, "1969-12-31 23:59 UTC"),
+            (951_782_400_000, "2000-02-29 00:00 UTC"), // leap day of a leap century
+            (1_709_210_096_789, "2024-02-29 12:34 UTC"), // leap day
+            (1_735_689_599_999, "2024-12-31 23:59 UTC"), // end of a leap year
+            (1_735_689_600_000, "2025-01-01 00:00 UTC"),
+            (1_795_529_100_000, "2026-11-24 14:05 UTC"),
+            (4_107_542_340_000, "2100-02-28 23:59 UTC"), // 2100 is no leap year
+            (4_107_542_400_000, "2100-03-01 00:00 UTC"),
+        ];
+        for (unix_ms, expected) in table {
+            assert_eq!(
+                format_utc(Timestamp::from_unix_ms(unix_ms)),
+                expected,
+                "{unix_ms}"
+            );
+        }
+    }
+
+    #[test]
     fn money_formats() {
         let table = [
             ("12.50", "USD", "$12.50"),
@@ -694,11 +1049,18 @@ mod tests {
             threshold: None,
             amount: None,
             receipt_id: None,
+            failure_reason: None,
+            next_attempt_at: None,
+            action_url: None,
         }
     }
 
-    /// The three emails the snapshots hold.
-    fn examples() -> [(NoticeKind, &'static str, Email); 4] {
+    /// Where the example payment is confirmed (with a `&`, which HTML must escape).
+    const CONFIRM_URL: &str =
+        "https://pay.example/authenticate/pi_3QxYz8K2eZvKYlo2C?client=email&step=1";
+
+    /// The emails the snapshots hold: one of each kind.
+    fn examples() -> [(NoticeKind, &'static str, Email); 8] {
         let turned_off = EmailContext {
             available: Amount::ZERO,
             ..context()
@@ -716,6 +1078,31 @@ mod tests {
             available: amount("25.00"),
             amount: Some(amount("20.00")),
             receipt_id: Some("txn_4f1c2a9e"),
+            ..context()
+        };
+        let charged = EmailContext {
+            available: amount("25.00"),
+            threshold: Some(amount("5")),
+            amount: Some(amount("20.00")),
+            receipt_id: Some("txn_9b7d3e21"),
+            ..context()
+        };
+        let failed = EmailContext {
+            available: amount("4.20"),
+            amount: Some(amount("20.00")),
+            failure_reason: Some("Your card was declined."),
+            next_attempt_at: Some(Timestamp::from_unix_ms(1_795_529_100_000)),
+            ..context()
+        };
+        let disabled = EmailContext {
+            available: amount("1.75"),
+            failure_reason: Some("Your card has expired."),
+            ..context()
+        };
+        let confirm = EmailContext {
+            available: amount("3.10"),
+            amount: Some(amount("50.00")),
+            action_url: Some(CONFIRM_URL),
             ..context()
         };
         [
@@ -739,6 +1126,26 @@ mod tests {
                 "credits_added",
                 render(NoticeKind::CreditsAdded, &receipt),
             ),
+            (
+                NoticeKind::AutoReloadCharged,
+                "auto_reload_charged",
+                render(NoticeKind::AutoReloadCharged, &charged),
+            ),
+            (
+                NoticeKind::AutoReloadFailed,
+                "auto_reload_failed",
+                render(NoticeKind::AutoReloadFailed, &failed),
+            ),
+            (
+                NoticeKind::AutoReloadDisabled,
+                "auto_reload_disabled",
+                render(NoticeKind::AutoReloadDisabled, &disabled),
+            ),
+            (
+                NoticeKind::PaymentActionRequired,
+                "payment_action_required",
+                render(NoticeKind::PaymentActionRequired, &confirm),
+            ),
         ]
     }
 
@@ -752,6 +1159,10 @@ mod tests {
                 "Your Acme AI API access is back on",
                 "Your Acme AI credit balance is low",
                 "Receipt: $20.00 of Acme AI credits added",
+                "Receipt: $20.00 of Acme AI credits added by auto-reload",
+                "[action needed] Auto-reload of your Acme AI credits failed",
+                "[action needed] Auto-reload of your Acme AI credits is turned off",
+                "[action needed] Confirm your Acme AI payment",
             ]
         );
         // A product name cannot break the header.
@@ -766,6 +1177,12 @@ mod tests {
     }
 
     #[test]
+    fn examples_cover_every_kind_once() {
+        let kinds: Vec<NoticeKind> = examples().into_iter().map(|(kind, _, _)| kind).collect();
+        assert_eq!(kinds, NoticeKind::ALL);
+    }
+
+    #[test]
     fn snapshots() {
         for (_, name, email) in examples() {
             check_snapshot(&format!("{name}.txt"), &email.text);
@@ -776,23 +1193,41 @@ mod tests {
     #[test]
     fn required_content() {
         let billing = "https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W";
+        let auto_reload_settings = format!("{billing}/auto-reload");
         let help = "https://api.acme.example/help";
         let auto_reload =
             "credits are added automatically when your balance reaches a minimum you choose";
         for (kind, _, email) in examples() {
             let text = email.text.replace('\n', " ");
             let lines: Vec<&str> = email.text.lines().collect();
+            let main_link = match kind {
+                NoticeKind::AutoReloadFailed | NoticeKind::AutoReloadDisabled => {
+                    auto_reload_settings.as_str()
+                }
+                NoticeKind::PaymentActionRequired => CONFIRM_URL,
+                _ => billing,
+            };
             assert!(
-                lines.contains(&billing),
-                "{kind:?}: billing link on its own line"
+                lines.contains(&main_link),
+                "{kind:?}: main link on its own line"
             );
             assert!(lines.contains(&help), "{kind:?}: help link on its own line");
             assert!(
-                email.html.contains(&format!("href=\"{billing}\"")),
-                "{kind:?}: billing link in HTML"
+                email
+                    .html
+                    .contains(&format!("href=\"{}\"", escape_html(main_link))),
+                "{kind:?}: main link in HTML"
             );
             assert!(
-                lines.iter().all(|l| l.chars().count() <= TEXT_WIDTH),
+                lines.iter().all(|line| !line.ends_with(": ")),
+                "{kind:?}: no empty figure"
+            );
+            // A link longer than the width stays whole, on its own line.
+            let link = |line: &str| line.starts_with("https://") && !line.contains(' ');
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| l.chars().count() <= TEXT_WIDTH || link(l)),
                 "{kind:?}: wrapped"
             );
             assert!(
@@ -832,6 +1267,40 @@ mod tests {
                 NoticeKind::BalanceLow => {
                     assert!(text.contains("below $5.00"));
                     assert!(lines.contains(&"Available balance: $4.99"));
+                }
+                NoticeKind::AutoReloadCharged => {
+                    assert!(text.contains(
+                        "the saved card was charged automatically because the balance \
+                         reached the auto-reload threshold of $5.00."
+                    ));
+                    assert!(lines.contains(&"Credits added: $20.00"));
+                    assert!(lines.contains(&"Receipt number: txn_9b7d3e21"));
+                    assert!(lines.contains(&"Available balance: $25.00"));
+                    assert!(text.contains("change the auto-reload settings"));
+                }
+                NoticeKind::AutoReloadFailed => {
+                    assert!(text.contains("the charge of $20.00 on the saved card failed."));
+                    assert!(lines.contains(&"Reason: Your card was declined."));
+                    assert!(text.contains("tried again at 2026-11-24 14:05 UTC;"));
+                    assert!(text.contains("API access is turned off"));
+                    assert!(lines.contains(&"Available balance: $4.20"));
+                    assert!(email.html.contains(">Update your card</a>"));
+                }
+                NoticeKind::AutoReloadDisabled => {
+                    assert!(text.contains("turned off after repeated failed charges"));
+                    assert!(lines.contains(&"Reason for the last failure: Your card has expired."));
+                    assert!(text.contains("Credits are no longer added automatically."));
+                    assert!(text.contains("API access is turned off"));
+                    assert!(lines.contains(&"Available balance: $1.75"));
+                    assert!(email.html.contains(">Turn auto-reload back on</a>"));
+                }
+                NoticeKind::PaymentActionRequired => {
+                    assert!(text.contains("A payment of $50.00 for usage credits of Initech"));
+                    assert!(text.contains("3-D Secure"));
+                    assert!(text.contains("credits are added as soon as the payment is confirmed"));
+                    assert!(lines.contains(&"Available balance: $3.10"));
+                    assert!(email.html.contains(">Confirm the payment</a>"));
+                    assert!(!text.contains(billing), "links to the confirmation only");
                 }
             }
         }
@@ -894,24 +1363,156 @@ mod tests {
                 "{kind:?}"
             );
             assert!(html.contains("Acme &lt;b&gt;AI&lt;/b&gt;"), "{kind:?}");
-            assert!(
-                html.contains("href=\"https://api.acme.example?a=1&amp;b=2/billing/org_1&quot;&gt;&lt;img src=x&gt;\""),
-                "{kind:?}"
-            );
-            // Every `&` in the document starts an entity.
-            for (at, _) in html.match_indices('&') {
-                let rest = &html[at..];
-                assert!(
-                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
-                        .iter()
-                        .any(|entity| rest.starts_with(entity)),
-                    "{kind:?}: bare & at {at}"
-                );
-            }
+            let billing =
+                "https://api.acme.example?a=1&amp;b=2/billing/org_1&quot;&gt;&lt;img src=x&gt;";
+            let main_link = match kind {
+                NoticeKind::AutoReloadFailed | NoticeKind::AutoReloadDisabled => {
+                    format!("{billing}/auto-reload")
+                }
+                _ => billing.to_owned(),
+            };
+            assert!(html.contains(&format!("href=\"{main_link}\"")), "{kind:?}");
+            assert_only_entities(html, kind);
             // The text part is plain: the name as it is.
             assert!(email
                 .text
                 .contains("<script>alert(1)</script> & Sons \"Ltd\""));
+        }
+    }
+
+    #[test]
+    fn failure_reasons_and_action_urls_are_escaped_in_html() {
+        let hostile = EmailContext {
+            failure_reason: Some("<b>Declined</b> & \"gone\""),
+            action_url: Some("https://pay.example/confirm?a=1&b=\"><script>x</script>"),
+            ..context()
+        };
+        for kind in [NoticeKind::AutoReloadFailed, NoticeKind::AutoReloadDisabled] {
+            let email = render(kind, &hostile);
+            assert!(!email.html.contains("<b>"), "{kind:?}");
+            assert!(
+                email
+                    .html
+                    .contains("&lt;b&gt;Declined&lt;/b&gt; &amp; &quot;gone&quot;"),
+                "{kind:?}"
+            );
+            assert_only_entities(&email.html, kind);
+            assert!(
+                email.text.contains("<b>Declined</b> & \"gone\""),
+                "{kind:?}"
+            );
+        }
+        let kind = NoticeKind::PaymentActionRequired;
+        let email = render(kind, &hostile);
+        assert!(!email.html.contains("<script>"));
+        assert!(email.html.contains(
+            "href=\"https://pay.example/confirm?a=1&amp;b=&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""
+        ));
+        assert_only_entities(&email.html, kind);
+        assert!(email
+            .text
+            .lines()
+            .any(|line| line == "https://pay.example/confirm?a=1&b=\"><script>x</script>"));
+    }
+
+    #[test]
+    fn payment_emails_without_optional_values() {
+        let billing = "https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W";
+        // Auto-reload charged: no amount, threshold or receipt number.
+        let email = render(NoticeKind::AutoReloadCharged, &context());
+        assert_eq!(
+            email.subject,
+            "Receipt: Acme AI credits added by auto-reload"
+        );
+        let text = email.text.replace('\n', " ");
+        assert!(text.starts_with("Usage credits were added to Initech on Acme AI by auto-reload:"));
+        assert!(text.contains("because the balance reached the auto-reload threshold."));
+        assert!(!text.contains("Credits added:"));
+        assert!(!text.contains("Receipt number:"));
+
+        // Auto-reload failed: no amount, no reason (missing or blank), no next try.
+        for reason in [None, Some(""), Some(" \r\n ")] {
+            let email = render(
+                NoticeKind::AutoReloadFailed,
+                &EmailContext {
+                    failure_reason: reason,
+                    ..context()
+                },
+            );
+            let text = email.text.replace('\n', " ");
+            assert!(!text.contains("Reason"), "{reason:?}");
+            assert!(text.contains("the charge on the saved card failed."));
+            assert!(text.contains("The charge will not be tried again automatically."));
+            assert!(!text.contains("UTC"));
+        }
+        // A reason with line breaks stays on one line.
+        let email = render(
+            NoticeKind::AutoReloadFailed,
+            &EmailContext {
+                failure_reason: Some("Your card\r\nwas declined."),
+                ..context()
+            },
+        );
+        assert!(email
+            .text
+            .lines()
+            .any(|l| l == "Reason: Your card was declined."));
+
+        // Auto-reload turned off: no reason.
+        let email = render(NoticeKind::AutoReloadDisabled, &context());
+        let text = email.text.replace('\n', " ");
+        assert!(!text.contains("Reason"));
+        assert!(text.contains("turned off after repeated failed charges"));
+
+        // Payment needing confirmation: no URL, or one not fit for a link → the Billing page.
+        let fallback = render(NoticeKind::PaymentActionRequired, &context());
+        assert!(fallback.text.lines().any(|l| l == billing));
+        assert!(fallback
+            .text
+            .contains("Confirm the payment on the Billing page:\n"));
+        assert!(fallback
+            .text
+            .contains("A payment for usage credits of Initech"));
+        for unfit in [
+            "javascript:alert(1)",
+            "https://pay.example/a b",
+            "https://pay.example/a\nb",
+            "pay.example/confirm",
+            "",
+        ] {
+            let email = render(
+                NoticeKind::PaymentActionRequired,
+                &EmailContext {
+                    action_url: Some(unfit),
+                    ..context()
+                },
+            );
+            assert_eq!(email, fallback, "{unfit:?}");
+        }
+        let email = render(
+            NoticeKind::PaymentActionRequired,
+            &EmailContext {
+                action_url: Some("HTTP://localhost:8080/confirm"),
+                ..context()
+            },
+        );
+        assert!(email
+            .text
+            .lines()
+            .any(|l| l == "HTTP://localhost:8080/confirm"));
+        assert!(!email.text.contains(billing));
+    }
+
+    /// Every `&` in `html` starts an entity.
+    fn assert_only_entities(html: &str, kind: NoticeKind) {
+        for (at, _) in html.match_indices('&') {
+            let rest = &html[at..];
+            assert!(
+                ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
+                    .iter()
+                    .any(|entity| rest.starts_with(entity)),
+                "{kind:?}: bare & at {at}"
+            );
         }
     }
 

@@ -7,6 +7,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_notices.sql")),
     (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
     (5, include_str!("../migrations/sqlite/0005_receipts.sql")),
+    (6, include_str!("../migrations/sqlite/0006_payments.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -16,6 +17,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_notices.sql")),
     (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
     (5, include_str!("../migrations/postgres/0005_receipts.sql")),
+    (6, include_str!("../migrations/postgres/0006_payments.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

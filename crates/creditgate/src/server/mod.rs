@@ -13,6 +13,8 @@ pub mod json;
 mod metrics;
 pub mod notices;
 pub mod openapi;
+mod payment_pages;
+pub mod payments;
 mod proxy;
 mod routes;
 mod views;
@@ -51,6 +53,9 @@ struct Inner {
     http: reqwest::Client,
     anthropic_upstream: String,
     openai_upstream: String,
+    provider: payments::Provider,
+    payment_limits: creditgate_domain::reload::PaymentLimits,
+    payments_wake: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -105,6 +110,18 @@ impl AppState {
     /// Where an org adds credits.
     pub fn billing_url(&self, org_id: &str) -> String {
         format!("{}/billing/{org_id}", self.0.billing_url)
+    }
+    /// The payment provider.
+    pub fn provider(&self) -> &payments::Provider {
+        &self.0.provider
+    }
+    /// The smallest and largest top-up or reload.
+    pub fn payment_limits(&self) -> creditgate_domain::reload::PaymentLimits {
+        self.0.payment_limits
+    }
+    /// Wakes the payments worker (auto-reload settings changed).
+    pub fn wake_payments(&self) {
+        self.0.payments_wake.notify_one();
     }
 }
 
@@ -188,6 +205,8 @@ impl Application {
             )
             .await?;
         let mailer = Arc::new(notices::Mailer::from_config(&config).map_err(StartError::Config)?);
+        let provider = payments::Provider::from_config(&config).map_err(StartError::Config)?;
+        let payment_limits = payments::limits(&config).map_err(StartError::Config)?;
         let operator_token = secret_or_file(
             &config.operator_token,
             &config.data_dir,
@@ -244,6 +263,9 @@ impl Application {
             operator_token,
             key_hash_secret: key_hash_secret.into_bytes(),
             billing_url: public_url,
+            provider,
+            payment_limits,
+            payments_wake: tokio::sync::Notify::new(),
         }));
         Ok(Application {
             listener,
@@ -275,6 +297,10 @@ impl Application {
                 async move { expiry_step(&state).await }
             }
         }));
+        let payments = tokio::spawn({
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            async move { payments_loop(&state, &shutdown).await }
+        });
         let notices = tokio::spawn(on_timer(config.notice_interval_ms, shutdown.clone(), {
             let state = state.clone();
             move || {
@@ -298,6 +324,7 @@ impl Application {
         let _ = expiry.await;
         let _ = notices.await;
         let _ = webhooks.await;
+        let _ = payments.await;
         result
     }
 }
@@ -357,6 +384,22 @@ async fn expiry_step(state: &AppState) {
     );
     if let Err(error) = state.store().prune_idempotency_records(before).await {
         tracing::warn!(%error, "pruning idempotency records failed");
+    }
+}
+
+/// Runs the payments worker (`payments::run_once`) every `payments_interval_ms`, and at
+/// once when woken (auto-reload settings changed). A run under way is finished first.
+async fn payments_loop(state: &AppState, shutdown: &CancellationToken) {
+    let interval = Duration::from_millis(state.config().payments_interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+            _ = state.0.payments_wake.notified() => {}
+        }
+        if let Err(error) = payments::run_once(state, state.now()).await {
+            tracing::warn!(%error, "payments step failed; the next one retries");
+        }
     }
 }
 
@@ -424,7 +467,8 @@ pub fn router(state: AppState) -> Router {
     let body_bytes_max = state.config().body_bytes_max;
     let timeout = Duration::from_millis(state.config().request_timeout_ms.max(1));
     let (api, _) = openapi::api_router().split_for_parts();
-    api.fallback(not_found)
+    api.merge(payment_pages::router())
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))

@@ -181,6 +181,20 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         .and_then(|level| level.checked_sub(1))
         .and_then(|index| org.low_thresholds.get(index))
         .copied();
+    let action_url = notice
+        .payment_id
+        .as_deref()
+        .map(|id| super::payments::confirmation_url(state, id));
+    let threshold = match kind {
+        NoticeKind::BalanceLow => threshold,
+        NoticeKind::AutoReloadCharged => state
+            .store()
+            .auto_reload(&org.id)
+            .await
+            .map_err(|e| MailError::Deliver(e.to_string()))?
+            .map(|reload| reload.settings.threshold),
+        _ => None,
+    };
     let context = EmailContext {
         product_name: &state.config().product_name,
         org_name: &org.name,
@@ -190,11 +204,10 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         currency: &state.config().currency,
         amount: notice.amount,
         receipt_id: notice.transfer_id.as_deref(),
-        threshold: if kind == NoticeKind::BalanceLow {
-            threshold
-        } else {
-            None
-        },
+        threshold,
+        failure_reason: notice.reason.as_deref(),
+        next_attempt_at: notice.retry_at,
+        action_url: action_url.as_deref(),
     };
     let email = notice::render(kind, &context);
     let from: Mailbox = state

@@ -9,7 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::proxy;
-use super::routes::{credits, holds, keys, notices, orgs, prices, system, usage, webhooks};
+use super::routes::{
+    credits, holds, keys, notices, orgs, payments, prices, system, usage, webhooks,
+};
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -74,6 +76,14 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::disable_webhook_endpoint))
         .routes(routes!(webhooks::list_webhook_deliveries))
         .routes(routes!(webhooks::resend_webhook_delivery))
+        .routes(routes!(payments::create_top_up))
+        .routes(routes!(payments::list_payments))
+        .routes(routes!(payments::get_payment))
+        .routes(routes!(
+            payments::get_auto_reload,
+            payments::put_auto_reload
+        ))
+        .routes(routes!(payments::stripe_webhook))
         .routes(routes!(proxy::anthropic_messages))
         .routes(routes!(proxy::openai_chat_completions))
 }

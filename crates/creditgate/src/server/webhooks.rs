@@ -47,7 +47,11 @@ fn access_state(kind: NoticeKind, level: u32) -> Option<AccessState> {
         NoticeKind::BalanceLow => Some(AccessState::Low),
         NoticeKind::AccessRestored if level > 0 => Some(AccessState::Low),
         NoticeKind::AccessRestored => Some(AccessState::Active),
-        NoticeKind::CreditsAdded => None,
+        NoticeKind::CreditsAdded
+        | NoticeKind::AutoReloadCharged
+        | NoticeKind::AutoReloadFailed
+        | NoticeKind::AutoReloadDisabled
+        | NoticeKind::PaymentActionRequired => None,
     }
 }
 
@@ -67,6 +71,15 @@ pub fn payload(notice: &Notice) -> String {
     }
     if let Some(transfer_id) = &notice.transfer_id {
         data["transfer_id"] = transfer_id.as_str().into();
+    }
+    if let Some(payment_id) = &notice.payment_id {
+        data["payment_id"] = payment_id.as_str().into();
+    }
+    if let Some(reason) = &notice.reason {
+        data["reason"] = reason.as_str().into();
+    }
+    if let Some(retry_at) = notice.retry_at {
+        data["retry_at"] = retry_at.unix_ms().div_euclid(1000).into();
     }
     serde_json::json!({
         "id": notice.id,

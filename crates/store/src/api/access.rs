@@ -77,7 +77,17 @@ fn notice_values(
 const UPDATE_ACCESS: &str =
     "UPDATE orgs SET access_state = $2, access_level = $3, access_changed_at = $4 WHERE id = $1";
 const SELECT_ACCESS: &str =
-    "SELECT low_thresholds, suspended, access_state, access_level FROM orgs WHERE id = $1";
+    "SELECT o.low_thresholds, o.suspended, o.access_state, o.access_level, \
+     r.threshold, r.due FROM orgs o LEFT JOIN auto_reloads r ON r.org_id = o.id AND r.enabled = 1 \
+     WHERE o.id = $1";
+/// Marks an org due for an auto-reload decision (see `payments.rs`).
+const MARK_RELOAD_DUE: &str = "UPDATE auto_reloads SET due = 1 WHERE org_id = $1";
+
+/// Whether a batch that left an org at `available` calls for an auto-reload decision: auto-reload
+/// is on, the balance is at or below its threshold, and the org is not marked already.
+fn reload_due(available: Amount, threshold: Option<i64>, due: Option<i64>) -> bool {
+    matches!((threshold, due), (Some(threshold), Some(0)) if available.micros() <= threshold)
+}
 
 pub(crate) async fn record_transition(
     tx: &mut Tx<'_>,
@@ -176,15 +186,21 @@ pub(crate) mod sync_after_batch {
                         row.get::<_, i64>(1)?,
                         row.get::<_, String>(2)?,
                         row.get::<_, i64>(3)?,
+                        row.get::<_, Option<i64>>(4)?,
+                        row.get::<_, Option<i64>>(5)?,
                     ))
                 })
                 .optional()?;
-            let Some((thresholds, suspended, state, level)) = row else {
+            let Some((thresholds, suspended, state, level, reload_threshold, due)) = row else {
                 continue;
             };
             orgs.push(account);
             let (previous, policy) = access_row(account, &thresholds, suspended, &state, level)?;
             let available = account.available();
+            if reload_due(available, reload_threshold, due) {
+                let mut mark = tx.prepare_cached(&placeholders(MARK_RELOAD_DUE))?;
+                mark.execute([account.id.as_str()])?;
+            }
             let Some(transition) = access::transition(previous, available, &policy, Cause::Balance)
             else {
                 continue;
@@ -220,10 +236,10 @@ pub(crate) mod sync_after_batch {
             }
         }
         let mut insert = tx.prepare_cached(&placeholders(INSERT_RECEIPT))?;
-        for (id, org, transfer, available) in receipts(changes, &orgs) {
+        for (id, kind, org, transfer, available) in receipts(changes, &orgs) {
             insert.execute(rusqlite::params![
                 id,
-                NoticeKind::CreditsAdded.as_str(),
+                kind.as_str(),
                 org,
                 available,
                 now.unix_ms(),
@@ -247,8 +263,10 @@ pub(crate) mod sync_after_batch {
         let ids: Vec<&str> = orgs.iter().map(|a| a.id.as_str()).collect();
         let rows = tx
             .query(
-                "SELECT id, low_thresholds, suspended, access_state, access_level FROM orgs
-                 WHERE id = ANY($1)",
+                "SELECT o.id, o.low_thresholds, o.suspended, o.access_state, o.access_level,
+                 r.threshold, r.due FROM orgs o
+                 LEFT JOIN auto_reloads r ON r.org_id = o.id AND r.enabled = 1
+                 WHERE o.id = ANY($1)",
                 &[&ids],
             )
             .await?;
@@ -266,6 +284,9 @@ pub(crate) mod sync_after_batch {
                 &row.try_get::<_, String>(3)?,
                 row.try_get(4)?,
             )?;
+            if reload_due(account.available(), row.try_get(5)?, row.try_get(6)?) {
+                tx.execute(MARK_RELOAD_DUE, &[&id]).await?;
+            }
             let Some(transition) =
                 access::transition(previous, account.available(), &policy, Cause::Balance)
             else {
@@ -321,12 +342,12 @@ pub(crate) mod sync_after_batch {
                 .await?;
             }
         }
-        for (id, org, transfer, available) in receipts(changes, &with_rows) {
+        for (id, kind, org, transfer, available) in receipts(changes, &with_rows) {
             tx.execute(
                 INSERT_RECEIPT,
                 &[
                     &id,
-                    &NoticeKind::CreditsAdded.as_str(),
+                    &kind.as_str(),
                     &org,
                     &available,
                     &now.unix_ms(),
@@ -341,16 +362,16 @@ pub(crate) mod sync_after_batch {
 
     /// The receipts a batch calls for: one per grant or purchase into an org with an org
     /// row, with an id derived from the transfer (so a retried batch makes it once):
-    /// (notice id, org id, transfer, the org's available balance after the batch).
+    /// (notice id, kind, org id, transfer, the org's available balance after the batch).
     fn receipts<'a>(
         changes: &'a ChangeSet,
         orgs: &[&'a Account],
-    ) -> Vec<(String, &'a str, &'a Transfer, i64)> {
+    ) -> Vec<(String, NoticeKind, &'a str, &'a Transfer, i64)> {
         changes
             .transfers
             .iter()
-            .filter(|t| creditgate_domain::notice::for_credit(t.kind).is_some())
             .filter_map(|t| {
+                let kind = creditgate_domain::notice::for_credit(t.kind)?;
                 let org = orgs.iter().find(|a| a.id == t.credit_account_id)?;
                 let suffix: String =
                     t.id.as_str()
@@ -360,6 +381,7 @@ pub(crate) mod sync_after_batch {
                         .collect();
                 Some((
                     format!("ntc_{suffix}"),
+                    kind,
                     org.id.as_str(),
                     t,
                     org.available().micros(),

@@ -10,6 +10,7 @@ mod access;
 mod keys;
 mod notices;
 mod orgs;
+mod payments;
 mod prices;
 mod reads;
 mod webhooks;
@@ -19,6 +20,10 @@ use creditgate_domain::{Amount, Timestamp};
 
 pub(crate) use access::sync_after_batch;
 pub use access::AccessTransitionRecord;
+pub use payments::{
+    Advanced, AutoReload, Payment, PaymentDetails, PaymentProfile, ReloadBegun, SandboxCharge,
+    ACTION_WAIT_MS,
+};
 pub use reads::Spend;
 pub use webhooks::delivery_id;
 
@@ -163,6 +168,12 @@ pub struct Notice {
     pub amount: Option<Amount>,
     /// Credits added: the ledger transfer (the receipt number).
     pub transfer_id: Option<String>,
+    /// Payment notices: the payment (`pay_…`).
+    pub payment_id: Option<String>,
+    /// Payment notices: why the charge failed.
+    pub reason: Option<String>,
+    /// A failed auto-reload: when it is tried again.
+    pub retry_at: Option<Timestamp>,
 }
 
 /// Where webhooks go: an org's endpoint, or the operator's (every org's events).

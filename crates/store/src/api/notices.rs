@@ -9,7 +9,7 @@ use crate::sql::{values, Row};
 use crate::{Store, StoreError};
 
 const NOTICE_COLUMNS: &str = "id, kind, org_id, available, level, state, attempts, \
-     next_attempt_at, last_error, created_at, sent_at, amount, transfer_id";
+     next_attempt_at, last_error, created_at, sent_at, amount, transfer_id, payment_id, reason, retry_at";
 
 fn notice_row(row: &Row) -> Result<Notice, StoreError> {
     Ok(Notice {
@@ -26,6 +26,9 @@ fn notice_row(row: &Row) -> Result<Notice, StoreError> {
         sent_at: row.opt_time(10)?,
         amount: row.opt_amount(11)?,
         transfer_id: row.opt_text(12)?,
+        payment_id: row.opt_text(13)?,
+        reason: row.opt_text(14)?,
+        retry_at: row.opt_time(15)?,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod notices;
 pub mod orgs;
+pub mod payments;
 pub mod prices;
 pub mod system;
 pub mod usage;
