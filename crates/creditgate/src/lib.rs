@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod proxy;
+pub mod reconcile;
 pub mod server;

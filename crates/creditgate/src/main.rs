@@ -55,6 +55,20 @@ enum Command {
     Price(cli::PriceArgs),
     /// An org's balance and access state (operator API).
     Balance(cli::BalanceArgs),
+    /// Every succeeded payment at the provider beside its ledger credit for a period; lists
+    /// each difference (payment without credit, credit without payment, amount mismatch) and
+    /// exits 1 if there is any.
+    Reconcile {
+        /// A TOML configuration file; `CREDITGATE_*` variables override it.
+        #[arg(long, env = "CREDITGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The period's start: `YYYY-MM-DD` (UTC) or unix seconds.
+        #[arg(long)]
+        from: String,
+        /// The period's end (excluded): `YYYY-MM-DD` (UTC) or unix seconds.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Where the ledger lives: `CREDITGATE_DATABASE_URL`, else SQLite in `CREDITGATE_DATA_DIR`.
@@ -114,8 +128,35 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Credits(args) => Ok(cli::credits(args).await),
             Command::Price(args) => Ok(cli::price(args).await),
             Command::Balance(args) => Ok(cli::balance(args).await),
+            Command::Reconcile { config, from, to } => reconcile(config, &from, &to).await,
         }
     })
+}
+
+async fn reconcile(config: Option<PathBuf>, from: &str, to: &str) -> anyhow::Result<ExitCode> {
+    use creditgate::reconcile;
+    let config = Config::load(config.as_deref())?;
+    let edge = |name: &str, text: &str| {
+        reconcile::parse_edge(text)
+            .ok_or_else(|| anyhow::anyhow!("--{name} {text:?}: YYYY-MM-DD or unix seconds"))
+    };
+    let (from, to) = (edge("from", from)?, edge("to", to)?);
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let report = reconcile::run(&config, from, to).await?;
+    println!(
+        "{} succeeded payments at {}, {} ledger credits from payments",
+        report.payments, config.payments, report.credits
+    );
+    for difference in &report.differences {
+        println!("DIFFERENCE {difference}");
+    }
+    if report.differences.is_empty() {
+        println!("reconciled: no differences");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} differences", report.differences.len());
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
