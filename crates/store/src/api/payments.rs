@@ -444,11 +444,12 @@ impl Store {
         let since = month_start(now).unix_ms();
         let rows = tx
             .query(
+                // SUM of BIGINT is NUMERIC on PostgreSQL: cast back.
                 "SELECT
-                   COALESCE(SUM(CASE WHEN state IN ('created', 'charging')
-                     OR (state = 'requires_action' AND created_at >= $3) THEN 1 ELSE 0 END), 0),
-                   COALESCE(SUM(CASE WHEN created_at >= $2 AND state IN ('created', 'charging',
-                     'requires_action', 'succeeded') THEN amount ELSE 0 END), 0),
+                   CAST(COALESCE(SUM(CASE WHEN state IN ('created', 'charging')
+                     OR (state = 'requires_action' AND created_at >= $3) THEN 1 ELSE 0 END), 0) AS BIGINT),
+                   CAST(COALESCE(SUM(CASE WHEN created_at >= $2 AND state IN ('created', 'charging',
+                     'requires_action', 'succeeded') THEN amount ELSE 0 END), 0) AS BIGINT),
                    MAX(created_at)
                  FROM payments WHERE org_id = $1 AND kind = 'auto_reload'",
                 &values![org_id, since, now.plus_ms(-ACTION_WAIT_MS).unix_ms()],
