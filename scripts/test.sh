@@ -92,6 +92,26 @@ install_deps() {
         "$aiosmtpd_venv/bin/python" -c "$aiosmtpd_check" || die "aiosmtpd did not install"
     fi
 
+    # localstripe (PyPI), the Stripe fake behind crates/creditgate/tests/stripe_support/ (extended there with
+    # Checkout Sessions), in a virtualenv under target/ (the tests install it the same way if it is missing; both
+    # hold target/venv-localstripe.lock).
+    local localstripe_version=1.15.10 localstripe_venv="$ROOT/target/venv-localstripe"
+    local localstripe_check="import sys, localstripe, localstripe.server; sys.exit(localstripe.__version__ != '$localstripe_version')"
+    if ! "$localstripe_venv/bin/python" -c "$localstripe_check" >/dev/null 2>&1; then
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install python3 python3-venv
+        fi
+        log "installing localstripe==$localstripe_version into $localstripe_venv"
+        mkdir -p "$ROOT/target"
+        (
+            flock 9
+            "$localstripe_venv/bin/python" -c "$localstripe_check" >/dev/null 2>&1 && exit 0
+            python3 -m venv --clear "$localstripe_venv"
+            "$localstripe_venv/bin/pip" install -q --disable-pip-version-check --no-input "localstripe==$localstripe_version" </dev/null
+        ) 9>"$ROOT/target/venv-localstripe.lock"
+        "$localstripe_venv/bin/python" -c "$localstripe_check" || die "localstripe did not install"
+    fi
+
     # --- add further dependencies below (apt/pip/npm), e.g.:
     # command -v chromium >/dev/null || apt_install chromium chromium-driver
 }

@@ -20,6 +20,7 @@ struct Tenant {
     secret: String,
     hold: String,
     transfer: String,
+    payment: String,
 }
 
 impl Tenant {
@@ -40,12 +41,22 @@ async fn tenant(app: &TestApp, name: &str) -> Tenant {
         )
         .await;
     assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+    let payment = app
+        .post_idempotent(
+            &As::Operator,
+            &format!("/v1/orgs/{org}/top_ups"),
+            &format!("topup-{org}"),
+            json!({ "amount": "10.00" }),
+        )
+        .await;
+    assert_eq!(payment.status, StatusCode::CREATED, "{}", payment.body);
     Tenant {
         org,
         key_id,
         secret,
         hold: hold.str("id"),
         transfer,
+        payment: payment.str("id"),
     }
 }
 
@@ -60,6 +71,9 @@ enum Access {
     OperatorOnly,
     /// The org's own key may call it on its own resources.
     OwnOrg,
+    /// Authenticated by the payment provider's signature, not by a caller: on the sandbox
+    /// provider it does not exist (404) for anyone.
+    ProviderSigned,
 }
 
 /// A documented route, with a plausible valid body for `target`'s resources.
@@ -180,6 +194,29 @@ fn routes() -> Vec<Route> {
             OperatorOnly,
             no_body,
         ),
+        route("post", "/v1/orgs/{org_id}/top_ups", OperatorOnly, |_| {
+            Some(json!({ "amount": "10.00" }))
+        }),
+        route("get", "/v1/orgs/{org_id}/payments", OwnOrg, no_body),
+        route("get", "/v1/payments/{payment_id}", OwnOrg, no_body),
+        route(
+            "get",
+            "/v1/orgs/{org_id}/auto_reload",
+            OperatorOnly,
+            no_body,
+        ),
+        route("put", "/v1/orgs/{org_id}/auto_reload", OperatorOnly, |_| {
+            Some(json!({
+                "enabled": true, "threshold": "5.00", "amount": "10.00", "monthly_limit": "50.00",
+                "payment_method": "pm_card_visa",
+                "consent": { "accepted_by": "intruder@example.com", "text_version": "2026-11" }
+            }))
+        }),
+        route("post", "/v1/webhooks/stripe", ProviderSigned, |_| {
+            Some(
+                json!({ "id": "evt_1", "type": "payment_intent.succeeded", "data": { "object": {} } }),
+            )
+        }),
         route("get", "/healthz", Public, no_body),
         route("get", "/readyz", Public, no_body),
         route("get", "/metrics", Public, no_body),
@@ -239,7 +276,8 @@ fn substitute(path: &str, target: &Tenant, hold: &str, key_id: &str) -> String {
         .replace("{model}", MODEL)
         .replace("{notice_id}", "ntc_1")
         .replace("{endpoint_id}", "whk_1")
-        .replace("{delivery_id}", "wdl_ntc_1_1");
+        .replace("{delivery_id}", "wdl_ntc_1_1")
+        .replace("{payment_id}", &target.payment);
     assert!(!out.contains('{'), "unsubstituted parameter in {out}");
     out
 }
@@ -345,6 +383,9 @@ async fn an_org_key_gets_nothing_of_another_org_on_any_documented_route() {
                 );
                 let reply = call(&app, &who, route, &path, (route.body)(&b)).await;
                 match route.access {
+                    Access::ProviderSigned => {
+                        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{context}")
+                    }
                     Access::Public | Access::AnyCaller => assert!(
                         reply.status.is_success(),
                         "{context}: a public route answers: {} {}",
@@ -365,6 +406,8 @@ async fn an_org_key_gets_nothing_of_another_org_on_any_documented_route() {
                             ("not_found_error", "hold_not_found")
                         } else if route.path.contains("{key_id}") {
                             ("not_found_error", "key_not_found")
+                        } else if route.path.contains("{payment_id}") {
+                            ("not_found_error", "payment_not_found")
                         } else {
                             ("not_found_error", "org_not_found")
                         };
@@ -417,6 +460,9 @@ async fn the_same_table_on_the_keys_own_org_succeeds_except_operator_routes() {
             let context = format!("{} {} {path} as A's own key", app.backend, route.method);
             let reply = call(&app, &a.key(), route, &path, (route.body)(&a)).await;
             match route.access {
+                Access::ProviderSigned => {
+                    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{context}")
+                }
                 Access::Public | Access::AnyCaller | Access::OwnOrg => assert!(
                     reply.status.is_success(),
                     "{context}: {} {}",
@@ -562,6 +608,10 @@ async fn no_or_bad_credentials_are_401_on_every_non_public_route() {
                 let reply = call(&app, who, route, &path, (route.body)(&a)).await;
                 if route.access == Access::Public {
                     assert!(reply.status.is_success(), "{context}: {}", reply.status);
+                    continue;
+                }
+                if route.access == Access::ProviderSigned {
+                    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{context}");
                     continue;
                 }
                 assert_envelope(
