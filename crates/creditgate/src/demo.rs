@@ -1,7 +1,7 @@
 //! `creditgate demo`: everything on the embedded default in one process (SQLite in the data
-//! directory, the built-in demo upstream for both proxy styles), seeded with prices, an org
-//! with a little credit and a key, then either serving until Ctrl-C with a list of things to
-//! try, or (`--tour`) running the story by itself and exiting.
+//! directory, the built-in demo upstream for both proxy styles, the sandbox payment provider),
+//! seeded with prices, an org with a little credit and a key, then either serving until Ctrl-C
+//! with a list of things to try, or (`--tour`) running the story by itself and exiting.
 //!
 //! Seeding goes over HTTP to the service's own address with the operator token, like any
 //! operator script, and is idempotent: prices are set only for models that have none; the
@@ -11,12 +11,16 @@
 //! The tour makes a new org ("Tour Org") with just enough credit for 28 calls, calls
 //! the metering proxy with its key (Anthropic and OpenAI style in turn, every other pair
 //! streamed) and prints the available balance falling, until a call is refused with 402; it
-//! prints that refusal's body, adds credits with an operator grant, shows the next call
-//! succeeding with access active again, and exits 0. Everything is bounded: at most
-//! [`TOUR_CALLS_MAX`] calls, [`TOUR_TIME_MAX`] in all, [`REQUEST_TIMEOUT`] per request.
+//! prints that refusal's body, then adds credits the way a customer does: a checkout top-up of
+//! [`TOUR_TOP_UP`] (`POST /v1/orgs/{org_id}/top_ups`), paid on the sandbox's checkout page
+//! (the stand-in for Stripe Checkout) with the test card `pm_card_visa`. It checks the payment
+//! succeeded, prints the balance after, shows the next call succeeding with access active
+//! again, and exits 0. Everything is bounded: at most [`TOUR_CALLS_MAX`] calls,
+//! [`TOUR_TIME_MAX`] in all, [`REQUEST_TIMEOUT`] per request.
 //!
 //! `--tour` while a demo already serves `--listen` (say, in another terminal) drives that one
-//! instead of starting a second, with the operator token from the same data directory.
+//! instead of starting a second, with the operator token from the same data directory (its
+//! payment provider must be the sandbox).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -94,8 +98,11 @@ const TOUR_ORG_NAME: &str = "Tour Org";
 /// earlier call's worst case (at most 0.00072) comes near what is left before it.
 pub const TOUR_CREDIT: &str = "0.0121";
 const TOUR_LOW_THRESHOLD: &str = "0.005";
-/// What the operator grants once the tour org is cut off.
-pub const TOUR_GRANT: &str = "1.00";
+/// The top-up the tour org pays for once it is cut off: whole cents, within the default
+/// top-up limits (5.00 to 5000.00).
+pub const TOUR_TOP_UP: &str = "5.00";
+/// The sandbox test card the tour pays with (it always succeeds).
+const TOUR_CARD: &str = "pm_card_visa";
 /// The tour's prompt: 24 bytes, so 6 input tokens at the demo upstream.
 pub const TOUR_PROMPT: &str = "What does creditgate do?";
 const BAR_WIDTH: i64 = 30;
@@ -109,8 +116,8 @@ pub struct DemoArgs {
     /// Where the demo keeps its SQLite database, secrets and the demo key (created if missing).
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
-    /// Run the story by itself: call until the credits run out, show the 402, add credits,
-    /// show access restored, then exit.
+    /// Run the story by itself: call until the credits run out, show the 402, pay for a
+    /// top-up on the sandbox checkout, show access restored, then exit.
     #[arg(long)]
     pub tour: bool,
 }
@@ -137,7 +144,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let demo = seed(&api, &data_dir).await?;
         if args.tour {
             say(&format!(
-                "creditgate demo: serving on {base} (data in {}).",
+                "creditgate demo: serving on {base} (data in {}; sandbox payments).",
                 data_dir.display()
             ));
             tour(&api, &billing_url).await
@@ -161,12 +168,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The configuration: `CREDITGATE_*` as for `serve` (operator token, public URL, product
-/// name…), but always the embedded default: SQLite in `--data-dir`, the demo upstream.
+/// name…), but always the embedded default: SQLite in `--data-dir`, the demo upstream, the
+/// sandbox payment provider (Stripe's test cards, no network).
 fn demo_config(args: &DemoArgs) -> anyhow::Result<Config> {
     let mut config = Config::load(None)?;
     config.data_dir = args.data_dir.clone();
     config.listen = args.listen.clone();
     config.database_url = String::new();
+    config.payments = "sandbox".into();
     config.anthropic_upstream = "demo".into();
     config.openai_upstream = "demo".into();
     config.anthropic_upstream_key = String::new();
@@ -371,6 +380,29 @@ impl Api {
             bail!("{method} {path}: {} {}", reply.status, reply.text.trim());
         }
         Ok(reply.json())
+    }
+
+    /// Pays on the sandbox's checkout page at `path` (a form post, as the page's own form
+    /// does) with the test card `card`.
+    async fn pay_on_checkout(&self, path: &str, card: &str) -> anyhow::Result<Reply> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(&[("payment_method", card)])
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("POST {path}: reading the answer"))?;
+        Ok(Reply {
+            status,
+            headers,
+            text,
+        })
     }
 
     /// An org's balance, read with its key.
@@ -607,12 +639,20 @@ async fn print_try(
     let key = &demo.key;
     let org = &demo.org_id;
     let dir = data_dir.display();
+    // The operator token for a shell: from its file in the data directory, or from the
+    // environment when it came from there.
+    let token_file = data_dir.join("operator_token");
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(saved) if saved.trim() == api.operator => format!("$(cat {})", token_file.display()),
+        _ => "$CREDITGATE_OPERATOR_TOKEN".to_owned(),
+    };
+    let top_up_key = format!("demo-top-up-{:08x}", rand::random::<u32>());
     let prices: Vec<String> = PRICES
         .iter()
         .map(|p| format!("{} {} in / {} out", p.model, p.input, p.output))
         .collect();
     let lines = [
-        format!("creditgate demo: serving on {base} (SQLite, secrets and the demo key in {dir}; demo upstream for both proxy styles)."),
+        format!("creditgate demo: serving on {base} (SQLite, secrets and the demo key in {dir}; demo upstream for both proxy styles; sandbox payments)."),
         String::new(),
         format!("  org      {DEMO_ORG_NAME} ({org}), billing contact {BILLING_EMAIL}, low-balance alert at {DEMO_LOW_THRESHOLD}"),
         format!("  balance  {} {currency} available, access {}", balance.available, balance.access_state),
@@ -626,9 +666,12 @@ async fn print_try(
         format!("  curl -sN {base}/openai/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{{\"model\":\"gpt-demo\",\"max_tokens\":64,\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"),
         "  # The balance and access state (each proxied answer carries them too: creditgate-balance-available, creditgate-access-state)".to_owned(),
         format!("  curl -s {base}/v1/orgs/{org}/balance -H 'x-api-key: {key}'"),
-        "  # The story by itself: calls until the credits run out, the 402, credits added, access back".to_owned(),
+        "  # The story by itself: calls until the credits run out, the 402, a top-up paid on the sandbox checkout, access back".to_owned(),
         format!("  creditgate demo --tour --listen {} --data-dir {dir}", base.trim_start_matches("http://")),
-        "  # Operator commands (the token is in the data directory)".to_owned(),
+        "  # Add credits as a customer does: a checkout top-up (a new Idempotency-Key for each top-up; a replay answers the same payment)".to_owned(),
+        format!("  curl -s {base}/v1/orgs/{org}/top_ups -H \"Authorization: Bearer {token}\" -H 'Idempotency-Key: {top_up_key}' -H 'content-type: application/json' -d '{{\"amount\":\"25.00\"}}'"),
+        "  # then open its action_url and pay with a test card (pm_card_visa succeeds, pm_card_visa_chargeDeclined is declined; in production the page is Stripe Checkout)".to_owned(),
+        "  # The operator's way: grant credits directly (the CLI reads the token from the data directory)".to_owned(),
         format!("  CREDITGATE_DATA_DIR={dir} creditgate credits grant {org} 5.00 --url {base}"),
         String::new(),
         format!("Billing page: {}  (the page itself comes in a later release)", billing_url(org)),
@@ -870,30 +913,22 @@ async fn tour(api: &Api, billing_url: &dyn Fn(&str) -> String) -> anyhow::Result
         body.trim(),
     ));
     say(&format!(
-        "\n{} calls were served for {spent} {currency} in all. In the product the org's admin would now add \
-         credits on the billing page ({}); here the operator grants {TOUR_GRANT} {currency}:",
+        "\n{} calls were served for {spent} {currency} in all. Now the org's admin adds credits, as on \
+         its billing page ({}): a {TOUR_TOP_UP} {currency} checkout top-up, paid with a test card on the \
+         sandbox's checkout page (in production this page is Stripe Checkout).",
         cut_at - 1,
         billing_url(&org.org_id),
     ));
-    let grant = api
-        .operator(
-            Method::POST,
-            &format!("/v1/orgs/{}/grants", org.org_id),
-            Some(&json!({"amount": TOUR_GRANT, "origin": "paid",
-                "reference": "demo tour: credits added"})),
-            Some(&format!("tour-recovery-{}", org.org_id)),
-        )
-        .await?;
+    let paid = checkout_top_up(api, &org).await?;
+    let balance = api.balance(&org).await?;
     say(&format!(
-        "  POST /v1/orgs/{}/grants {{\"amount\":\"{TOUR_GRANT}\"}} -> {} (balance after {})",
-        org.org_id,
-        grant["id"].as_str().unwrap_or("?"),
-        grant["balance_after"].as_str().unwrap_or("?"),
+        "  balance after: {} {currency} available, access {}",
+        balance.available, balance.access_state,
     ));
     let n = cut_at;
     let (style, stream) = call_kind(n);
     let Outcome::Served(balance) = proxied_call(api, &org, style, stream).await? else {
-        bail!("call {n} was refused again after the grant");
+        bail!("call {n} was refused again after the payment {paid}");
     };
     say(&format!(
         "\n{}",
@@ -902,17 +937,73 @@ async fn tour(api: &Api, billing_url: &dyn Fn(&str) -> String) -> anyhow::Result
     let now = api.balance(&org).await?;
     if now.access_state != "active" {
         bail!(
-            "after the grant the access state is {}, not active",
+            "after the payment {paid} the access state is {}, not active",
             now.access_state
         );
     }
     say(&format!(
-        "\nCall {n} was served again right after the grant: access active again, {} available. \
+        "\nCall {n} was served again right after the payment: access active again, {} available. \
          Tour done in {:.1?}.",
         now.available,
         started.elapsed(),
     ));
     Ok(())
+}
+
+/// A [`TOUR_TOP_UP`] checkout top-up of `org`, paid on the sandbox's checkout page with
+/// [`TOUR_CARD`], then read back as succeeded: the payment's id.
+async fn checkout_top_up(api: &Api, org: &DemoOrg) -> anyhow::Result<String> {
+    let path = format!("/v1/orgs/{}/top_ups", org.org_id);
+    let payment = api
+        .operator(
+            Method::POST,
+            &path,
+            Some(&json!({"amount": TOUR_TOP_UP, "method": "checkout"})),
+            Some(&format!("tour-top-up-{}", org.org_id)),
+        )
+        .await?;
+    let text = |name: &str| payment[name].as_str().unwrap_or_default().to_owned();
+    let (payment_id, provider, action_url) = (text("id"), text("provider"), text("action_url"));
+    if provider != "sandbox" {
+        bail!(
+            "POST {path}: the payment provider is {provider:?}; the tour pays on the sandbox's \
+             checkout page (payments = \"sandbox\")"
+        );
+    }
+    // The page lives on this service; its address in `action_url` starts with the public URL.
+    let page = format!("/sandbox/checkout/{payment_id}");
+    if payment_id.is_empty() || text("state") != "requires_action" || !action_url.ends_with(&page) {
+        bail!("POST {path}: not a checkout waiting to be paid: {payment}");
+    }
+    say(&format!(
+        "  POST {path} {{\"amount\":\"{TOUR_TOP_UP}\"}} -> {payment_id}, requires_action"
+    ));
+    say(&format!("  checkout page: {action_url}"));
+    let paid = api.pay_on_checkout(&page, TOUR_CARD).await?;
+    if paid.status != StatusCode::OK || !paid.text.contains("Payment received") {
+        bail!(
+            "POST {page} with {TOUR_CARD}: {} {}",
+            paid.status,
+            paid.text.trim()
+        );
+    }
+    let read = api
+        .operator(
+            Method::GET,
+            &format!("/v1/payments/{payment_id}"),
+            None,
+            None,
+        )
+        .await?;
+    let state = read["state"].as_str().unwrap_or("?");
+    let transfer = read["transfer_id"].as_str().unwrap_or("?");
+    if state != "succeeded" {
+        bail!("GET /v1/payments/{payment_id}: {state}, not succeeded: {read}");
+    }
+    say(&format!(
+        "  paid with test card {TOUR_CARD} -> payment {state}, credited as {transfer}"
+    ));
+    Ok(payment_id)
 }
 
 #[cfg(test)]
@@ -984,6 +1075,19 @@ mod tests {
         let (n, style) = refused.expect("cut off");
         assert!((21..=41).contains(&n), "cut off at call {n}");
         assert_eq!((n, style), (29, Style::Anthropic));
+    }
+
+    /// The tour's top-up passes the default top-up limits (whole cents, 5.00 to 5000.00) and
+    /// restores access for more than the call that was refused.
+    #[test]
+    fn tour_top_up_is_within_the_default_limits() {
+        let top_up = Amount::parse(TOUR_TOP_UP).unwrap();
+        let config = Config::default();
+        assert!(creditgate_domain::payment::is_whole_cents(top_up));
+        assert!(top_up >= Amount::parse(&config.top_up_min).unwrap());
+        assert!(top_up <= Amount::parse(&config.top_up_max).unwrap());
+        assert!(top_up > Amount::parse(TOUR_CREDIT).unwrap());
+        assert_eq!(config.payments, "sandbox");
     }
 
     #[test]

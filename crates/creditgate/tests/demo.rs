@@ -1,7 +1,8 @@
 //! `creditgate demo`, black-box: the real binary on any free port with a fresh data directory.
-//! `--tour` must run the whole story (balance falling, the 402 in the provider's envelope,
-//! credits added, access back) and exit 0; plain `demo` must serve what it prints and stop on
-//! Ctrl-C; a restart on the same data directory reuses the demo org and key.
+//! `--tour` must run the whole story (balance falling, the 402 in the provider's envelope, a
+//! checkout top-up paid on the sandbox's page, access back) and exit 0; plain `demo` must serve
+//! what it prints (the checkout top-up line included) and stop on Ctrl-C; a restart on the same
+//! data directory reuses the demo org and key.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -122,6 +123,17 @@ fn tour(listen: &str, data_dir: &Path) -> Tour {
     tour
 }
 
+/// The amount after `marker` in `line`, up to the next space or comma.
+fn amount_after(line: &str, marker: &str) -> Amount {
+    let rest = line
+        .split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {marker:?} in {line}"));
+    let text = rest.split([' ', ',', ')']).next().unwrap_or_default();
+    text.parse()
+        .unwrap_or_else(|_| panic!("no amount after {marker:?} in {line}"))
+}
+
 /// The available balance of a `call N … 200 …` line.
 fn available(line: &str) -> Option<Amount> {
     let before = line.split(" available").next()?;
@@ -170,16 +182,70 @@ fn the_tour_runs_out_of_credits_gets_402_and_recovers() {
     let billing = envelope["error"]["type"] == "billing_error"
         || envelope["error"]["type"] == "insufficient_quota";
     assert!(billing, "{envelope}");
-    // The recovery.
-    assert!(out.contains("here the operator grants 1.00"), "{out}");
-    let after = out.split("here the operator grants").nth(1).unwrap();
-    assert!(
+    // The recovery: a checkout top-up of 5.00, paid on the sandbox's page of this service.
+    let base = out
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("creditgate demo: serving on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no serving line in:\n{out}"));
+    let after = &out[out.find(refusal).unwrap() + refusal.len()..];
+    assert!(after.contains("5.00 USD checkout top-up"), "{out}");
+    assert!(after.contains("Stripe Checkout"), "{out}");
+    let line = |prefix: &str| -> &str {
         after
             .lines()
-            .any(|line| line.starts_with("call ") && line.contains(" 200 ")),
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} after the refusal:\n{out}"))
+    };
+    let checkout_url = line("  checkout page: ")
+        .strip_prefix("  checkout page: ")
+        .unwrap();
+    let payment_id = checkout_url
+        .strip_prefix(&format!("{base}/sandbox/checkout/"))
+        .unwrap_or_else(|| panic!("the checkout page is not on {base}: {checkout_url}"));
+    assert!(
+        payment_id.starts_with("pay_") && payment_id.len() > 4,
+        "{payment_id}"
+    );
+    let posted = line("  POST /v1/orgs/org_");
+    assert!(
+        posted.contains("/top_ups {\"amount\":\"5.00\"}")
+            && posted.ends_with(&format!("-> {payment_id}, requires_action")),
+        "{posted}"
+    );
+    assert_eq!(
+        line("  paid with test card "),
+        format!(
+            "  paid with test card pm_card_visa -> payment succeeded, credited as txn_{payment_id}"
+        )
+    );
+    // Exactly the top-up was added to what was left when the call was refused.
+    let left = amount_after(refusal, "(available ");
+    let balance_line = line("  balance after: ");
+    assert_eq!(
+        amount_after(balance_line, "balance after: "),
+        left.checked_add("5.00".parse().unwrap()).unwrap(),
         "{out}"
     );
-    assert!(out.contains("access active again"), "{out}");
+    assert!(balance_line.ends_with("access active"), "{balance_line}");
+    // The refused call is served again, access active.
+    let paid_at = after.find("  paid with test card ").unwrap();
+    let served_again: Vec<&str> = after[paid_at..]
+        .lines()
+        .filter(|line| line.starts_with("call ") && line.contains(" 200 "))
+        .collect();
+    assert_eq!(served_again.len(), 1, "{out}");
+    assert!(
+        served_again[0].starts_with(refusal.split(" refused").next().unwrap().trim_end()),
+        "the refused call is made again: {}",
+        served_again[0]
+    );
+    assert!(served_again[0].ends_with("active"), "{}", served_again[0]);
+    assert!(
+        after.contains("served again right after the payment: access active again"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -224,6 +290,12 @@ fn demo_serves_what_it_prints_and_a_restart_reuses_the_org() {
     assert!(text.contains("Demo Org"), "{text}");
     assert!(text.contains("/billing/org_"), "{text}");
     assert!(text.contains("later release"), "{text}");
+    assert!(text.contains("sandbox payments"), "{text}");
+    assert!(
+        text.contains("open its action_url and pay with a test card (pm_card_visa"),
+        "{text}"
+    );
+    assert!(text.contains("creditgate credits grant org_"), "{text}");
     let saved: Value =
         serde_json::from_str(&std::fs::read_to_string(data_dir.0.join("demo.json")).unwrap())
             .unwrap();
@@ -265,6 +337,78 @@ fn demo_serves_what_it_prints_and_a_restart_reuses_the_org() {
         );
         let after: Value = serde_json::from_str(&curl("/balance").send().await.1).unwrap();
         assert_ne!(after["available"], "1.00", "the calls were charged");
+        // Settled: the streamed call's hold closes just after its last event.
+        let settled = || async {
+            let started = Instant::now();
+            loop {
+                let balance: Value =
+                    serde_json::from_str(&curl("/balance").send().await.1).unwrap();
+                let reserved: Amount = balance["reserved"].as_str().unwrap().parse().unwrap();
+                if reserved.is_zero() {
+                    return balance["available"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<Amount>()
+                        .unwrap();
+                }
+                assert!(
+                    started.elapsed() < START_WAIT_MAX,
+                    "a hold stays open: {balance}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let after = settled().await;
+
+        // The checkout top-up as printed (its operator token read from the data directory),
+        // then its action_url paid with a test card: declined first, then pm_card_visa.
+        let top_up = curl("/top_ups");
+        assert!(
+            top_up
+                .headers
+                .iter()
+                .any(|(name, value)| name == "Idempotency-Key" && !value.is_empty()),
+            "{text}"
+        );
+        let created = top_up.send().await;
+        assert_eq!(created.0, 201, "{}", created.1);
+        let payment: Value = serde_json::from_str(&created.1).unwrap();
+        assert_eq!(payment["state"], "requires_action", "{payment}");
+        assert_eq!(payment["provider"], "sandbox", "{payment}");
+        assert_eq!(payment["amount"], "25.00", "{payment}");
+        let payment_id = payment["id"].as_str().unwrap().to_owned();
+        let action_url = payment["action_url"].as_str().unwrap().to_owned();
+        assert!(
+            action_url.ends_with(&format!("/sandbox/checkout/{payment_id}"))
+                && top_up
+                    .url
+                    .starts_with(action_url.split("/sandbox/").next().unwrap()),
+            "{action_url}"
+        );
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let page = http.get(&action_url).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        assert!(page.text().await.unwrap().contains("pm_card_visa"));
+        let pay = |card: &'static str| {
+            http.post(&action_url)
+                .form(&[("payment_method", card)])
+                .send()
+        };
+        let declined = pay("pm_card_visa_chargeDeclined").await.unwrap();
+        assert_eq!(declined.status().as_u16(), 200);
+        assert!(declined.text().await.unwrap().contains("declined"));
+        let paid = pay("pm_card_visa").await.unwrap();
+        assert_eq!(paid.status().as_u16(), 200);
+        assert!(paid.text().await.unwrap().contains("Payment received"));
+        let topped = settled().await;
+        assert_eq!(
+            topped,
+            after.checked_add("25.00".parse().unwrap()).unwrap(),
+            "the top-up was credited once"
+        );
+        // The same line again is a replay: the same payment, nothing charged twice.
+        let replay: Value = serde_json::from_str(&top_up.send().await.1).unwrap();
+        assert_eq!(replay["id"], payment_id.as_str(), "{replay}");
     });
 
     // `--tour` at the address of a running demo drives that one.
@@ -280,6 +424,12 @@ fn demo_serves_what_it_prints_and_a_restart_reuses_the_org() {
         run.stdout.contains(&format!(
             "using the demo already serving on http://{listen}"
         )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("-> payment succeeded, credited as txn_pay_"),
         "{}",
         run.stdout
     );
@@ -315,11 +465,32 @@ fn demo_serves_what_it_prints_and_a_restart_reuses_the_org() {
     assert_eq!(again, saved);
 }
 
-/// A printed `curl` line: its URL, `-H` headers and `-d` body.
+/// A printed `curl` line: its URL, `-H` headers and `-d` body. Values are single-quoted, or
+/// double-quoted with `$(cat FILE)` expanded as a shell would.
 struct Curl {
     url: String,
     headers: Vec<(String, String)>,
     body: Option<String>,
+}
+
+/// `text` with each `$(cat FILE)` replaced by the file's content, trimmed.
+fn expand_cat(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("$(cat ") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "$(cat ".len()..];
+        let end = after
+            .find(')')
+            .unwrap_or_else(|| panic!("unclosed $(: {text}"));
+        let content = std::fs::read_to_string(&after[..end])
+            .unwrap_or_else(|e| panic!("{text}: reading {}: {e}", &after[..end]));
+        out.push_str(content.trim());
+        rest = &after[end + 1..];
+    }
+    assert!(!rest.contains('$'), "unexpanded shell in {text}");
+    out.push_str(rest);
+    out
 }
 
 impl Curl {
@@ -334,13 +505,19 @@ impl Curl {
         let mut headers = Vec::new();
         let mut body = None;
         let mut rest = line;
-        while let Some(start) = rest.find(" '") {
+        while let Some(start) = rest.find(['\'', '"']) {
+            let quote = rest[start..].chars().next().unwrap();
             let flag = rest[..start].split_whitespace().last().unwrap_or("");
-            let after = &rest[start + 2..];
+            let after = &rest[start + 1..];
             let end = after
-                .find('\'')
+                .find(quote)
                 .unwrap_or_else(|| panic!("unclosed quote: {line}"));
-            let value = &after[..end];
+            let value = if quote == '"' {
+                expand_cat(&after[..end])
+            } else {
+                after[..end].to_owned()
+            };
+            let value = value.as_str();
             match flag {
                 "-H" => {
                     let (name, value) = value.split_once(": ").unwrap();

@@ -282,6 +282,26 @@ impl Tx<'_> {
         }
     }
 
+    /// Rolls back now. Every early return from a transaction that may hold row locks calls
+    /// this: on PostgreSQL a dropped transaction is only rolled back when its pooled
+    /// connection is next used, and its locks would be held until then.
+    pub async fn rollback(mut self) -> Result<(), StoreError> {
+        self.finished = true;
+        match &mut self.connection {
+            Connection::Sqlite(c) => {
+                if !c.is_autocommit() {
+                    c.execute_batch("ROLLBACK")?;
+                }
+                Ok(())
+            }
+            Connection::Postgres(c) => {
+                c.client.batch_execute("ROLLBACK").await?;
+                c.in_transaction = false;
+                Ok(())
+            }
+        }
+    }
+
     /// Commits.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.finished = true;

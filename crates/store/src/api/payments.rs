@@ -439,6 +439,7 @@ impl Store {
             .map(reload_row)
             .transpose()?;
         let (Some(available), Some(reload)) = (available, reload) else {
+            tx.rollback().await?;
             return Ok(ReloadBegun::NotConfigured);
         };
         let since = month_start(now).unix_ms();
@@ -501,7 +502,9 @@ impl Store {
                     created_at: now,
                     updated_at: now,
                 };
-                insert_payment(&mut tx, &payment).await?;
+                // No ON CONFLICT: a second reload in flight violates the unique index, and
+                // the whole decision rolls back.
+                insert_payment(&mut tx, &payment, "").await?;
                 ReloadBegun::Created(Box::new(payment))
             }
         };
@@ -509,10 +512,11 @@ impl Store {
         Ok(begun)
     }
 
-    /// Writes a new payment (a top-up) in state `created`.
+    /// Writes a new payment (a top-up) in state `created`, unless one with its id exists
+    /// (two requests with the same `Idempotency-Key` make one payment).
     pub async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
         let mut tx = self.db().transaction().await?;
-        insert_payment(&mut tx, payment).await?;
+        insert_payment(&mut tx, payment, " ON CONFLICT (id) DO NOTHING").await?;
         tx.commit().await
     }
 
@@ -639,9 +643,11 @@ impl Store {
             .map(payment_row)
             .transpose()?
         else {
+            tx.rollback().await?;
             return Ok(Advanced::NotFound);
         };
         let Some(state) = advance(before.state, event) else {
+            tx.rollback().await?;
             return Ok(Advanced::Unchanged(Box::new(before)));
         };
         let mut after = before.clone();
@@ -874,11 +880,15 @@ fn sandbox_row(row: &Row) -> Result<SandboxCharge, StoreError> {
     })
 }
 
-async fn insert_payment(tx: &mut Tx<'_>, payment: &Payment) -> Result<(), StoreError> {
+async fn insert_payment(
+    tx: &mut Tx<'_>,
+    payment: &Payment,
+    on_conflict: &str,
+) -> Result<(), StoreError> {
     tx.execute(
         &format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16){on_conflict}"
         ),
         &values![
             payment.id.as_str(),
@@ -922,6 +932,7 @@ async fn reload_failed(
         .map(|row| row.int(0))
         .transpose()?
     else {
+        // No settings row: nothing to back off (the caller's transaction goes on).
         return Ok(());
     };
     let failures = u32::try_from(failures.saturating_add(1)).unwrap_or(u32::MAX);

@@ -239,13 +239,12 @@ pub async fn create_top_up(
         updated_at: now,
     };
     // The id comes from the key: a retry after a crash finds the payment it made.
-    let payment = match state.store().payment(&payment.id).await? {
-        Some(existing) => existing,
-        None => {
-            state.store().insert_payment(&payment).await?;
-            payment
-        }
-    };
+    state.store().insert_payment(&payment).await?;
+    let payment = state
+        .store()
+        .payment(&payment.id)
+        .await?
+        .ok_or_else(|| ApiError::internal("a payment vanished"))?;
     let payment = match (method, payment.state) {
         ("checkout", PaymentState::Created) => payments::open_checkout(&state, &payment).await?,
         ("saved_card", PaymentState::Created | PaymentState::Charging) => {
