@@ -608,21 +608,7 @@ fn web_url(url: &str) -> Option<&str> {
     (web && one_word).then_some(url)
 }
 
-/// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Howard Hinnant's
-/// algorithm, proleptic Gregorian calendar). The same as `crate::time`'s private one; drop
-/// this copy once that one is `pub(crate)`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+use crate::time::civil_from_days;
 
 /// `text` on one line: every control character (line breaks included) becomes a space, and
 /// runs of whitespace one space, so that a name cannot break a header or the layout.

@@ -38,7 +38,7 @@ impl Timestamp {
 
 /// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Howard Hinnant's
 /// algorithm, proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -52,7 +52,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// The day count since 1970-01-01 of a civil date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
     let yoe = year - era * 400;
