@@ -6,7 +6,7 @@
 //! over the period widened by [`EDGE_SLACK_MS`] on each side, and only differences about
 //! the period itself are reported.
 
-use creditgate_domain::payment::{from_cents, to_cents};
+use creditgate_domain::payment::to_cents;
 use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::{Store, StoreConfig};
 
@@ -228,11 +228,6 @@ pub fn parse_edge(text: &str) -> Option<Timestamp> {
     }
     let days = creditgate_domain::time::days_from_civil(year, month, day);
     Some(Timestamp::from_unix_ms(days * 86_400_000))
-}
-
-/// The amount of `cents` (reports).
-pub fn cents_amount(cents: i64) -> Amount {
-    from_cents(cents).unwrap_or(Amount::MAX)
 }
 
 #[cfg(test)]

@@ -9,16 +9,13 @@
 mod api_helpers;
 mod api_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use api_helpers::transitions;
+use api_helpers::{available, eventually, spend, transitions};
 use api_support::{databases, spawn_app_with, As, Reply, TestApp};
 use creditgate::config::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// The longest wait for the payments worker.
-const WAIT_MAX: Duration = Duration::from_secs(10);
 
 fn fast(config: &mut Config) {
     config.payments_interval_ms = 20;
@@ -33,22 +30,6 @@ fn fast(config: &mut Config) {
 async fn top_up(app: &TestApp, org: &str, key: &str, body: Value) -> Reply {
     app.post_idempotent(&As::Operator, &format!("/v1/orgs/{org}/top_ups"), key, body)
         .await
-}
-
-async fn available(app: &TestApp, org: &str) -> String {
-    app.balance(org).await.str("available")
-}
-
-async fn spend(app: &TestApp, org: &str, amount: &str) {
-    let reply = app
-        .post_idempotent(
-            &As::Operator,
-            &format!("/v1/orgs/{org}/adjustments"),
-            &format!("spend-{}", rand::random::<u64>()),
-            json!({"amount": format!("-{amount}"), "reason": "usage stand-in"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
 }
 
 async fn payments(app: &TestApp, org: &str) -> Vec<Value> {
@@ -75,22 +56,6 @@ async fn notice_kinds(app: &TestApp, org: &str) -> Vec<String> {
         .collect();
     kinds.reverse();
     kinds
-}
-
-/// Polls `check` until it answers `Some`, at most [`WAIT_MAX`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < WAIT_MAX, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn page_client() -> reqwest::Client {

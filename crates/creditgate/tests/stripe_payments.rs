@@ -15,9 +15,9 @@ mod api_support;
 #[path = "stripe_support/mod.rs"]
 mod stripe_support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api_helpers::transitions;
+use api_helpers::{available, eventually, spend, transitions};
 use api_support::{databases, spawn_app_with, As, Reply, TestApp};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
@@ -26,8 +26,6 @@ use sha2::Sha256;
 use stripe_support::LocalStripe;
 
 const WEBHOOK_SECRET: &str = "whsec_creditgate_test";
-/// The longest wait for a webhook or the payments worker (localstripe waits 1 s to send).
-const WAIT_MAX: Duration = Duration::from_secs(15);
 
 async fn localstripe() -> Option<LocalStripe> {
     match tokio::task::spawn_blocking(LocalStripe::start)
@@ -69,25 +67,6 @@ async fn spawn(stripe: &LocalStripe, database: creditgate_store::testing::TestDa
         .await
         .expect("the webhook registers");
     app
-}
-
-async fn available(app: &TestApp, org: &str) -> String {
-    app.balance(org).await.str("available")
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < WAIT_MAX, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn payment(app: &TestApp, id: &str) -> Value {
@@ -145,18 +124,6 @@ async fn put_reload(app: &TestApp, org: &str, card: &str) -> Reply {
         &[],
     )
     .await
-}
-
-async fn spend(app: &TestApp, org: &str, amount: &str) {
-    let reply = app
-        .post_idempotent(
-            &As::Operator,
-            &format!("/v1/orgs/{org}/adjustments"),
-            &format!("spend-{}", rand::random::<u64>()),
-            json!({"amount": format!("-{amount}"), "reason": "usage stand-in"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

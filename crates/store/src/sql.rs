@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::codec::Columns;
@@ -125,14 +125,14 @@ pub struct Db {
 
 enum Pool {
     Sqlite(Vec<Mutex<rusqlite::Connection>>, AtomicUsize),
-    Postgres(Vec<Mutex<PgConnection>>, AtomicUsize, String),
+    Postgres(Vec<Arc<Mutex<PgConnection>>>, AtomicUsize, String),
 }
 
 struct PgConnection {
     client: tokio_postgres::Client,
     statements: std::collections::HashMap<String, tokio_postgres::Statement>,
-    /// A transaction was begun and not finished (its task was cancelled): roll it back
-    /// before the connection is used again.
+    /// A transaction was begun and not finished, and its drop could not roll it back (no
+    /// runtime to run the rollback on): roll it back before the connection is used again.
     in_transaction: bool,
 }
 
@@ -150,7 +150,7 @@ impl Db {
     pub(crate) async fn postgres(url: &str, len: usize) -> Result<Db, StoreError> {
         let mut connections = Vec::with_capacity(len);
         for _ in 0..len.max(1) {
-            connections.push(Mutex::new(PgConnection::connect(url).await?));
+            connections.push(Arc::new(Mutex::new(PgConnection::connect(url).await?)));
         }
         Ok(Db {
             pool: Arc::new(Pool::Postgres(
@@ -191,7 +191,7 @@ impl Db {
             }
         }
         Ok(Tx {
-            connection,
+            connection: Some(connection),
             finished: false,
         })
     }
@@ -202,7 +202,7 @@ impl Db {
                 Ok(Connection::Sqlite(pick(connections, next).await))
             }
             Pool::Postgres(connections, next, url) => {
-                let mut connection = pick(connections, next).await;
+                let mut connection = pick_owned(connections, next).await;
                 if connection.client.is_closed() {
                     *connection = PgConnection::connect(url).await?;
                 }
@@ -228,9 +228,26 @@ async fn pick<'a, T>(connections: &'a [Mutex<T>], next: &AtomicUsize) -> MutexGu
     connections[start % connections.len()].lock().await
 }
 
+/// [`pick`] for connections a dropped transaction may hand to a task of its own.
+async fn pick_owned<T>(connections: &[Arc<Mutex<T>>], next: &AtomicUsize) -> OwnedMutexGuard<T> {
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    for offset in 0..connections.len() {
+        let index = (start + offset) % connections.len();
+        if let Ok(guard) = connections[index].clone().try_lock_owned() {
+            return guard;
+        }
+    }
+    connections[start % connections.len()]
+        .clone()
+        .lock_owned()
+        .await
+}
+
 enum Connection<'a> {
     Sqlite(MutexGuard<'a, rusqlite::Connection>),
-    Postgres(MutexGuard<'a, PgConnection>),
+    /// Owned, so that a dropped transaction can roll back on a task of its own while still
+    /// holding the connection (see `Drop for Tx`).
+    Postgres(OwnedMutexGuard<PgConnection>),
 }
 
 impl Connection<'_> {
@@ -257,55 +274,43 @@ impl Connection<'_> {
     }
 }
 
-/// A write transaction; rolled back when dropped without [`Tx::commit`].
+/// A write transaction; rolled back when dropped without [`Tx::commit`] (an early return,
+/// an error, a cancelled task), at once, so that no row lock outlives it.
 pub struct Tx<'a> {
-    connection: Connection<'a>,
+    /// Always `Some` until the drop hands a PostgreSQL connection to its rollback task.
+    connection: Option<Connection<'a>>,
     finished: bool,
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    fn connection(&mut self) -> &mut Connection<'a> {
+        self.connection
+            .as_mut()
+            .expect("a live transaction has its connection")
+    }
+
     /// Runs one statement in the transaction and returns its rows.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        self.connection.query(sql, params).await
+        self.connection().query(sql, params).await
     }
 
     /// Runs one statement in the transaction; returns the rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
-        self.connection.execute(sql, params).await
+        self.connection().execute(sql, params).await
     }
 
     /// `" FOR UPDATE"` on PostgreSQL (SQLite's write transaction locks the whole database).
     pub fn for_update(&self) -> &'static str {
         match self.connection {
-            Connection::Sqlite(_) => "",
-            Connection::Postgres(_) => " FOR UPDATE",
-        }
-    }
-
-    /// Rolls back now. Every early return from a transaction that may hold row locks calls
-    /// this: on PostgreSQL a dropped transaction is only rolled back when its pooled
-    /// connection is next used, and its locks would be held until then.
-    pub async fn rollback(mut self) -> Result<(), StoreError> {
-        self.finished = true;
-        match &mut self.connection {
-            Connection::Sqlite(c) => {
-                if !c.is_autocommit() {
-                    c.execute_batch("ROLLBACK")?;
-                }
-                Ok(())
-            }
-            Connection::Postgres(c) => {
-                c.client.batch_execute("ROLLBACK").await?;
-                c.in_transaction = false;
-                Ok(())
-            }
+            Some(Connection::Postgres(_)) => " FOR UPDATE",
+            _ => "",
         }
     }
 
     /// Commits.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.finished = true;
-        match &mut self.connection {
+        match self.connection() {
             Connection::Sqlite(c) => Ok(c.execute_batch("COMMIT")?),
             Connection::Postgres(c) => {
                 c.client.batch_execute("COMMIT").await?;
@@ -321,15 +326,24 @@ impl Drop for Tx<'_> {
         if self.finished {
             return;
         }
-        match &mut self.connection {
-            Connection::Sqlite(c) => {
-                if !c.is_autocommit() {
-                    let _ = c.execute_batch("ROLLBACK");
+        match self.connection.take() {
+            Some(Connection::Sqlite(c)) if !c.is_autocommit() => {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            // A drop cannot await: the rollback runs on a task of its own, which holds the
+            // connection until it is done, so its row locks are released at once and nobody
+            // else uses the connection meanwhile. Without a runtime, `in_transaction` stays
+            // set and the next user of the connection rolls back first.
+            Some(Connection::Postgres(mut c)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if c.client.batch_execute("ROLLBACK").await.is_ok() {
+                            c.in_transaction = false;
+                        }
+                    });
                 }
             }
-            // Cannot await here: `in_transaction` is still set, so the next user of this
-            // connection rolls back first.
-            Connection::Postgres(_) => {}
+            Some(Connection::Sqlite(_)) | None => {}
         }
     }
 }

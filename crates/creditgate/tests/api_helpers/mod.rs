@@ -224,3 +224,40 @@ pub fn bal(
         state.to_owned(),
     )
 }
+
+/// The longest wait for a worker or a webhook (localstripe waits 1 s before it sends).
+pub const WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Polls `check` until it answers `Some`, at most [`WAIT_MAX`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < WAIT_MAX, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The org's available balance.
+pub async fn available(app: &TestApp, org: &str) -> String {
+    app.balance(org).await.str("available")
+}
+
+/// Takes `amount` from the org (an operator adjustment, standing in for usage).
+pub async fn spend(app: &TestApp, org: &str, amount: &str) {
+    let reply = app
+        .post_idempotent(
+            &As::Operator,
+            &format!("/v1/orgs/{org}/adjustments"),
+            &format!("spend-{}", rand::random::<u64>()),
+            json!({"amount": format!("-{amount}"), "reason": "usage stand-in"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+}

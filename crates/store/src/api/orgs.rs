@@ -65,7 +65,6 @@ impl Store {
             )
             .await?;
         if created == 0 {
-            tx.rollback().await?;
             return Ok(false);
         }
         let policy = AccessPolicy {
@@ -154,7 +153,6 @@ impl Store {
             .first()
             .map(|r| r.int(0))
         else {
-            tx.rollback().await?;
             return Ok(OrgUpdate::NotFound);
         };
         let available = Amount::from_micros(available?);
@@ -165,14 +163,12 @@ impl Store {
             )
             .await?;
         let Some(before) = rows.first().map(org_row).transpose()? else {
-            tx.rollback().await?;
             return Ok(OrgUpdate::NotFound);
         };
         let after = patched(&before, patch, now);
         // The floor bounds every available balance (the ledger's invariant): it may not be
         // raised past what the org has now.
         if after.floor > before.floor && after.floor > available {
-            tx.rollback().await?;
             return Ok(OrgUpdate::FloorAboveAvailable { available });
         }
         let cause = match (before.suspended, after.suspended) {

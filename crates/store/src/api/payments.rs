@@ -193,11 +193,6 @@ fn opt(text: Option<&str>) -> Value {
     Value::from(text.map(str::to_owned))
 }
 
-/// The first instant of the calendar month (UTC) `now` is in.
-fn month_start(now: Timestamp) -> Timestamp {
-    now.month_start()
-}
-
 /// Writes a payment's transition and, for the notices the payments issue adds, its outbox
 /// row, in `tx`.
 async fn record(
@@ -439,10 +434,9 @@ impl Store {
             .map(reload_row)
             .transpose()?;
         let (Some(available), Some(reload)) = (available, reload) else {
-            tx.rollback().await?;
             return Ok(ReloadBegun::NotConfigured);
         };
-        let since = month_start(now).unix_ms();
+        let since = now.month_start().unix_ms();
         let rows = tx
             .query(
                 // SUM of BIGINT is NUMERIC on PostgreSQL: cast back.
@@ -643,11 +637,9 @@ impl Store {
             .map(payment_row)
             .transpose()?
         else {
-            tx.rollback().await?;
             return Ok(Advanced::NotFound);
         };
         let Some(state) = advance(before.state, event) else {
-            tx.rollback().await?;
             return Ok(Advanced::Unchanged(Box::new(before)));
         };
         let mut after = before.clone();

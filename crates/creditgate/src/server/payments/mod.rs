@@ -381,28 +381,25 @@ pub async fn charge(state: &AppState, payment: &Payment) -> Result<Payment, Paym
         };
         return apply(state, payment, outcome).await;
     };
-    if payment.state == PaymentState::Created {
+    let payment = match payment.state {
         // Only the caller that moves it to `charging` charges (a request and the worker
         // may race for a fresh top-up).
-        let (moved, won) = advance_moved(
-            state,
-            payment,
-            PaymentEvent::Charge,
-            PaymentDetails::default(),
-        )
-        .await?;
-        if !won {
-            return Ok(moved);
+        PaymentState::Created => {
+            let (moved, won) = advance_moved(
+                state,
+                payment,
+                PaymentEvent::Charge,
+                PaymentDetails::default(),
+            )
+            .await?;
+            if !won {
+                return Ok(moved);
+            }
+            moved
         }
-    }
-    let payment = state
-        .store()
-        .payment(&payment.id)
-        .await?
-        .ok_or_else(|| PaymentError::NotFound(payment.id.clone()))?;
-    if payment.state != PaymentState::Charging {
-        return Ok(payment);
-    }
+        PaymentState::Charging => payment.clone(),
+        _ => return Ok(payment.clone()),
+    };
     let outcome = match state.provider() {
         Provider::Sandbox => sandbox::charge(state, &payment, &card, false).await,
         Provider::Stripe(client) => {
