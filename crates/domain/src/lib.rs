@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod ledger;
+pub mod member;
 pub mod money;
 pub mod notice;
 pub mod payment;

@@ -8,6 +8,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
     (5, include_str!("../migrations/sqlite/0005_receipts.sql")),
     (6, include_str!("../migrations/sqlite/0006_payments.sql")),
+    (7, include_str!("../migrations/sqlite/0007_members.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -18,6 +19,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
     (5, include_str!("../migrations/postgres/0005_receipts.sql")),
     (6, include_str!("../migrations/postgres/0006_payments.sql")),
+    (7, include_str!("../migrations/postgres/0007_members.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

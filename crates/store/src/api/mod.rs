@@ -8,6 +8,7 @@
 
 mod access;
 mod keys;
+mod members;
 mod notices;
 mod orgs;
 mod payments;
@@ -24,7 +25,8 @@ pub use payments::{
     Advanced, AutoReload, Payment, PaymentDetails, PaymentProfile, ReloadBegun, SandboxCharge,
     ACTION_WAIT_MS,
 };
-pub use reads::Spend;
+pub use members::{Added, LinkUse, Member, NewLink, Session};
+pub use reads::{Spend, UsageGroup};
 pub use webhooks::delivery_id;
 
 /// An organization, as the API shows it.
@@ -172,8 +174,13 @@ pub struct Notice {
     pub payment_id: Option<String>,
     /// Payment notices: why the charge failed.
     pub reason: Option<String>,
-    /// A failed auto-reload: when it is tried again.
+    /// A failed auto-reload: when it is tried again. A sign-in link or invitation: when
+    /// the link expires.
     pub retry_at: Option<Timestamp>,
+    /// A notice for one member (a sign-in link, an invitation): the member (`mem_…`).
+    pub member_id: Option<String>,
+    /// A sign-in link's or invitation's secret, until the email is sent.
+    pub secret: Option<String>,
 }
 
 /// Where webhooks go: an org's endpoint, or the operator's (every org's events).

@@ -9,7 +9,7 @@ use crate::sql::{values, Row};
 use crate::{Store, StoreError};
 
 const NOTICE_COLUMNS: &str = "id, kind, org_id, available, level, state, attempts, \
-     next_attempt_at, last_error, created_at, sent_at, amount, transfer_id, payment_id, reason, retry_at";
+     next_attempt_at, last_error, created_at, sent_at, amount, transfer_id, payment_id, reason, retry_at, member_id, secret";
 
 fn notice_row(row: &Row) -> Result<Notice, StoreError> {
     Ok(Notice {
@@ -29,6 +29,8 @@ fn notice_row(row: &Row) -> Result<Notice, StoreError> {
         payment_id: row.opt_text(13)?,
         reason: row.opt_text(14)?,
         retry_at: row.opt_time(15)?,
+        member_id: row.opt_text(16)?,
+        secret: row.opt_text(17)?,
     })
 }
 
@@ -60,7 +62,7 @@ impl Store {
     pub async fn notice_sent(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
         self.db()
             .execute(
-                "UPDATE notices SET state = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL
+                "UPDATE notices SET state = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL, secret = NULL
                  WHERE id = $1 AND state = 'pending'",
                 &values![id, now.unix_ms()],
             )

@@ -195,3 +195,54 @@ impl Store {
         })
     }
 }
+
+/// Usage charged to an org on one UTC day under one reference (`m=…;p=…;k=…`: model, price
+/// version, key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageGroup {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// The usage transfers' reference.
+    pub reference: String,
+    /// Their sum.
+    pub amount: creditgate_domain::Amount,
+    /// How many.
+    pub calls: u64,
+}
+
+impl Store {
+    /// Usage charged to `org_id` in `[from, to)`, summed by UTC day and reference, at most
+    /// `limit` groups (by day, then reference).
+    pub async fn usage_by_day(
+        &self,
+        org_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT created_at / 86400000 AS day, reference, CAST(SUM(amount) AS BIGINT), COUNT(*) FROM transfers
+                 WHERE debit_account_id = $1 AND kind = 'usage' AND created_at >= $2 AND created_at < $3
+                 GROUP BY created_at / 86400000, reference ORDER BY 1, 2 LIMIT $4",
+                &values![
+                    org_id,
+                    from.unix_ms(),
+                    to.unix_ms(),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageGroup {
+                    day: row.int(0)?,
+                    reference: row.text(1)?,
+                    amount: row.amount(2)?,
+                    calls: u64::try_from(row.int(3)?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
