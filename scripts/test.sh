@@ -112,8 +112,16 @@ install_deps() {
         "$localstripe_venv/bin/python" -c "$localstripe_check" || die "localstripe did not install"
     fi
 
-    # --- add further dependencies below (apt/pip/npm), e.g.:
-    # command -v chromium >/dev/null || apt_install chromium chromium-driver
+    # Debian's Chromium and its WebDriver, driven by the browser tests (crates/creditgate/tests/browser_support/)
+    # through chromedriver; no tool downloads a browser of its own.
+    have_chromedriver() { command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ]; }
+    if [ ! -x /usr/bin/chromium ] || ! have_chromedriver; then
+        apt_install chromium chromium-driver
+        [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is still missing"
+        have_chromedriver || die "chromium-driver installed but chromedriver is still missing"
+    fi
+
+    # --- add further dependencies below (apt/pip/npm).
 }
 
 PG_DIR=""

@@ -119,6 +119,16 @@ pub struct Config {
     pub charging_resume_ms: u64,
     /// The version of the auto-reload consent text shown to customers.
     pub consent_text_version: String,
+    /// How long an emailed sign-in link works (it works once).
+    pub sign_in_link_ttl_ms: u64,
+    /// How long an invitation's sign-in link works (it works once).
+    pub invite_link_ttl_ms: u64,
+    /// Unused, unexpired sign-in links a member may have at once; asking for more sends none.
+    pub sign_in_links_open_max: u32,
+    /// How long a billing-page session lasts after sign-in.
+    pub session_ttl_ms: u64,
+    /// How long before a grant expires its "credits expiring" email goes out.
+    pub credits_expiring_lead_ms: u64,
 }
 
 impl Default for Config {
@@ -178,6 +188,11 @@ impl Default for Config {
             reload_failures_max: 3,
             charging_resume_ms: 60_000,
             consent_text_version: "2026-11".into(),
+            sign_in_link_ttl_ms: 15 * 60_000,
+            invite_link_ttl_ms: 7 * 24 * 3_600_000,
+            sign_in_links_open_max: 5,
+            session_ttl_ms: 12 * 3_600_000,
+            credits_expiring_lead_ms: 7 * 24 * 3_600_000,
         }
     }
 }

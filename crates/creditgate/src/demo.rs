@@ -565,6 +565,14 @@ async fn new_org(
         Some(&format!("{purpose}-{org_id}")),
     )
     .await?;
+    // Its owner, who signs in to the billing page with an emailed link.
+    api.operator(
+        Method::POST,
+        &format!("/v1/orgs/{org_id}/members"),
+        Some(&json!({"email": BILLING_EMAIL, "name": "Demo owner", "role": "owner", "invite": false})),
+        None,
+    )
+    .await?;
     let (key_id, key) = new_key(api, &org_id, purpose).await?;
     Ok(DemoOrg {
         org_id,
@@ -674,7 +682,8 @@ async fn print_try(
         "  # The operator's way: grant credits directly (the CLI reads the token from the data directory)".to_owned(),
         format!("  CREDITGATE_DATA_DIR={dir} creditgate credits grant {org} 5.00 --url {base}"),
         String::new(),
-        format!("Billing page: {}  (the page itself comes in a later release)", billing_url(org)),
+        format!("Billing page: {}", billing_url(org)),
+        format!("  sign in as {BILLING_EMAIL}: the sign-in link is emailed to {dir}/mail/ (open the newest .eml there)"),
         String::new(),
         "Serving until Ctrl-C.".to_owned(),
     ];

@@ -289,7 +289,7 @@ fn demo_serves_what_it_prints_and_a_restart_reuses_the_org() {
     };
     assert!(text.contains("Demo Org"), "{text}");
     assert!(text.contains("/billing/org_"), "{text}");
-    assert!(text.contains("later release"), "{text}");
+    assert!(text.contains("sign in as demo@example.com"), "{text}");
     assert!(text.contains("sandbox payments"), "{text}");
     assert!(
         text.contains("open its action_url and pay with a test card (pm_card_visa"),

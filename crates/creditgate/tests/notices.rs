@@ -1,7 +1,9 @@
 //! Notices end to end, on both backends: the emails of the billing story delivered to a real
 //! SMTP server (aiosmtpd), exactly one "access turned off" email per depletion under a race of
 //! 256 holds, delivery after a crash between the commit and the send, an SMTP server that is
-//! down for a while, and the operator's retry of a parked notice.
+//! down for a while, the operator's retry of a parked notice, the warning of credits about
+//! to expire, and who the emails go to (billing contacts, owners and admins; a member's
+//! sign-in link to that member only).
 //!
 //! Setup: aiosmtpd (PyPI) is installed once into `target/venv-aiosmtpd` (reused when present;
 //! `scripts/test.sh` installs it the same way, both holding `target/venv-aiosmtpd.lock`) and
@@ -11,320 +13,31 @@
 
 mod api_helpers;
 mod api_support;
-mod python_tools;
+mod smtp_support;
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_helpers::*;
 use api_support::{databases, spawn_app_with, As, TempDir, TestApp, OPERATOR_TOKEN};
 use creditgate::config::Config;
 use creditgate::server::{Application, Parts};
-use python_tools::ci;
+use creditgate_domain::member::Role;
+use creditgate_domain::Timestamp;
+use creditgate_store::api::{Added, Member as StoreMember, NewLink};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use smtp_support::{Mail, Smtpd, DELIVERY_MAX, QUIET};
 use tokio_util::sync::CancellationToken;
-
-const AIOSMTPD_VERSION: &str = "1.4.6";
-/// The longest wait for anything to be delivered.
-const DELIVERY_MAX: Duration = Duration::from_secs(10);
-/// How long "no further email" is watched for (many runs of a 20 ms worker).
-const QUIET: Duration = Duration::from_millis(300);
 
 const LOW_SUBJECT: &str = "Your Acme AI credit balance is low";
 const OFF_SUBJECT: &str = "[action needed] Your Acme AI API access is turned off";
 const BACK_SUBJECT: &str = "Your Acme AI API access is back on";
-const RECEIPT_PREFIX: &str = "Receipt: ";
-
-// ----------------------------------------------------------------------------------------
-// aiosmtpd
-// ----------------------------------------------------------------------------------------
-
-fn aiosmtpd_installed(python: &Path) -> bool {
-    Command::new(python)
-        .args([
-            "-c",
-            &format!(
-                "import sys, aiosmtpd; sys.exit(aiosmtpd.__version__ != '{AIOSMTPD_VERSION}')"
-            ),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Finds or installs aiosmtpd into `target/venv-aiosmtpd`; answers the venv's python.
-fn install_aiosmtpd() -> Result<PathBuf, String> {
-    python_tools::venv_with(
-        "aiosmtpd",
-        &format!("aiosmtpd=={AIOSMTPD_VERSION}"),
-        "python",
-        aiosmtpd_installed,
-    )
-}
-
-static AIOSMTPD_PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-
-/// The venv's python with aiosmtpd; `None` (skip) when unavailable outside CI.
-async fn aiosmtpd_python() -> Option<PathBuf> {
-    let python =
-        tokio::task::spawn_blocking(|| AIOSMTPD_PYTHON.get_or_init(install_aiosmtpd).clone())
-            .await
-            .expect("the install task ends");
-    match python {
-        Ok(python) => Some(python),
-        Err(error) if ci() => panic!("aiosmtpd is required when CI is set: {error}"),
-        Err(error) => {
-            eprintln!("skipping: aiosmtpd is unavailable (set CI to make this fail): {error}");
-            None
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Prints the Maildir's messages as JSON: subject, to, message_id, rcpt_to, text, html.
-const READ_MAILDIR: &str = r#"
-import email, json, mailbox, sys
-from email import policy
-box = mailbox.Maildir(sys.argv[1], factory=None, create=False)
-out = []
-for key in box.keys():
-    msg = email.message_from_bytes(box.get_bytes(key), policy=policy.default)
-    plain = msg.get_body(preferencelist=("plain",))
-    html = msg.get_body(preferencelist=("html",))
-    out.append({
-        "subject": str(msg["Subject"]),
-        "to": [a.addr_spec for a in msg["To"].addresses],
-        "message_id": str(msg["Message-ID"]),
-        "rcpt_to": str(msg.get("X-RcptTo", "")),
-        "text": plain.get_content() if plain is not None else None,
-        "html": html.get_content() if html is not None else None,
-    })
-print(json.dumps(out))
-"#;
-
-/// A delivered email.
-#[derive(Clone, Debug)]
-struct Mail {
-    subject: String,
-    to: Vec<String>,
-    message_id: String,
-    rcpt_to: String,
-    text: String,
-    html: String,
-}
-
-/// A running aiosmtpd writing to a Maildir, killed on drop.
-struct Smtpd {
-    port: u16,
-    python: PathBuf,
-    dir: PathBuf,
-    child: Option<Child>,
-    /// Message-IDs [`Smtpd::mails`] leaves out (see [`Smtpd::ignore_delivered`]).
-    ignored: Mutex<HashSet<String>>,
-}
-
-impl Drop for Smtpd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Smtpd {
-    /// An aiosmtpd for one test on a free port, not started yet; `None` to skip.
-    async fn new() -> Option<Smtpd> {
-        let python = aiosmtpd_python().await?;
-        let dir = std::env::temp_dir().join(format!(
-            "creditgate_smtpd_{}_{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("the smtpd directory");
-        Some(Smtpd {
-            port: free_port(),
-            python,
-            dir,
-            child: None,
-            ignored: Mutex::new(HashSet::new()),
-        })
-    }
-
-    /// An aiosmtpd already answering; `None` to skip.
-    async fn started() -> Option<Smtpd> {
-        let mut smtpd = Smtpd::new().await?;
-        smtpd.start().await;
-        Some(smtpd)
-    }
-
-    fn maildir(&self) -> PathBuf {
-        self.dir.join("maildir")
-    }
-
-    /// Starts the server on its port and waits until it accepts connections (≤ 10 s).
-    async fn start(&mut self) {
-        let log_path = self.dir.join("smtpd.log");
-        let log = File::create(&log_path).expect("the smtpd log");
-        let child = Command::new(&self.python)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(self.maildir())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("the smtpd log"))
-            .stderr(log)
-            .spawn()
-            .expect("aiosmtpd starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + DELIVERY_MAX;
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!(
-                    "aiosmtpd exited with {status}: {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-                && self.maildir().join("new").is_dir()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not answer on port {}: {}",
-                self.port,
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Leaves every email delivered so far out of [`Smtpd::mails`] from now on.
-    fn ignore_delivered(&self) {
-        let ids: Vec<String> = self.mails().into_iter().map(|m| m.message_id).collect();
-        self.ignored.lock().expect("the set").extend(ids);
-    }
-
-    /// Every email delivered so far (but the ignored ones).
-    /// The access emails received (receipts left out: `receipts` has those).
-    fn mails(&self) -> Vec<Mail> {
-        self.all_mails()
-            .into_iter()
-            .filter(|m| !m.subject.starts_with(RECEIPT_PREFIX))
-            .collect()
-    }
-
-    /// The receipts received.
-    fn receipts(&self) -> Vec<Mail> {
-        self.all_mails()
-            .into_iter()
-            .filter(|m| m.subject.starts_with(RECEIPT_PREFIX))
-            .collect()
-    }
-
-    fn all_mails(&self) -> Vec<Mail> {
-        if !self.maildir().join("new").is_dir() {
-            return Vec::new();
-        }
-        let out = Command::new(&self.python)
-            .args(["-c", READ_MAILDIR])
-            .arg(self.maildir())
-            .stdin(Stdio::null())
-            .output()
-            .expect("python reads the maildir");
-        assert!(
-            out.status.success(),
-            "reading the maildir: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let items: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON mail");
-        items
-            .into_iter()
-            .map(|m| Mail {
-                subject: m["subject"].as_str().unwrap_or_default().to_owned(),
-                to: m["to"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                message_id: m["message_id"].as_str().unwrap_or_default().to_owned(),
-                rcpt_to: m["rcpt_to"].as_str().unwrap_or_default().to_owned(),
-                text: m["text"].as_str().expect("a text/plain part").to_owned(),
-                html: m["html"].as_str().expect("a text/html part").to_owned(),
-            })
-            .filter(|m| {
-                !self
-                    .ignored
-                    .lock()
-                    .expect("the set")
-                    .contains(&m.message_id)
-            })
-            .collect()
-    }
-
-    /// Waits (≤ 10 s) until `count` emails arrived, then watches a while that no more come.
-    async fn expect_mails(&self, count: usize) -> Vec<Mail> {
-        let deadline = Instant::now() + DELIVERY_MAX;
-        loop {
-            let mails = self.mails();
-            if mails.len() >= count {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{count} emails expected, {} arrived: {:#?}",
-                mails.len(),
-                mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(QUIET).await;
-        let mails = self.mails();
-        assert_eq!(
-            mails.len(),
-            count,
-            "exactly {count} emails: {:#?}",
-            mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
-        );
-        mails
-    }
-}
 
 // ----------------------------------------------------------------------------------------
 // The service
 // ----------------------------------------------------------------------------------------
-
-/// Points `config` at `smtpd` with the story's branding and a fast worker.
-fn smtp_config(config: &mut Config, port: u16) {
-    config.mail = "smtp".into();
-    config.smtp_host = "127.0.0.1".into();
-    config.smtp_port = port;
-    config.smtp_tls = "none".into();
-    config.smtp_timeout_ms = 2_000;
-    config.product_name = "Acme AI".into();
-    config.public_url = "https://billing.example.com".into();
-    config.notice_interval_ms = 20;
-}
 
 /// The org's access notices (operator), newest first; `state` filters when given.
 /// Receipts (`credits.added`) are left out, as `Smtpd::mails` leaves their emails out.
@@ -392,7 +105,7 @@ async fn the_billing_story_sends_the_right_emails_over_smtp() {
             return;
         };
         let port = smtpd.port;
-        let app = spawn_app_with(database, |c| smtp_config(c, port)).await;
+        let app = spawn_app_with(database, |c| smtp_support::configure(c, port)).await;
         let org = create_org_with(
             &app,
             "Globex Research",
@@ -554,7 +267,7 @@ async fn a_first_grant_sends_its_receipt_and_nothing_else() {
             return;
         };
         let port = smtpd.port;
-        let app = spawn_app_with(database, |c| smtp_config(c, port)).await;
+        let app = spawn_app_with(database, |c| smtp_support::configure(c, port)).await;
         let org_id = create_org_with(
             &app,
             "Umbrella",
@@ -741,7 +454,7 @@ async fn a_notice_committed_before_a_crash_is_delivered_after_the_restart_once()
             expiry_interval_ms: 50,
             ..Config::default()
         };
-        smtp_config(&mut config, port);
+        smtp_support::configure(&mut config, port);
         config.notice_interval_ms = 3_600_000;
         let first = Application::build(config, Parts::default())
             .await
@@ -832,7 +545,7 @@ async fn a_notice_committed_before_a_crash_is_delivered_after_the_restart_once()
         // The second life: the worker delivers it, once.
         let dir = data_dir.clone();
         let app = spawn_app_with(database, move |c| {
-            smtp_config(c, port);
+            smtp_support::configure(c, port);
             c.data_dir = dir;
         })
         .await;
@@ -872,7 +585,7 @@ async fn notices_wait_while_smtp_is_down_and_go_out_when_it_is_back() {
         };
         let port = smtpd.port;
         let app = spawn_app_with(database, |c| {
-            smtp_config(c, port);
+            smtp_support::configure(c, port);
             c.notice_attempts_max = 50;
         })
         .await;
@@ -940,7 +653,7 @@ async fn a_parked_notice_is_retried_by_the_operator() {
         };
         let port = smtpd.port;
         let app = spawn_app_with(database, |c| {
-            smtp_config(c, port);
+            smtp_support::configure(c, port);
             c.notice_attempts_max = 1;
         })
         .await;
@@ -1020,6 +733,244 @@ async fn a_parked_notice_is_retried_by_the_operator() {
         assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
         assert_eq!(reply.code(), "notice_already_sent", "{}", reply.body);
         smtpd.expect_mails(1).await;
+
+        app.assert_invariants().await;
+        app.stop().await;
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// 6. Credits about to expire, and who the emails go to
+// ----------------------------------------------------------------------------------------
+
+/// Now, in unix milliseconds (the service runs on the system clock).
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("in range")
+}
+
+/// Grants `amount` of `origin` credits expiring at `expires_at_s` (unix seconds) when given
+/// (operator); answers the grant's id.
+async fn grant_expiring(
+    app: &TestApp,
+    org_id: &str,
+    amount: &str,
+    origin: &str,
+    expires_at_s: Option<i64>,
+) -> String {
+    let key = format!("grant-{}", rand::random::<u64>());
+    let reply = app
+        .post_idempotent(
+            &As::Operator,
+            &format!("/v1/orgs/{org_id}/grants"),
+            &key,
+            json!({ "amount": amount, "origin": origin, "expires_at": expires_at_s }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.str("id")
+}
+
+/// A member of `org_id` added by the operator straight into the store.
+async fn add_member(app: &TestApp, org_id: &str, email: &str, role: Role) -> StoreMember {
+    let now = Timestamp::from_unix_ms(now_ms());
+    let member = StoreMember {
+        id: format!("mem_{}", rand::random::<u64>()),
+        org_id: org_id.to_owned(),
+        email: email.to_owned(),
+        name: String::new(),
+        role,
+        invited_by: "operator".into(),
+        created_at: now,
+        updated_at: now,
+        last_sign_in_at: None,
+    };
+    let added = app
+        .store
+        .add_member(&member, None, None, now)
+        .await
+        .expect("the member is added");
+    assert!(matches!(added, Added::Added(_)), "{added:?}");
+    member
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_expiring_within_the_lead_time_is_warned_about_once() {
+    const DAY_S: i64 = 86_400;
+    for database in databases().await {
+        let Some(smtpd) = Smtpd::started().await else {
+            return;
+        };
+        let port = smtpd.port;
+        // The expiry worker (which writes the warnings) runs every 50 ms.
+        let app = spawn_app_with(database, |c| smtp_support::configure(c, port)).await;
+        let org_id = app.create_org("Soylent").await;
+        let now_s = now_ms() / 1000;
+        // Beyond the 7-day lead time, or without an expiry: not warned (yet). Inside it:
+        // warned, with the balance of all three (it is made last).
+        grant_expiring(&app, &org_id, "5.00", "paid", Some(now_s + 30 * DAY_S)).await;
+        grant_expiring(&app, &org_id, "1.00", "paid", None).await;
+        let soon_s = now_s + 2 * DAY_S;
+        let soon = grant_expiring(&app, &org_id, "20.00", "promotional", Some(soon_s)).await;
+
+        let mails = smtpd.expect_mails(1).await;
+        let mail = &mails[0];
+        let expires = creditgate_domain::notice::format_utc(Timestamp::from_unix_ms(soon_s * 1000));
+        let day = &expires[.."2026-11-24".len()];
+        assert_eq!(
+            mail.subject,
+            format!("$20.00 of your Acme AI credits expire on {day}")
+        );
+        assert_eq!(mail.to, ["billing@example.com"], "{mail:#?}");
+        let lines: Vec<&str> = mail.text.lines().collect();
+        assert!(lines.contains(&"Credits expiring: $20.00"), "{}", mail.text);
+        assert!(
+            lines.contains(&format!("Expires: {expires}").as_str()),
+            "{}",
+            mail.text
+        );
+        assert!(
+            lines.contains(&"Available balance: $26.00"),
+            "{}",
+            mail.text
+        );
+        let billing_url = format!("https://billing.example.com/billing/{org_id}");
+        assert!(lines.contains(&billing_url.as_str()), "{}", mail.text);
+        assert!(mail.html.contains(&billing_url), "{}", mail.html);
+
+        // Many more runs of both workers (`expect_mails` watched a while): still one, sent.
+        smtpd.expect_mails(1).await;
+        let warnings: Vec<Value> = notices(&app, &org_id, None)
+            .await
+            .into_iter()
+            .filter(|n| n["kind"] == "credits.expiring")
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert_eq!(warnings[0]["state"], "sent", "{}", warnings[0]);
+        let id = warnings[0]["id"].as_str().expect("id");
+        mail_of(&mails, &warnings[0]);
+        let stored = app
+            .store
+            .notice(id)
+            .await
+            .expect("the notice loads")
+            .expect("the notice");
+        assert_eq!(stored.amount, Some("20.00".parse().expect("an amount")));
+        assert_eq!(stored.transfer_id.as_deref(), Some(soon.as_str()));
+        assert_eq!(
+            stored.retry_at,
+            Some(Timestamp::from_unix_ms(soon_s * 1000))
+        );
+
+        app.assert_invariants().await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_emails_go_to_billing_contacts_owners_and_admins_not_developers() {
+    for database in databases().await {
+        let Some(smtpd) = Smtpd::started().await else {
+            return;
+        };
+        let port = smtpd.port;
+        let app = spawn_app_with(database, |c| smtp_support::configure(c, port)).await;
+        let org_id = create_org_with(
+            &app,
+            "Tyrell",
+            json!({ "billing_emails": ["Billing@Tyrell.example"] }),
+        )
+        .await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        add_member(&app, &org_id, "owner@tyrell.example", Role::Owner).await;
+        // The same address as the billing contact, but for its case: one copy.
+        add_member(&app, &org_id, "billing@tyrell.example", Role::Admin).await;
+        add_member(&app, &org_id, "dev@tyrell.example", Role::Developer).await;
+        app.grant(&org_id, "1.00").await;
+        let (_, secret) = app.create_key(&org_id).await;
+        spend(&app, &As::Key(secret), "1.00").await;
+
+        let mails = smtpd.expect_mails(1).await;
+        let off = &mails[0];
+        assert_eq!(off.subject, OFF_SUBJECT);
+        assert_eq!(
+            off.to,
+            ["Billing@Tyrell.example", "owner@tyrell.example"],
+            "{off:#?}"
+        );
+        assert!(!off.rcpt_to.contains("dev@"), "{off:#?}");
+        // The receipt went to the same people.
+        let receipts = smtpd.receipts();
+        assert_eq!(receipts.len(), 1, "{:#?}", subjects(&receipts));
+        assert_eq!(receipts[0].to, off.to);
+
+        app.assert_invariants().await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_link_goes_to_its_member_only() {
+    for database in databases().await {
+        let Some(smtpd) = Smtpd::started().await else {
+            return;
+        };
+        let port = smtpd.port;
+        let app = spawn_app_with(database, |c| smtp_support::configure(c, port)).await;
+        let org_id = app.create_org("Cyberdyne").await;
+        let developer = add_member(&app, &org_id, "dev@cyberdyne.example", Role::Developer).await;
+        let expires_at = Timestamp::from_unix_ms(now_ms() + 15 * 60_000);
+        let notice_id = format!("ntc_signin{}", rand::random::<u32>());
+        let secret = format!("sgn{}", rand::random::<u64>());
+        let link = NewLink {
+            token_hash: format!("hash_{secret}"),
+            secret: secret.clone(),
+            expires_at,
+            notice_id: notice_id.clone(),
+            notice_kind: "member.sign_in",
+        };
+        app.store
+            .create_sign_in_link(&developer, &link, Timestamp::from_unix_ms(now_ms()))
+            .await
+            .expect("the link is written");
+
+        let mails = smtpd.expect_mails(1).await;
+        let mail = &mails[0];
+        assert_eq!(mail.subject, "Your sign-in link for Acme AI billing");
+        assert_eq!(mail.to, ["dev@cyberdyne.example"], "{mail:#?}");
+        assert!(!mail.rcpt_to.contains("billing@example.com"), "{mail:#?}");
+        assert!(mail.message_id.contains(&notice_id), "{mail:#?}");
+        let url = format!("https://billing.example.com/billing/auth/{secret}");
+        assert!(mail.text.lines().any(|l| l == url), "{}", mail.text);
+        let until = creditgate_domain::notice::format_utc(expires_at);
+        assert!(
+            mail.text
+                .replace('\n', " ")
+                .contains(&format!("The link works once, until {until}.")),
+            "{}",
+            mail.text
+        );
+        assert!(mail.html.contains(&url), "{}", mail.html);
+        // Sent: the secret is gone from the outbox.
+        let deadline = Instant::now() + DELIVERY_MAX;
+        let stored = loop {
+            let stored = app
+                .store
+                .notice(&notice_id)
+                .await
+                .expect("the notice loads")
+                .expect("the notice");
+            if stored.state == "sent" || Instant::now() >= deadline {
+                break stored;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(stored.state, "sent", "{stored:?}");
+        assert_eq!(stored.secret, None, "{stored:?}");
 
         app.assert_invariants().await;
         app.stop().await;

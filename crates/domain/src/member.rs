@@ -297,7 +297,8 @@ mod tests {
         use Change::*;
         use ChangeError::*;
         use Role::*;
-        let cases: [(Option<Role>, Change, usize, Result<(), ChangeError>); 14] = [
+        type Case = (Option<Role>, Change, usize, Result<(), ChangeError>);
+        let cases: [Case; 14] = [
             (Some(Owner), Add(Owner), 1, Ok(())),
             (Some(Admin), Add(Developer), 1, Ok(())),
             (Some(Admin), Add(Owner), 1, Err(OwnersOnly)),

@@ -8,6 +8,22 @@
 //! a payment event itself) and renders its email ([`render`]). Both are pure: the shell passes
 //! everything the email says in an [`EmailContext`].
 //!
+//! Two more kinds have causes of their own:
+//! * A member's sign-in link or invitation ([`NoticeKind::MemberSignIn`],
+//!   [`NoticeKind::MemberInvited`]) is written with the link, and carries the link's secret
+//!   until it is sent. It goes to that member's address only: never to the org's billing
+//!   contacts, never to webhooks ([`NoticeKind::is_for_member`]), since whoever reads it can
+//!   sign in.
+//! * Credits about to expire ([`NoticeKind::CreditsExpiring`]) are found by the expiry
+//!   worker: each step writes one notice for every grant of an org that expires within the
+//!   lead time (`credits_expiring_lead_ms`, 7 days by default), is not expired yet and still
+//!   holds unused credits. Its id is derived from the grant's, so each grant is warned about
+//!   once, however many steps or processes see it; a grant made with less than the lead time
+//!   left is warned about at the next step.
+//!
+//! The other notices go to the org's billing contacts and to its owners and admins (the
+//! shell gathers the addresses).
+//!
 //! Every email has a subject, a plain-text part (wrapped at [`TEXT_WIDTH`] columns, each link
 //! on a line of its own) and an HTML part (one self-contained, inline-styled document, no
 //! external resources; every interpolated value is escaped with [`escape_html`]).
@@ -40,11 +56,17 @@ pub enum NoticeKind {
     /// A payment waits for the card holder to confirm it (the bank asked to authenticate it,
     /// e.g. with 3-D Secure); its credits are added once it is confirmed.
     PaymentActionRequired,
+    /// Credits of a grant expire soon, and some are still unused.
+    CreditsExpiring,
+    /// A member asked for a sign-in link to the Billing page (for that member only).
+    MemberSignIn,
+    /// A member was added to an org, with a link to sign in (for that member only).
+    MemberInvited,
 }
 
 impl NoticeKind {
     /// Every kind.
-    pub const ALL: [NoticeKind; 8] = [
+    pub const ALL: [NoticeKind; 11] = [
         NoticeKind::AccessTurnedOff,
         NoticeKind::AccessRestored,
         NoticeKind::BalanceLow,
@@ -53,6 +75,9 @@ impl NoticeKind {
         NoticeKind::AutoReloadFailed,
         NoticeKind::AutoReloadDisabled,
         NoticeKind::PaymentActionRequired,
+        NoticeKind::CreditsExpiring,
+        NoticeKind::MemberSignIn,
+        NoticeKind::MemberInvited,
     ];
 
     /// The kind's stable name: the webhook event name and the outbox's kind column.
@@ -66,7 +91,16 @@ impl NoticeKind {
             NoticeKind::AutoReloadFailed => "auto_reload.failed",
             NoticeKind::AutoReloadDisabled => "auto_reload.disabled",
             NoticeKind::PaymentActionRequired => "payment.action_required",
+            NoticeKind::CreditsExpiring => "credits.expiring",
+            NoticeKind::MemberSignIn => "member.sign_in",
+            NoticeKind::MemberInvited => "member.invited",
         }
+    }
+
+    /// Whether a notice of this kind is for one member (`member.*`): emailed to that member
+    /// only, and never sent to webhooks, since it carries a sign-in link.
+    pub fn is_for_member(self) -> bool {
+        matches!(self, NoticeKind::MemberSignIn | NoticeKind::MemberInvited)
     }
 
     /// The kind named `text` (exactly as [`NoticeKind::as_str`] spells it).
@@ -155,6 +189,15 @@ pub struct EmailContext<'a> {
     /// card holder confirms the payment, from the payment provider. When `None`, or not such
     /// a URL (say `javascript:…`), the email links to the Billing page instead.
     pub action_url: Option<&'a str>,
+    /// [`NoticeKind::MemberSignIn`], [`NoticeKind::MemberInvited`]: the member's sign-in link
+    /// (`{public_url}/billing/auth/{secret}`). When `None`, the email points to the Billing
+    /// page, where a new link can be asked for.
+    pub link: Option<&'a str>,
+    /// [`NoticeKind::MemberInvited`]: the member's role as people read it ("Admin").
+    pub member_role: Option<&'a str>,
+    /// [`NoticeKind::MemberSignIn`], [`NoticeKind::MemberInvited`]: when the link stops
+    /// working. [`NoticeKind::CreditsExpiring`]: when the grant's credits expire.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A rendered email.
@@ -256,6 +299,9 @@ fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
         NoticeKind::AutoReloadFailed => auto_reload_failed(&common),
         NoticeKind::AutoReloadDisabled => auto_reload_disabled(&common),
         NoticeKind::PaymentActionRequired => payment_action_required(&common),
+        NoticeKind::CreditsExpiring => credits_expiring(&common),
+        NoticeKind::MemberSignIn => member_sign_in(&common),
+        NoticeKind::MemberInvited => member_invited(&common),
     }
 }
 
@@ -321,16 +367,54 @@ impl<'a> Common<'a> {
             .filter(|reason| !reason.is_empty())
     }
 
-    /// The message with the footer every email ends with.
+    /// The message with the footer every org's email ends with.
     fn message(&self, subject: String, heading: &str, blocks: Vec<Block>) -> Message {
+        let why = "you are a billing contact, owner or admin of";
+        self.message_because(subject, heading, blocks, why)
+    }
+
+    /// The message with a footer saying why the reader gets it: "You receive this email
+    /// because `why` <org> (<org id>) on <product>."
+    fn message_because(
+        &self,
+        subject: String,
+        heading: &str,
+        blocks: Vec<Block>,
+        why: &str,
+    ) -> Message {
         Message {
             subject,
             heading: heading.to_owned(),
             blocks,
             footer: format!(
-                "You receive this email because you are a billing contact of {} ({}) on {}.",
+                "You receive this email because {why} {} ({}) on {}.",
                 self.org, self.context.org_id, self.product
             ),
+        }
+    }
+
+    /// A member email's link: the sign-in link, or else the Billing page (where a new one
+    /// can be asked for).
+    fn sign_in_action(&self, lead: &str, button: &'static str) -> Block {
+        match self.context.link {
+            Some(link) => Block::Action {
+                lead: lead.to_owned(),
+                button,
+                url: link.to_owned(),
+            },
+            None => Block::Action {
+                lead: "Ask for a sign-in link on the Billing page".to_owned(),
+                button: "Open the Billing page",
+                url: self.billing_url.clone(),
+            },
+        }
+    }
+
+    /// "The link works once, until <time>." for a member email.
+    fn link_validity(&self) -> String {
+        match self.context.expires_at {
+            Some(at) => format!("The link works once, until {}.", format_utc(at)),
+            None => "The link works once, for a limited time.".to_owned(),
         }
     }
 }
@@ -596,6 +680,112 @@ fn payment_action_required(common: &Common) -> Message {
     )
 }
 
+fn credits_expiring(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let expiring = common.context.amount.map(|amount| common.money(amount));
+    let at = common.context.expires_at.map(format_utc);
+    // The subject names the day ("2026-11-24 14:05 UTC" up to the space); the body the time.
+    let day = at.as_deref().and_then(|at| at.split(' ').next());
+    let subject = match (&expiring, day) {
+        (Some(expiring), Some(day)) => {
+            format!("{expiring} of your {product} credits expire on {day}")
+        }
+        (Some(expiring), None) => format!("{expiring} of your {product} credits expire soon"),
+        (None, Some(day)) => format!("Some of your {product} credits expire on {day}"),
+        (None, None) => format!("Some of your {product} credits expire soon"),
+    };
+    let credits = match &expiring {
+        Some(expiring) => format!("{expiring} of the usage credits of {org} on {product} are"),
+        None => format!("Some of the usage credits of {org} on {product} are"),
+    };
+    let when = match &at {
+        Some(at) => format!("on {at}"),
+        None => "soon".to_owned(),
+    };
+    let mut blocks = vec![Block::Paragraph(format!(
+        "{credits} still unused and expire {when}. Use them before then: after that, they \
+         are gone and no longer count towards the balance."
+    ))];
+    blocks.extend(expiring.map(|value| Block::Figure {
+        label: "Credits expiring",
+        value,
+    }));
+    blocks.extend(at.map(|value| Block::Figure {
+        label: "Expires",
+        value,
+    }));
+    blocks.push(common.balance());
+    blocks.push(Block::Action {
+        lead: "See your balance and credits on the Billing page".to_owned(),
+        button: "Open the Billing page",
+        url: common.billing_url.clone(),
+    });
+    blocks.push(common.help());
+    common.message(subject, "Credits expire soon", blocks)
+}
+
+fn member_sign_in(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    common.message_because(
+        format!("Your sign-in link for {product} billing"),
+        "Sign in to the Billing page",
+        vec![
+            Block::Paragraph(format!(
+                "Here is the link you asked for to sign in to the Billing page of {org} on \
+                 {product}. {}",
+                common.link_validity()
+            )),
+            common.sign_in_action("Sign in to the Billing page", "Sign in"),
+            Block::Paragraph(
+                "If you didn't ask for this, ignore this email: nobody can sign in without \
+                 the link."
+                    .to_owned(),
+            ),
+            common.help(),
+        ],
+        "a sign-in link was asked for with your address, as a member of",
+    )
+}
+
+fn member_invited(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let role = common
+        .context
+        .member_role
+        .map(one_line)
+        .filter(|role| !role.is_empty());
+    let added = match &role {
+        Some(role) => format!("You were added to {org} on {product} as {role}."),
+        None => format!("You were added to {org} on {product}."),
+    };
+    let mut blocks = vec![Block::Paragraph(format!(
+        "{added} Its Billing page shows the org's credits, usage and API keys, as far as \
+         your role allows."
+    ))];
+    blocks.extend(role.map(|value| Block::Figure {
+        label: "Role",
+        value,
+    }));
+    blocks.push(Block::Paragraph(format!(
+        "Accept the invitation by signing in with the link below. {}",
+        common.link_validity()
+    )));
+    blocks.push(common.sign_in_action(
+        "Accept the invitation and sign in to the Billing page",
+        "Accept the invitation",
+    ));
+    blocks.push(Block::Paragraph(
+        "If you didn't expect this invitation, ignore this email.".to_owned(),
+    ));
+    blocks.push(common.help());
+    common.message_because(
+        format!("You're invited to {org} on {product}"),
+        &format!("You're invited to {org}"),
+        blocks,
+        "you were added as a member of",
+    )
+}
+
 /// `url` when it can be a link's target: an absolute `https` or `http` URL without
 /// whitespace or control characters (which would break the text part's link line). Anything
 /// else — a `javascript:` URL above all — is refused rather than made a button.
@@ -756,7 +946,18 @@ mod tests {
                 "auto_reload.failed",
                 "auto_reload.disabled",
                 "payment.action_required",
+                "credits.expiring",
+                "member.sign_in",
+                "member.invited",
             ]
+        );
+        let for_member: Vec<NoticeKind> = NoticeKind::ALL
+            .into_iter()
+            .filter(|kind| kind.is_for_member())
+            .collect();
+        assert_eq!(
+            for_member,
+            [NoticeKind::MemberSignIn, NoticeKind::MemberInvited]
         );
         assert_eq!(NoticeKind::parse("Access.Turned_Off"), None);
         assert_eq!(NoticeKind::parse(""), None);
@@ -1038,7 +1239,19 @@ mod tests {
             failure_reason: None,
             next_attempt_at: None,
             action_url: None,
+            link: None,
+            member_role: None,
+            expires_at: None,
         }
+    }
+
+    /// The example sign-in link (a secret of the length the shell makes).
+    const SIGN_IN_URL: &str =
+        "https://api.acme.example/billing/auth/sgn_7Qm2XrT9vKcL4pZ8nW3yB6dF1hJ5sA0e";
+
+    /// When the example links and credits expire: 2026-11-24 14:05 UTC.
+    fn expiry() -> Timestamp {
+        Timestamp::from_unix_ms(1_795_529_100_000)
     }
 
     /// Where the example payment is confirmed (with a `&`, which HTML must escape).
@@ -1046,7 +1259,7 @@ mod tests {
         "https://pay.example/authenticate/pi_3QxYz8K2eZvKYlo2C?client=email&step=1";
 
     /// The emails the snapshots hold: one of each kind.
-    fn examples() -> [(NoticeKind, &'static str, Email); 8] {
+    fn examples() -> [(NoticeKind, &'static str, Email); 11] {
         let turned_off = EmailContext {
             available: Amount::ZERO,
             ..context()
@@ -1091,6 +1304,23 @@ mod tests {
             action_url: Some(CONFIRM_URL),
             ..context()
         };
+        let expiring = EmailContext {
+            available: amount("42.00"),
+            amount: Some(amount("20.00")),
+            expires_at: Some(expiry()),
+            ..context()
+        };
+        let sign_in = EmailContext {
+            link: Some(SIGN_IN_URL),
+            expires_at: Some(Timestamp::from_unix_ms(1_795_529_100_000 + 15 * 60_000)),
+            ..context()
+        };
+        let invited = EmailContext {
+            link: Some(SIGN_IN_URL),
+            member_role: Some("Developer"),
+            expires_at: Some(expiry()),
+            ..context()
+        };
         [
             (
                 NoticeKind::AccessTurnedOff,
@@ -1132,6 +1362,21 @@ mod tests {
                 "payment_action_required",
                 render(NoticeKind::PaymentActionRequired, &confirm),
             ),
+            (
+                NoticeKind::CreditsExpiring,
+                "credits_expiring",
+                render(NoticeKind::CreditsExpiring, &expiring),
+            ),
+            (
+                NoticeKind::MemberSignIn,
+                "member_sign_in",
+                render(NoticeKind::MemberSignIn, &sign_in),
+            ),
+            (
+                NoticeKind::MemberInvited,
+                "member_invited",
+                render(NoticeKind::MemberInvited, &invited),
+            ),
         ]
     }
 
@@ -1149,6 +1394,9 @@ mod tests {
                 "[action needed] Auto-reload of your Acme AI credits failed",
                 "[action needed] Auto-reload of your Acme AI credits is turned off",
                 "[action needed] Confirm your Acme AI payment",
+                "$20.00 of your Acme AI credits expire on 2026-11-24",
+                "Your sign-in link for Acme AI billing",
+                "You're invited to Initech on Acme AI",
             ]
         );
         // A product name cannot break the header.
@@ -1191,6 +1439,7 @@ mod tests {
                     auto_reload_settings.as_str()
                 }
                 NoticeKind::PaymentActionRequired => CONFIRM_URL,
+                NoticeKind::MemberSignIn | NoticeKind::MemberInvited => SIGN_IN_URL,
                 _ => billing,
             };
             assert!(
@@ -1216,9 +1465,18 @@ mod tests {
                     .all(|l| l.chars().count() <= TEXT_WIDTH || link(l)),
                 "{kind:?}: wrapped"
             );
-            assert!(
-                text.contains("billing contact of Initech"),
-                "{kind:?}: footer"
+            let footer = if kind.is_for_member() {
+                "a member of Initech (org_01HX3Q9R7C5B2N8M4K6J0T1V2W) on Acme AI."
+            } else {
+                "a billing contact, owner or admin of Initech (org_01HX3Q9R7C5B2N8M4K6J0T1V2W) \
+                 on Acme AI."
+            };
+            assert!(text.ends_with(&format!("{footer} ")), "{kind:?}: footer");
+            // Member emails are about signing in, not about the org's money.
+            assert_eq!(
+                text.contains("Available balance:"),
+                !kind.is_for_member(),
+                "{kind:?}: balance"
             );
             assert!(
                 !email.html.contains("src="),
@@ -1287,6 +1545,31 @@ mod tests {
                     assert!(lines.contains(&"Available balance: $3.10"));
                     assert!(email.html.contains(">Confirm the payment</a>"));
                     assert!(!text.contains(billing), "links to the confirmation only");
+                }
+                NoticeKind::CreditsExpiring => {
+                    assert!(text.contains(
+                        "$20.00 of the usage credits of Initech on Acme AI are still unused \
+                         and expire on 2026-11-24 14:05 UTC."
+                    ));
+                    assert!(text.contains("after that, they are gone"));
+                    assert!(lines.contains(&"Credits expiring: $20.00"));
+                    assert!(lines.contains(&"Expires: 2026-11-24 14:05 UTC"));
+                    assert!(lines.contains(&"Available balance: $42.00"));
+                    assert!(email.html.contains(">Open the Billing page</a>"));
+                }
+                NoticeKind::MemberSignIn => {
+                    assert!(text.contains("sign in to the Billing page of Initech on Acme AI"));
+                    assert!(text.contains("The link works once, until 2026-11-24 14:20 UTC."));
+                    assert!(text.contains("If you didn't ask for this, ignore this email"));
+                    assert!(email.html.contains(">Sign in</a>"));
+                    assert!(!text.contains(billing), "links to the sign-in only");
+                }
+                NoticeKind::MemberInvited => {
+                    assert!(text.contains("You were added to Initech on Acme AI as Developer."));
+                    assert!(lines.contains(&"Role: Developer"));
+                    assert!(text.contains("The link works once, until 2026-11-24 14:05 UTC."));
+                    assert!(email.html.contains(">Accept the invitation</a>"));
+                    assert!(!text.contains(billing), "links to the sign-in only");
                 }
             }
         }
@@ -1487,6 +1770,113 @@ mod tests {
             .lines()
             .any(|l| l == "HTTP://localhost:8080/confirm"));
         assert!(!email.text.contains(billing));
+    }
+
+    #[test]
+    fn member_emails_escape_their_link_and_role() {
+        let hostile = EmailContext {
+            link: Some("https://api.acme.example/billing/auth/a&b=\"><script>x</script>"),
+            member_role: Some("<b>Owner</b>\r\nBcc: x"),
+            expires_at: Some(expiry()),
+            ..context()
+        };
+        for kind in [NoticeKind::MemberSignIn, NoticeKind::MemberInvited] {
+            let email = render(kind, &hostile);
+            assert!(!email.html.contains("<script>"), "{kind:?}");
+            assert!(!email.html.contains("<b>"), "{kind:?}");
+            assert!(
+                email.html.contains(
+                    "href=\"https://api.acme.example/billing/auth/a&amp;b=&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""
+                ),
+                "{kind:?}"
+            );
+            assert_only_entities(&email.html, kind);
+            assert!(email
+                .text
+                .lines()
+                .any(|l| l == "https://api.acme.example/billing/auth/a&b=\"><script>x</script>"));
+        }
+        let email = render(NoticeKind::MemberInvited, &hostile);
+        assert!(email.text.contains("Role: <b>Owner</b> Bcc: x\n"));
+        assert!(email.html.contains("&lt;b&gt;Owner&lt;/b&gt; Bcc: x"));
+    }
+
+    #[test]
+    fn member_emails_without_optional_values() {
+        let billing = "https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W";
+        for kind in [NoticeKind::MemberSignIn, NoticeKind::MemberInvited] {
+            // No link: the Billing page, where a new one can be asked for.
+            let email = render(kind, &context());
+            assert!(email.text.lines().any(|l| l == billing), "{kind:?}");
+            assert!(
+                email
+                    .text
+                    .contains("Ask for a sign-in link on the Billing page:\n"),
+                "{kind:?}"
+            );
+            assert!(
+                email
+                    .text
+                    .replace('\n', " ")
+                    .contains("The link works once, for a limited time."),
+                "{kind:?}"
+            );
+            assert!(!email.text.contains("UTC"), "{kind:?}");
+        }
+        // No role, or a blank one: no role line.
+        for role in [None, Some(""), Some(" \r\n ")] {
+            let email = render(
+                NoticeKind::MemberInvited,
+                &EmailContext {
+                    member_role: role,
+                    ..context()
+                },
+            );
+            let text = email.text.replace('\n', " ");
+            assert!(!text.contains("Role"), "{role:?}");
+            assert!(
+                text.contains("You were added to Initech on Acme AI."),
+                "{role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn credits_expiring_without_optional_values() {
+        let email = render(NoticeKind::CreditsExpiring, &context());
+        assert_eq!(email.subject, "Some of your Acme AI credits expire soon");
+        let text = email.text.replace('\n', " ");
+        assert!(text.contains(
+            "Some of the usage credits of Initech on Acme AI are still unused and expire soon."
+        ));
+        assert!(!text.contains("Credits expiring:"));
+        assert!(!text.contains("Expires:"));
+        let only_amount = render(
+            NoticeKind::CreditsExpiring,
+            &EmailContext {
+                amount: Some(amount("0.000375")),
+                ..context()
+            },
+        );
+        assert_eq!(
+            only_amount.subject,
+            "$0.000375 of your Acme AI credits expire soon"
+        );
+        let only_time = render(
+            NoticeKind::CreditsExpiring,
+            &EmailContext {
+                expires_at: Some(Timestamp::from_unix_ms(4_107_542_340_000)),
+                ..context()
+            },
+        );
+        assert_eq!(
+            only_time.subject,
+            "Some of your Acme AI credits expire on 2100-02-28"
+        );
+        assert!(only_time
+            .text
+            .lines()
+            .any(|l| l == "Expires: 2100-02-28 23:59 UTC"));
     }
 
     /// Every `&` in `html` starts an entity.

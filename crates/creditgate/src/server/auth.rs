@@ -1,12 +1,20 @@
-//! Who is calling: the operator (its bearer token) or an org (one of its API keys).
+//! Who is calling: the operator (its bearer token), an org (one of its API keys), or a member
+//! of an org signed in to the billing page (its session cookie).
+//!
+//! A member's session reaches only the API routes the billing page uses, each allowed to the
+//! member's role by `creditgate_domain::member::allows` (the table is
+//! [`super::billing::api_action`]), and its writes must carry the session's CSRF token in
+//! `x-csrf-token`: both checked here, before any handler runs.
 //!
 //! Keys are stored only as HMAC-SHA256(key_hash_secret, secret): a leaked database does not
 //! yield usable keys without the server's secret. Every request looks its key up, so a
 //! revocation or a suspension counts from the very next request.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
-use creditgate_store::api::{ApiKey, Org};
+use axum::http::Method;
+use creditgate_domain::member::{self, Role};
+use creditgate_store::api::{ApiKey, Member, Org};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -34,6 +42,13 @@ pub enum Caller {
         /// Its org, as of this request.
         org: Org,
     },
+    /// A member of an org, through its billing-page session.
+    Member {
+        /// The member.
+        member: Member,
+        /// Its org, as of this request.
+        org: Org,
+    },
 }
 
 impl Caller {
@@ -41,7 +56,26 @@ impl Caller {
     pub fn require_operator(&self) -> Result<(), ApiError> {
         match self {
             Caller::Operator => Ok(()),
+            Caller::Key { .. } | Caller::Member { .. } => {
+                Err(ApiError::forbidden("This call needs the operator token."))
+            }
+        }
+    }
+
+    /// Refuses anyone but the operator and members (whose role was checked for the route
+    /// before the handler ran).
+    pub fn require_operator_or_member(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Operator | Caller::Member { .. } => Ok(()),
             Caller::Key { .. } => Err(ApiError::forbidden("This call needs the operator token.")),
+        }
+    }
+
+    /// The member's role; `None` for the operator and keys.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Caller::Member { member, .. } => Some(member.role),
+            Caller::Operator | Caller::Key { .. } => None,
         }
     }
 
@@ -50,8 +84,10 @@ impl Caller {
     pub fn require_org(&self, org_id: &str) -> Result<(), ApiError> {
         match self {
             Caller::Operator => Ok(()),
-            Caller::Key { org, .. } if org.id == org_id => Ok(()),
-            Caller::Key { .. } => Err(ApiError::not_found("org_not_found", "No such org.")),
+            Caller::Key { org, .. } | Caller::Member { org, .. } if org.id == org_id => Ok(()),
+            Caller::Key { .. } | Caller::Member { .. } => {
+                Err(ApiError::not_found("org_not_found", "No such org."))
+            }
         }
     }
 
@@ -64,6 +100,9 @@ impl Caller {
                 Err(ApiError::not_found("org_not_found", "No such org."))
             }
             (Caller::Operator, Some(id)) => Ok(id.to_owned()),
+            (Caller::Member { .. }, _) => Err(ApiError::forbidden(
+                "Metering calls need an API key or the operator token.",
+            )),
             (Caller::Operator, None) => Err(ApiError::invalid(
                 "org_id",
                 "parameter_missing",
@@ -75,7 +114,7 @@ impl Caller {
     /// The key's id, when called with a key.
     pub fn key_id(&self) -> Option<&str> {
         match self {
-            Caller::Operator => None,
+            Caller::Operator | Caller::Member { .. } => None,
             Caller::Key { key, .. } => Some(&key.id),
         }
     }
@@ -112,6 +151,9 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
         let Some(credential) = credential(parts).filter(|c| !c.is_empty()) else {
+            if let Some(secret) = super::billing::session_cookie(&parts.headers) {
+                return member_caller(parts, state, &secret).await;
+            }
             return Err(ApiError::unauthenticated(
                 "No credentials: send an API key as x-api-key or Authorization: Bearer.",
             ));
@@ -131,4 +173,46 @@ impl FromRequestParts<AppState> for Caller {
             None => Err(ApiError::unauthenticated("Invalid or revoked API key.")),
         }
     }
+}
+
+/// The member whose session cookie is `secret`, allowed on this route by its role, with the
+/// CSRF token on writes.
+async fn member_caller(parts: &Parts, state: &AppState, secret: &str) -> Result<Caller, ApiError> {
+    let session = super::billing::open_session(state, secret)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("The session has ended: sign in again."))?;
+    let path = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("");
+    let Some(action) = super::billing::api_action(&parts.method, path) else {
+        return Err(ApiError::forbidden(
+            "This call is not available with a billing-page session.",
+        ));
+    };
+    if !member::allows(session.member.role, action) {
+        return Err(ApiError::forbidden("Your role may not do this."));
+    }
+    let safe = matches!(parts.method, Method::GET | Method::HEAD);
+    let token = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !safe && !constant_time_eq(token.as_bytes(), session.csrf_token.as_bytes()) {
+        return Err(ApiError::forbidden_code(
+            "csrf_failed",
+            "Send the session's CSRF token in x-csrf-token.",
+        ));
+    }
+    let org = state
+        .store()
+        .org(&session.member.org_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("The session has ended: sign in again."))?;
+    Ok(Caller::Member {
+        member: session.member,
+        org,
+    })
 }

@@ -126,6 +126,11 @@ impl ApiError {
         )
     }
 
+    /// 403 with its own code (`csrf_failed`, `last_owner`, …).
+    pub fn forbidden_code(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "permission_error", code, message)
+    }
+
     /// 404.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found_error", code, message)

@@ -6,6 +6,7 @@
 //! → decide (the pure core) → write (the ledger writer, or one store transaction) → respond.
 
 pub mod auth;
+pub mod billing;
 pub mod demo_upstream;
 pub mod error;
 pub mod ids;
@@ -369,8 +370,9 @@ where
     }
 }
 
-/// Closes expired holds and grants, and prunes old idempotency records, through the writer
-/// like every balance change.
+/// Closes expired holds and grants through the writer like every balance change, warns of
+/// grants expiring within `credits_expiring_lead_ms` (one `credits.expiring` notice per
+/// grant), and prunes old idempotency records.
 async fn expiry_step(state: &AppState) {
     let idempotency_ttl_ms =
         i64::try_from(state.config().idempotency_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -378,6 +380,19 @@ async fn expiry_step(state: &AppState) {
     if let Err(error) = creditgate_store::expiry::run_once(state.store(), state.writer(), now).await
     {
         tracing::warn!(%error, "expiry step failed; the next one retries");
+    }
+    let lead_ms = state.config().credits_expiring_lead_ms;
+    let limit = creditgate_store::expiry::EXPIRY_BATCH_LEN_MAX;
+    match state
+        .store()
+        .warn_expiring_grants(now, lead_ms, limit)
+        .await
+    {
+        Ok(0) => {}
+        Ok(warned) => tracing::info!(warned, "credits-expiring notices written"),
+        Err(error) => {
+            tracing::warn!(%error, "warning of expiring credits failed; the next step retries")
+        }
     }
     let before = creditgate_domain::Timestamp::from_unix_ms(
         now.unix_ms().saturating_sub(idempotency_ttl_ms),
@@ -468,6 +483,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.config().request_timeout_ms.max(1));
     let (api, _) = openapi::api_router().split_for_parts();
     api.merge(payment_pages::router())
+        .merge(billing::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

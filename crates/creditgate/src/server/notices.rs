@@ -7,6 +7,12 @@
 //! attempts, parked where the operator API lists it and can retry it. A crash between the
 //! send and the mark means one more send after restart; the email's Message-ID carries the
 //! notice id, so receivers (and tests) can tell the copies apart.
+//!
+//! An org's notice goes to its billing contacts and to its owners and admins, each address
+//! once. A member's notice (`member.*`: a sign-in link, an invitation) goes to that member
+//! only, with the link made from the secret the row carries until it is sent; when the
+//! member is gone or the secret was cleared, there is nothing to send and the row is marked
+//! sent.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -162,6 +168,16 @@ pub async fn run_once(
     Ok(outcome)
 }
 
+/// Who an email goes to, and what only a member's email carries.
+struct Audience {
+    /// The addresses, deduplicated.
+    to: Vec<String>,
+    /// A member notice: the sign-in link built from its secret.
+    link: Option<String>,
+    /// A member notice: the member's role as people read it.
+    role: Option<&'static str>,
+}
+
 async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(), MailError> {
     let kind = NoticeKind::parse(&notice.kind)
         .ok_or_else(|| MailError::Build(format!("unknown kind {}", notice.kind)))?;
@@ -171,30 +187,21 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         .await
         .map_err(|e| MailError::Deliver(e.to_string()))?
         .ok_or_else(|| MailError::Build(format!("org {} is gone", notice.org_id)))?;
-    if org.billing_emails.is_empty() {
-        // Nobody to tell: recorded as sent (the webhook, when configured, still carries it).
+    let audience = if kind.is_for_member() {
+        member_audience(state, notice).await?
+    } else {
+        org_audience(state, &org).await?
+    };
+    let Some(audience) = audience else {
+        // Nobody to tell, or nothing to tell them: recorded as sent (an org's webhook, when
+        // configured, still carries it).
         return Ok(());
-    }
-    // Thresholds are kept highest first, so the one crossed to reach level n is the n-th.
-    let threshold = usize::try_from(notice.level)
-        .ok()
-        .and_then(|level| level.checked_sub(1))
-        .and_then(|index| org.low_thresholds.get(index))
-        .copied();
+    };
+    let threshold = threshold(state, &org, notice, kind).await?;
     let action_url = notice
         .payment_id
         .as_deref()
         .map(|id| super::payments::confirmation_url(state, id));
-    let threshold = match kind {
-        NoticeKind::BalanceLow => threshold,
-        NoticeKind::AutoReloadCharged => state
-            .store()
-            .auto_reload(&org.id)
-            .await
-            .map_err(|e| MailError::Deliver(e.to_string()))?
-            .map(|reload| reload.settings.threshold),
-        _ => None,
-    };
     let context = EmailContext {
         product_name: &state.config().product_name,
         org_name: &org.name,
@@ -203,13 +210,116 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         available: notice.available,
         currency: &state.config().currency,
         amount: notice.amount,
-        receipt_id: notice.transfer_id.as_deref(),
+        receipt_id: notice.transfer_id.as_deref().filter(|_| has_receipt(kind)),
         threshold,
         failure_reason: notice.reason.as_deref(),
-        next_attempt_at: notice.retry_at,
+        next_attempt_at: notice.retry_at.filter(|_| retry_is_next_attempt(kind)),
         action_url: action_url.as_deref(),
+        link: audience.link.as_deref(),
+        member_role: audience.role,
+        expires_at: notice.retry_at.filter(|_| !retry_is_next_attempt(kind)),
     };
-    let email = notice::render(kind, &context);
+    let message = message(state, notice, notice::render(kind, &context), &audience.to)?;
+    mailer.send(&notice.id, message).await
+}
+
+/// An org's notice goes to its billing contacts and its owners and admins, each address
+/// once (compared without case), billing contacts first; `None` when there is nobody.
+async fn org_audience(
+    state: &AppState,
+    org: &creditgate_store::api::Org,
+) -> Result<Option<Audience>, MailError> {
+    let admins = state
+        .store()
+        .admin_emails(&org.id)
+        .await
+        .map_err(|e| MailError::Deliver(e.to_string()))?;
+    let to = recipients(&org.billing_emails, &admins);
+    Ok((!to.is_empty()).then_some(Audience {
+        to,
+        link: None,
+        role: None,
+    }))
+}
+
+/// A member's notice goes to that member only, with the link made from its secret; `None`
+/// when the member is gone or the secret was cleared (the link was withdrawn with the
+/// member): there is nothing to send.
+async fn member_audience(state: &AppState, notice: &Notice) -> Result<Option<Audience>, MailError> {
+    let (Some(member_id), Some(secret)) = (&notice.member_id, &notice.secret) else {
+        return Ok(None);
+    };
+    let member = state
+        .store()
+        .member(&notice.org_id, member_id)
+        .await
+        .map_err(|e| MailError::Deliver(e.to_string()))?;
+    Ok(member.map(|member| Audience {
+        to: vec![member.email],
+        link: Some(format!("{}/billing/auth/{secret}", state.public_url())),
+        role: Some(member.role.label()),
+    }))
+}
+
+/// `first` then `second`, each address once: the first spelling of an address that
+/// appears twice (compared without case) is kept, in its place.
+fn recipients(first: &[String], second: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    first
+        .iter()
+        .chain(second)
+        .filter(|address| seen.insert(address.trim().to_lowercase()))
+        .cloned()
+        .collect()
+}
+
+/// Whether the row's `retry_at` is when a failed charge is tried again; otherwise it is
+/// when something expires (a sign-in link, an invitation, a grant's credits).
+fn retry_is_next_attempt(kind: NoticeKind) -> bool {
+    kind == NoticeKind::AutoReloadFailed
+}
+
+/// Whether the notice's transfer is a receipt number the email shows (a credits-expiring
+/// notice names its grant there instead).
+fn has_receipt(kind: NoticeKind) -> bool {
+    matches!(
+        kind,
+        NoticeKind::CreditsAdded | NoticeKind::AutoReloadCharged
+    )
+}
+
+/// The threshold the email names: the low-balance threshold crossed, or the auto-reload
+/// threshold reached.
+async fn threshold(
+    state: &AppState,
+    org: &creditgate_store::api::Org,
+    notice: &Notice,
+    kind: NoticeKind,
+) -> Result<Option<creditgate_domain::Amount>, MailError> {
+    match kind {
+        // Thresholds are kept highest first, so the one crossed to reach level n is the n-th.
+        NoticeKind::BalanceLow => Ok(usize::try_from(notice.level)
+            .ok()
+            .and_then(|level| level.checked_sub(1))
+            .and_then(|index| org.low_thresholds.get(index))
+            .copied()),
+        NoticeKind::AutoReloadCharged => Ok(state
+            .store()
+            .auto_reload(&org.id)
+            .await
+            .map_err(|e| MailError::Deliver(e.to_string()))?
+            .map(|reload| reload.settings.threshold)),
+        _ => Ok(None),
+    }
+}
+
+/// The email as a message to `to`, its Message-ID carrying the notice's id.
+fn message(
+    state: &AppState,
+    notice: &Notice,
+    email: notice::Email,
+    to: &[String],
+) -> Result<Message, MailError> {
     let from: Mailbox = state
         .config()
         .mail_from
@@ -219,13 +329,13 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         .from(from)
         .subject(email.subject)
         .message_id(Some(format!("<{}@creditgate>", notice.id)));
-    for address in &org.billing_emails {
-        let to: Mailbox = address
+    for address in to {
+        let mailbox: Mailbox = address
             .parse()
             .map_err(|e| MailError::Build(format!("{address}: {e}")))?;
-        builder = builder.to(to);
+        builder = builder.to(mailbox);
     }
-    let message = builder
+    builder
         .multipart(
             MultiPart::alternative()
                 .singlepart(
@@ -239,6 +349,51 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
                         .body(email.html),
                 ),
         )
-        .map_err(|e| MailError::Build(e.to_string()))?;
-    mailer.send(&notice.id, message).await
+        .map_err(|e| MailError::Build(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn recipients_are_deduplicated_without_case_in_a_stable_order() {
+        // (billing contacts, owners and admins) → recipients
+        let table: &[(&[&str], &[&str], &[&str])] = &[
+            (&[], &[], &[]),
+            (&["a@x.com"], &[], &["a@x.com"]),
+            (&[], &["o@x.com"], &["o@x.com"]),
+            (
+                &["b@x.com", "a@x.com"],
+                &["o@x.com", "a@x.com"],
+                &["b@x.com", "a@x.com", "o@x.com"],
+            ),
+            (
+                &["Billing@X.com"],
+                &["billing@x.com", "admin@x.com"],
+                &["Billing@X.com", "admin@x.com"],
+            ),
+            (&["a@x.com", "A@x.com"], &[], &["a@x.com"]),
+        ];
+        for (billing, admins, expected) in table {
+            assert_eq!(
+                recipients(&addresses(billing), &addresses(admins)),
+                addresses(expected),
+                "{billing:?} + {admins:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        assert_eq!(backoff_ms(0), 1_000);
+        assert_eq!(backoff_ms(1), 2_000);
+        assert_eq!(backoff_ms(11), 2_048_000);
+        assert_eq!(backoff_ms(12), 3_600_000);
+        assert_eq!(backoff_ms(u32::MAX), 3_600_000);
+    }
 }

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::proxy;
 use super::routes::{
-    credits, holds, keys, notices, orgs, payments, prices, system, usage, webhooks,
+    credits, holds, keys, members, notices, orgs, payments, prices, system, usage, webhooks,
 };
 use super::AppState;
 
@@ -18,7 +18,7 @@ use super::AppState;
 #[openapi(
     info(title = "creditgate", description = "Prepaid usage credits: orgs, keys, prices, holds, usage, balances."),
     modifiers(&Security),
-    security(("bearer" = []), ("api_key" = [])),
+    security(("bearer" = []), ("api_key" = []), ("session" = [])),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail))
 )]
 struct ApiDoc;
@@ -40,6 +40,11 @@ impl Modify for Security {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+        );
+        // A member's billing-page session; its writes also carry x-csrf-token.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("cg_session"))),
         );
     }
 }
@@ -84,6 +89,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             payments::put_auto_reload
         ))
         .routes(routes!(payments::stripe_webhook))
+        .routes(routes!(members::create_member, members::list_members))
+        .routes(routes!(members::update_member, members::remove_member))
         .routes(routes!(proxy::anthropic_messages))
         .routes(routes!(proxy::openai_chat_completions))
 }

@@ -11,7 +11,11 @@
 //! answer and the mark, or a resend, delivers the same event (same `id`) again.
 //!
 //! The body is `{"id", "type", "created", "data": {"org_id", "available", "access_state",
-//! "level"}}`; the `creditgate-signature` header is `t=<unix s>,v1=<hex HMAC-SHA256(secret,
+//! "level", …}}`, `data` carrying what the event has: `amount`, `transfer_id`, `payment_id`,
+//! `reason`, `retry_at` (unix seconds); `credits.expiring` carries the grant's `amount` still
+//! unused, its `grant_id` and its `expires_at` (unix seconds). A member's notice
+//! (`member.*`: a sign-in link, an invitation) is never sent to webhooks: it is for that
+//! member alone, and its link signs in. The `creditgate-signature` header is `t=<unix s>,v1=<hex HMAC-SHA256(secret,
 //! "<t>.<body>")>` (Stripe's scheme: the receiver recomputes it over the raw body and refuses
 //! a stale `t`).
 
@@ -51,23 +55,37 @@ fn access_state(kind: NoticeKind, level: u32) -> Option<AccessState> {
         | NoticeKind::AutoReloadCharged
         | NoticeKind::AutoReloadFailed
         | NoticeKind::AutoReloadDisabled
-        | NoticeKind::PaymentActionRequired => None,
+        | NoticeKind::PaymentActionRequired
+        | NoticeKind::CreditsExpiring
+        | NoticeKind::MemberSignIn
+        | NoticeKind::MemberInvited => None,
     }
 }
 
 /// The JSON body of `notice`'s event: the same for every endpoint and every attempt.
 pub fn payload(notice: &Notice) -> String {
+    let kind = NoticeKind::parse(&notice.kind);
     let mut data = serde_json::json!({
         "org_id": notice.org_id,
         "available": show(notice.available),
         "level": notice.level,
     });
-    if let Some(state) = NoticeKind::parse(&notice.kind).and_then(|k| access_state(k, notice.level))
-    {
+    if let Some(state) = kind.and_then(|k| access_state(k, notice.level)) {
         data["access_state"] = state.as_str().into();
     }
     if let Some(amount) = notice.amount {
         data["amount"] = show(amount).into();
+    }
+    if kind == Some(NoticeKind::CreditsExpiring) {
+        // The row keeps the grant in `transfer_id` and its expiry in `retry_at`; the event
+        // names them for what they are.
+        if let Some(grant_id) = &notice.transfer_id {
+            data["grant_id"] = grant_id.as_str().into();
+        }
+        if let Some(expires_at) = notice.retry_at {
+            data["expires_at"] = expires_at.unix_ms().div_euclid(1000).into();
+        }
+        return event(notice, data);
     }
     if let Some(transfer_id) = &notice.transfer_id {
         data["transfer_id"] = transfer_id.as_str().into();
@@ -81,6 +99,11 @@ pub fn payload(notice: &Notice) -> String {
     if let Some(retry_at) = notice.retry_at {
         data["retry_at"] = retry_at.unix_ms().div_euclid(1000).into();
     }
+    event(notice, data)
+}
+
+/// The event around `data`.
+fn event(notice: &Notice, data: serde_json::Value) -> String {
     serde_json::json!({
         "id": notice.id,
         "type": notice.kind,
@@ -98,9 +121,19 @@ pub fn signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Makes `notice`'s deliveries to every endpoint that receives it (idempotent).
+/// Makes `notice`'s deliveries to every endpoint that receives it (idempotent); none for a
+/// member's notice, which carries a sign-in link.
 pub async fn fan_out(state: &AppState, notice: &Notice, now: Timestamp) -> Result<u64, StoreError> {
+    if for_member(notice) {
+        return Ok(0);
+    }
     state.store().fan_out(notice, &payload(notice), now).await
+}
+
+/// Whether `notice` is for one member: its kind says so, or it names a member.
+fn for_member(notice: &Notice) -> bool {
+    NoticeKind::parse(&notice.kind).is_some_and(NoticeKind::is_for_member)
+        || notice.member_id.is_some()
 }
 
 /// What one attempt came to.
@@ -212,6 +245,69 @@ mod tests {
             signature("whsec_test", 1_700_000_000, "{}"),
             signature("whsec_test", 1_700_000_001, "{}")
         );
+    }
+
+    fn notice(kind: NoticeKind) -> Notice {
+        Notice {
+            id: "ntc_1".into(),
+            kind: kind.as_str().into(),
+            org_id: "org_1".into(),
+            available: "42".parse().unwrap(),
+            level: 0,
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: Timestamp::from_unix_ms(1_700_000_000_000),
+            last_error: None,
+            created_at: Timestamp::from_unix_ms(1_700_000_000_000),
+            sent_at: None,
+            amount: None,
+            transfer_id: None,
+            payment_id: None,
+            reason: None,
+            retry_at: None,
+            member_id: None,
+            secret: None,
+        }
+    }
+
+    #[test]
+    fn credits_expiring_names_the_grant_and_its_expiry() {
+        let expiring = Notice {
+            id: "ntc_exptxn1".into(),
+            amount: Some("20".parse().unwrap()),
+            transfer_id: Some("txn_1".into()),
+            retry_at: Some(Timestamp::from_unix_ms(1_700_600_000_999)),
+            ..notice(NoticeKind::CreditsExpiring)
+        };
+        let body: serde_json::Value = serde_json::from_str(&payload(&expiring)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "id": "ntc_exptxn1",
+                "type": "credits.expiring",
+                "created": 1_700_000_000,
+                "data": {
+                    "org_id": "org_1",
+                    "available": "42.00",
+                    "level": 0,
+                    "amount": "20.00",
+                    "grant_id": "txn_1",
+                    "expires_at": 1_700_600_000,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn member_notices_are_not_for_webhooks() {
+        for kind in NoticeKind::ALL {
+            assert_eq!(for_member(&notice(kind)), kind.is_for_member(), "{kind:?}");
+        }
+        let named = Notice {
+            member_id: Some("mem_1".into()),
+            ..notice(NoticeKind::BalanceLow)
+        };
+        assert!(for_member(&named));
     }
 
     #[test]

@@ -12,9 +12,22 @@ Usage: python launcher.py --port PORT --data-dir DIR
     POST /v1/checkout/sessions/{id}/expire
   and, for tests only:
     POST /_test/checkout/sessions/{id}/complete   payment_method=pm_... [three_d_secure=pass|fail]
+                                                  [email=...]
          pays the session with a PaymentIntent made by localstripe's own classes and emits a
          signed `checkout.session.completed` event through localstripe's webhooks
-    GET  /_test/checkout/{id}                     a tiny HTML page (no API key needed): the session's `url`
+    GET  /_test/checkout/{id}    the session's `url`: a stand-in for Stripe's hosted Checkout
+                                 page (self-contained HTML, no API key needed) with a form of
+                                 test cards (`select#payment_method`), an optional e-mail
+                                 (`input#email`) and `button#pay`
+    POST /_test/checkout/{id}    that form: pays the session exactly like .../complete (a 3-D
+                                 Secure challenge passes), then `303 See Other` to its
+                                 `success_url` ({CHECKOUT_SESSION_ID} replaced); a declined
+                                 card re-renders the page (HTTP 402) with `#error`, session open
+- Adds Stripe's test payment methods pm_card_chargeDeclined (4000000000000002),
+  pm_card_chargeDeclinedInsufficientFunds (4000000000009995) and pm_card_authenticationRequired
+  (4000002760003184) to localstripe's own (pm_card_visa, pm_card_visa_chargeDeclined,
+  pm_card_chargeCustomerFail). Cards that localstripe declines on attach (such as 4000000000000002)
+  also decline a Checkout payment without a customer, as on Stripe.
 - Prints `ready http://127.0.0.1:PORT` (flushed) once listening.
 """
 
@@ -66,6 +79,31 @@ def _dump_to_disk(self):
 
 resources.Store.try_load_from_disk = _try_load_from_disk
 resources.Store.dump_to_disk = _dump_to_disk
+
+# ---------------------------------------------------------------------------------------------
+# More of Stripe's test payment methods (localstripe knows pm_card_visa,
+# pm_card_visa_chargeDeclined and pm_card_chargeCustomerFail)
+# ---------------------------------------------------------------------------------------------
+
+_EXTRA_TEST_CARDS = {
+    'pm_card_chargeDeclined': '4000000000000002',
+    'pm_card_chargeDeclinedInsufficientFunds': '4000000000009995',
+    'pm_card_authenticationRequired': '4000002760003184',
+}
+_localstripe_test_article = \
+    PaymentMethod.__dict__['_try_get_canonical_test_article'].__func__
+
+
+def _try_get_canonical_test_article(cls, id):
+    number = _EXTRA_TEST_CARDS.get(id)
+    if number is not None:
+        return PaymentMethod(type='card', card=dict(
+            number=number, exp_month='12', exp_year='2034', cvc='123'))
+    return _localstripe_test_article(cls, id)
+
+
+PaymentMethod._try_get_canonical_test_article = \
+    classmethod(_try_get_canonical_test_article)
 
 # The launcher's own address, known once it listens (the sessions' `url`).
 _base_url = 'http://127.0.0.1'
@@ -221,6 +259,7 @@ class CheckoutSession(StripeObject):
         self.metadata = metadata
         self.payment_intent = None
         self.payment_method_types = ['card']
+        self.customer_details = None
         self.success_url = success_url
         self.cancel_url = cancel_url
         self.expires_at = self.created + 24 * 3600
@@ -251,10 +290,13 @@ class CheckoutSession(StripeObject):
 
     @classmethod
     def _api_complete(cls, id, payment_method=None, three_d_secure=None,
-                      **kwargs):
+                      email=None, **kwargs):
         """Pays the session as its customer would on the hosted page."""
         if kwargs:
             raise _unexpected('', list(kwargs.keys()))
+        if email is not None and (type(email) is not str or len(email) > 512
+                                  or not re.match(r'^[^@\s]+@[^@\s]+$', email)):
+            raise _bad('email', 'Invalid email address')
         if type(payment_method) is not str or not (
                 payment_method.startswith('pm_') or
                 payment_method.startswith('card_') or
@@ -273,6 +315,10 @@ class CheckoutSession(StripeObject):
         pm = PaymentMethod._api_retrieve(payment_method)
         if getattr(pm, 'type', None) != 'card':
             raise _bad('payment_method', 'Only card payment methods are supported')
+        if pm._attaching_is_declined():
+            # Cards such as 4000000000000002 decline whether or not they are saved.
+            raise UserError(402, 'Your card was declined.',
+                            {'code': 'card_declined'})
         if obj.customer is not None and pm.id.startswith('pm_') and \
                 pm.customer != obj.customer:
             # 402 card_declined for cards that decline on attach.
@@ -299,6 +345,9 @@ class CheckoutSession(StripeObject):
             raise UserError(402, 'The payment did not succeed (%s)' % pi.status,
                             {'code': 'payment_failed', 'payment_intent': pi.id})
 
+        if email is None and obj.customer is not None:
+            email = getattr(Customer._api_retrieve(obj.customer), 'email', None)
+        obj.customer_details = {'email': email}
         obj.status = 'complete'
         obj.payment_status = 'paid'
         obj.payment_intent = pi.id
@@ -313,33 +362,143 @@ async def _complete(request):
     return server.json_response(obj._export())
 
 
-async def _page(request):
-    try:
-        obj = CheckoutSession._api_retrieve(request.match_info['id'])
-    except UserError:
-        return web.Response(status=404, text='No such Checkout Session\n')
-    amount = '%d.%02d %s' % (obj.amount_total // 100, obj.amount_total % 100,
-                             obj.currency.upper())
-    rows = ''.join('<li>%d &times; %s</li>' % (item['quantity'],
-                                              html.escape(item['name']))
+# Stripe's zero-decimal currencies (amounts in whole units).
+_ZERO_DECIMAL = {'bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg',
+                 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf'}
+
+# The hosted page's test cards: (payment method, label); the first is the default.
+_PAGE_CARDS = (
+    ('pm_card_visa', 'Visa 4242 (succeeds)'),
+    ('pm_card_chargeDeclined', 'Visa 0002 (declined)'),
+    ('pm_card_chargeDeclinedInsufficientFunds',
+     'Visa 9995 (declined: insufficient funds)'),
+    ('pm_card_chargeCustomerFail', 'Visa 0341 (saved, then the charge is declined)'),
+    ('pm_card_authenticationRequired', 'Visa 3184 (3-D Secure, challenge passes)'),
+)
+
+_PAGE_STYLE = (
+    'body{font-family:system-ui,sans-serif;margin:0;background:#f6f8fa;color:#1f2328}'
+    'main{max-width:28rem;margin:2rem auto;padding:1.5rem;background:#fff;'
+    'border:1px solid #d0d7de;border-radius:8px}'
+    'h1{font-size:1.25rem;margin-top:0}#amount{font-size:2rem;font-weight:600;margin:.5rem 0}'
+    'label{display:block;margin:1rem 0 .25rem;font-weight:600}'
+    'select,input{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}'
+    'button{margin-top:1.25rem;width:100%;padding:.75rem;font-size:1rem;border:0;'
+    'border-radius:6px;background:#635bff;color:#fff;cursor:pointer}'
+    '#error{color:#b42318;background:#fef3f2;border:1px solid #fda29b;'
+    'padding:.5rem;border-radius:6px}'
+    '.muted{color:#656d76;font-size:.875rem}a{color:#635bff}'
+    'code{overflow-wrap:anywhere}'
+    '@media (max-width:480px){main{margin:0;border:0;border-radius:0}}'
+)
+
+
+def _format_amount(amount, currency):
+    if currency in _ZERO_DECIMAL:
+        return '%d %s' % (amount, currency.upper())
+    return '%d.%02d %s' % (amount // 100, amount % 100, currency.upper())
+
+
+def _render_page(obj, error=None, payment_method=None, email=None, status=200):
+    e = html.escape
+    amount = _format_amount(obj.amount_total, obj.currency)
+    rows = ''.join('<li>%d &times; %s</li>' % (item['quantity'], e(item['name']))
                    for item in obj._line_items)
-    body = ('<!doctype html><html><head><meta charset="utf-8">'
-            '<title>Checkout %s</title></head><body>'
-            '<h1>Test checkout</h1><p>Session <code>%s</code>: %s, status '
-            '<b>%s</b>, payment <b>%s</b>.</p><ul>%s</ul>'
-            '<p>Tests pay it with <code>POST /_test/checkout/sessions/%s/complete'
-            '</code> and <code>payment_method=pm_card_visa</code>.</p>'
-            '</body></html>\n') % (
-                html.escape(obj.id), html.escape(obj.id), amount,
-                html.escape(obj.status), html.escape(obj.payment_status), rows,
-                html.escape(obj.id))
-    return web.Response(text=body, content_type='text/html')
+    parts = [
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<title>Checkout %s</title><style>%s</style></head><body><main>' % (
+            e(obj.id), _PAGE_STYLE),
+        '<h1>Test checkout</h1>',
+        '<p id="amount" data-amount="%d" data-currency="%s">%s</p>' % (
+            obj.amount_total, e(obj.currency), e(amount)),
+        '<ul id="items">%s</ul>' % rows,
+        '<p class="muted">Session <code id="session">%s</code>: status '
+        '<b id="status">%s</b>, payment <b id="payment-status">%s</b>.</p>' % (
+            e(obj.id), e(obj.status), e(obj.payment_status)),
+    ]
+    if error is not None:
+        parts.append('<p id="error" role="alert">%s</p>' % e(error))
+    if obj.status == 'open':
+        selected = payment_method or _PAGE_CARDS[0][0]
+        options = ''.join(
+            '<option value="%s"%s>%s</option>' % (
+                e(value), ' selected' if value == selected else '', e(label))
+            for value, label in _PAGE_CARDS)
+        parts.append(
+            '<form id="checkout" method="post" action="%s">'
+            '<label for="payment_method">Test card</label>'
+            '<select id="payment_method" name="payment_method">%s</select>'
+            '<label for="email">Card holder e-mail (optional)</label>'
+            '<input id="email" name="email" type="email" autocomplete="email" '
+            'value="%s">'
+            '<button type="submit" id="pay">Pay</button></form>' % (
+                e(obj.url), options, e(email or '')))
+    if obj.cancel_url is not None and obj.status == 'open':
+        parts.append('<p><a id="cancel" href="%s">Cancel and return</a></p>' %
+                     e(obj.cancel_url))
+    parts.append(
+        '<p class="muted">A stand-in for Stripe Checkout (localstripe launcher). Tests can '
+        'also pay with <code>POST /_test/checkout/sessions/%s/complete</code> and '
+        '<code>payment_method=pm_card_visa</code>.</p>' % e(obj.id))
+    parts.append('</main></body></html>\n')
+    return web.Response(text=''.join(parts), content_type='text/html',
+                        status=status,
+                        headers={'Cache-Control': 'no-store'})
+
+
+def _success_location(obj):
+    return obj.success_url.replace('{CHECKOUT_SESSION_ID}', obj.id)
+
+
+def _page_session(request):
+    try:
+        return CheckoutSession._api_retrieve(request.match_info['id'])
+    except UserError:
+        return None
+
+
+async def _page(request):
+    obj = _page_session(request)
+    if obj is None:
+        return web.Response(status=404, text='No such Checkout Session\n')
+    return _render_page(obj)
+
+
+async def _pay(request):
+    """The hosted page's form: pays like the test-only completion, then redirects."""
+    obj = _page_session(request)
+    if obj is None:
+        return web.Response(status=404, text='No such Checkout Session\n')
+    form = await request.post()
+    payment_method = form.get('payment_method') or _PAGE_CARDS[0][0]
+    email = (form.get('email') or '').strip() or None
+    if obj.status == 'complete':
+        # A repeated submit (double click, reload): Stripe shows the result again.
+        return web.Response(status=303,
+                            headers={'Location': _success_location(obj)})
+    if type(payment_method) is not str or \
+            payment_method not in dict(_PAGE_CARDS):
+        return _render_page(obj, 'Choose one of the test cards.', None, email, 400)
+    try:
+        CheckoutSession._api_complete(obj.id, payment_method=payment_method,
+                                      three_d_secure='pass', email=email)
+    except UserError as error:
+        body = error.body.get('error', {})
+        message = body.get('message') or 'The payment failed.'
+        return _render_page(obj, message, payment_method, email,
+                            error.code if 400 <= error.code < 500 else 400)
+    return web.Response(status=303, headers={'Location': _success_location(obj)})
+
+
+# The hosted page (`/_test/checkout/{id}`, not `.../sessions/{id}/complete`).
+_PAGE_PATH = re.compile(r'^/_test/checkout/[^/]+$')
 
 
 @web.middleware
 async def _auth_middleware(request, handler):
-    # The hosted page is opened by browsers, which carry no API key.
-    if request.method == 'GET' and request.path.startswith('/_test/checkout/'):
+    # The hosted page is opened, and its form posted, by browsers, which carry no API key.
+    if request.method in ('GET', 'POST') and _PAGE_PATH.match(request.path):
         return await handler(request)
     return await server.auth_middleware(request, handler)
 
@@ -349,6 +508,7 @@ app.middlewares[app.middlewares.index(server.auth_middleware)] = \
     _auth_middleware
 app.router.add_post('/_test/checkout/sessions/{id}/complete', _complete)
 app.router.add_get('/_test/checkout/{id}', _page)
+app.router.add_post('/_test/checkout/{id}', _pay)
 app.router.add_post('/v1/checkout/sessions/{id}/expire',
                     server.api_extra(CheckoutSession._api_expire,
                                      '/v1/checkout/sessions/{id}/expire'))

@@ -21,11 +21,11 @@ use creditgate_domain::{Amount, Timestamp};
 
 pub(crate) use access::sync_after_batch;
 pub use access::AccessTransitionRecord;
+pub use members::{Added, LinkUse, Member, NewLink, Session};
 pub use payments::{
     Advanced, AutoReload, Payment, PaymentDetails, PaymentProfile, ReloadBegun, SandboxCharge,
     ACTION_WAIT_MS,
 };
-pub use members::{Added, LinkUse, Member, NewLink, Session};
 pub use reads::{Spend, UsageGroup};
 pub use webhooks::delivery_id;
 

@@ -191,7 +191,7 @@ pub async fn place_hold(
         ));
     }
     let org = match &caller {
-        Caller::Key { org, .. } => org.clone(),
+        Caller::Key { org, .. } | Caller::Member { org, .. } => org.clone(),
         Caller::Operator => state
             .store()
             .org(&org_id)

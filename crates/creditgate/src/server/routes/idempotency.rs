@@ -78,11 +78,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Idempotent<T> {
 pub fn scope(caller: &Caller) -> String {
     match caller {
         Caller::Operator => "operator".to_owned(),
-        Caller::Key { org, .. } => org.id.clone(),
+        Caller::Key { org, .. } | Caller::Member { org, .. } => org.id.clone(),
     }
 }
 
 impl<T> Idempotent<T> {
+    /// A request made by the server itself (a billing-page form) under `key`; `request`
+    /// stands for its method, path and body in the key's request hash.
+    pub fn direct(body: T, key: String, request: &str) -> Idempotent<T> {
+        Idempotent {
+            body,
+            key: Some(key),
+            request_hash: hex::encode(Sha256::digest(request.as_bytes())),
+        }
+    }
+
     /// The key, or a 400 if the route needs one.
     pub fn require_key(&self) -> Result<&str, ApiError> {
         self.key.as_deref().ok_or_else(|| {

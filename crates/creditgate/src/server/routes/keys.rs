@@ -37,7 +37,7 @@ pub async fn create_key(
     Body(body): Body<CreateKey>,
 ) -> Result<(StatusCode, Json<KeyCreatedView>), ApiError> {
     let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator()?;
+    caller.require_operator_or_member()?;
     text("name", &body.name, 0, 100)?;
     let secret = format!("{SECRET_PREFIX}{}", hex::encode(rand::random::<[u8; 24]>()));
     let key = creditgate_store::api::ApiKey {
@@ -71,7 +71,7 @@ pub async fn list_keys(
     Path(org_id): Path<String>,
 ) -> Result<Json<ListView<KeyView>>, ApiError> {
     let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator()?;
+    caller.require_operator_or_member()?;
     let keys = state.store().keys(&org.id).await?;
     Ok(Json(ListView::new(
         keys.iter().map(KeyView::from).collect(),
@@ -96,7 +96,7 @@ pub async fn revoke_key(
     if caller.require_org(&key.org_id).is_err() {
         return Err(ApiError::not_found("key_not_found", "No such key."));
     }
-    caller.require_operator()?;
+    caller.require_operator_or_member()?;
     let key = state
         .store()
         .revoke_key(&key_id, state.now())

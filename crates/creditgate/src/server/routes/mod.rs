@@ -4,6 +4,7 @@ pub mod credits;
 pub mod holds;
 pub mod idempotency;
 pub mod keys;
+pub mod members;
 pub mod notices;
 pub mod orgs;
 pub mod payments;

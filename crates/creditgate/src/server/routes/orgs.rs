@@ -202,7 +202,21 @@ pub async fn update_org(
 ) -> Result<Json<OrgView>, ApiError> {
     path_id("org_id", "org", &org_id)?;
     caller.require_org(&org_id)?;
-    caller.require_operator()?;
+    caller.require_operator_or_member()?;
+    if caller.role().is_some() {
+        // Members change their billing contacts and low-balance thresholds, nothing else.
+        let operator_only = [
+            ("name", body.name.is_some()),
+            ("floor", body.floor.is_some()),
+            ("suspended", body.suspended.is_some()),
+            ("spend_limit_monthly", body.spend_limit_monthly.is_some()),
+        ];
+        if let Some((param, _)) = operator_only.iter().find(|(_, set)| *set) {
+            return Err(ApiError::forbidden(format!(
+                "{param} is changed by the operator only."
+            )));
+        }
+    }
     if let Some(name) = &body.name {
         text("name", name, 1, NAME_LEN_MAX)?;
     }

@@ -184,7 +184,7 @@ pub async fn create_top_up(
     request: Idempotent<CreateTopUp>,
 ) -> Result<Response, ApiError> {
     let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator()?;
+    caller.require_operator_or_member()?;
     let key = request.require_key()?.to_owned();
     if let Some(replay) = request.replay(&state, &caller).await? {
         return Ok(replay);
@@ -441,7 +441,7 @@ pub async fn get_auto_reload(
     Path(org_id): Path<String>,
 ) -> Result<Json<AutoReloadView>, ApiError> {
     let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator()?;
+    caller.require_operator_or_member()?;
     let reload = state.store().auto_reload(&org.id).await?.ok_or_else(|| {
         ApiError::not_found(
             "auto_reload_not_found",
@@ -463,7 +463,7 @@ pub async fn put_auto_reload(
     json::Body(body): json::Body<PutAutoReload>,
 ) -> Result<Json<AutoReloadView>, ApiError> {
     let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator()?;
+    caller.require_operator_or_member()?;
     let amount = match (&body.amount, &body.target) {
         (Some(amount), None) => ReloadAmount::Fixed(amount.0),
         (None, Some(target)) => ReloadAmount::Target(target.0),
@@ -504,11 +504,12 @@ pub async fn put_auto_reload(
                     ),
                 ));
             }
-            (
-                consent.accepted_by.clone(),
-                state.now(),
-                consent.text_version.clone(),
-            )
+            // A member's consent is recorded as the member's, whatever the body says.
+            let accepted_by = match &caller {
+                Caller::Member { member, .. } => member.email.clone(),
+                _ => consent.accepted_by.clone(),
+            };
+            (accepted_by, state.now(), consent.text_version.clone())
         }
         (None, Some(previous)) => (
             previous.consent_by.clone(),

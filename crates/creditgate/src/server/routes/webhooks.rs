@@ -188,8 +188,13 @@ fn valid_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     }
     let mut out: Vec<String> = Vec::new();
     for (index, event) in events.into_iter().enumerate() {
-        if NoticeKind::parse(&event).is_none() {
-            let known: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.as_str()).collect();
+        // Member notices carry sign-in secrets: they are emailed, never sent to webhooks.
+        if NoticeKind::parse(&event).is_none_or(NoticeKind::is_for_member) {
+            let known: Vec<&str> = NoticeKind::ALL
+                .iter()
+                .filter(|k| !k.is_for_member())
+                .map(|k| k.as_str())
+                .collect();
             return Err(ApiError::invalid(
                 format!("events[{index}]"),
                 "parameter_invalid",
