@@ -21,6 +21,7 @@ struct Tenant {
     hold: String,
     transfer: String,
     payment: String,
+    member: String,
 }
 
 impl Tenant {
@@ -50,6 +51,14 @@ async fn tenant(app: &TestApp, name: &str) -> Tenant {
         )
         .await;
     assert_eq!(payment.status, StatusCode::CREATED, "{}", payment.body);
+    let member = app
+        .post(
+            &As::Operator,
+            &format!("/v1/orgs/{org}/members"),
+            json!({ "email": format!("dev@{}.example.com", org.to_lowercase()), "role": "developer", "invite": false }),
+        )
+        .await;
+    assert_eq!(member.status, StatusCode::CREATED, "{}", member.body);
     Tenant {
         org,
         key_id,
@@ -57,6 +66,7 @@ async fn tenant(app: &TestApp, name: &str) -> Tenant {
         hold: hold.str("id"),
         transfer,
         payment: payment.str("id"),
+        member: member.str("id"),
     }
 }
 
@@ -212,6 +222,24 @@ fn routes() -> Vec<Route> {
                 "consent": { "accepted_by": "intruder@example.com", "text_version": "2026-11" }
             }))
         }),
+        route("post", "/v1/orgs/{org_id}/members", OperatorOnly, |t| {
+            Some(
+                json!({ "email": format!("new@{}.example.com", t.org.to_lowercase()), "role": "billing", "invite": false }),
+            )
+        }),
+        route("get", "/v1/orgs/{org_id}/members", OperatorOnly, no_body),
+        route(
+            "patch",
+            "/v1/orgs/{org_id}/members/{member_id}",
+            OperatorOnly,
+            |_| Some(json!({ "role": "billing" })),
+        ),
+        route(
+            "delete",
+            "/v1/orgs/{org_id}/members/{member_id}",
+            OperatorOnly,
+            no_body,
+        ),
         route("post", "/v1/webhooks/stripe", ProviderSigned, |_| {
             Some(
                 json!({ "id": "evt_1", "type": "payment_intent.succeeded", "data": { "object": {} } }),
@@ -277,7 +305,8 @@ fn substitute(path: &str, target: &Tenant, hold: &str, key_id: &str) -> String {
         .replace("{notice_id}", "ntc_1")
         .replace("{endpoint_id}", "whk_1")
         .replace("{delivery_id}", "wdl_ntc_1_1")
-        .replace("{payment_id}", &target.payment);
+        .replace("{payment_id}", &target.payment)
+        .replace("{member_id}", &target.member);
     assert!(!out.contains('{'), "unsubstituted parameter in {out}");
     out
 }
