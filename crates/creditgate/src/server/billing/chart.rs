@@ -555,7 +555,8 @@ fn civil(day: i64) -> (i64, i64, i64) {
     civil_from_days(day.clamp(-DAY_LIMIT, DAY_LIMIT))
 }
 
-fn iso_date(day: i64) -> String {
+/// Day `day` (since 1970-01-01) as `YYYY-MM-DD`.
+pub fn iso_date(day: i64) -> String {
     let (year, month, day) = civil(day);
     format!("{year:04}-{month:02}-{day:02}")
 }

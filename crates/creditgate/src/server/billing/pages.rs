@@ -151,16 +151,22 @@ impl Ctx {
         format_money(amount, &self.state.config().currency)
     }
 
-    fn page(&self, current: &str, title: &str, body: &str) -> Response {
-        let viewer = Viewer {
+    fn viewer(&self) -> Viewer<'_> {
+        Viewer {
             product: &self.state.config().product_name,
             org_id: &self.org.id,
             org_name: &self.org.name,
             email: &self.session.member.email,
             role: self.role(),
             csrf: &self.session.csrf_token,
-        };
-        html::respond(StatusCode::OK, html::page(&viewer, current, title, body))
+        }
+    }
+
+    fn page(&self, current: &str, title: &str, body: &str) -> Response {
+        html::respond(
+            StatusCode::OK,
+            html::page(&self.viewer(), current, title, body),
+        )
     }
 
     fn csrf(&self) -> String {
@@ -189,14 +195,7 @@ impl Ctx {
             Err(html::respond(
                 StatusCode::FORBIDDEN,
                 html::page(
-                    &Viewer {
-                        product: &self.state.config().product_name,
-                        org_id: &self.org.id,
-                        org_name: &self.org.name,
-                        email: &self.session.member.email,
-                        role: self.role(),
-                        csrf: &self.session.csrf_token,
-                    },
+                    &self.viewer(),
                     "",
                     "Not available to your role",
                     &format!(
@@ -241,6 +240,23 @@ async fn ctx(state: &AppState, headers: &HeaderMap, org_id: &str) -> Result<Ctx,
     })
 }
 
+/// The signed-in member of org `org_id` allowed `action` (for a form, its CSRF token checked
+/// first), or the response to send instead.
+async fn enter(
+    state: &AppState,
+    headers: &HeaderMap,
+    org_id: &str,
+    action: Action,
+    form: Option<&Fields>,
+) -> Result<Ctx, Response> {
+    let ctx = ctx(state, headers, org_id).await?;
+    if let Some(fields) = form {
+        ctx.check_csrf(fields)?;
+    }
+    ctx.require(action)?;
+    Ok(ctx)
+}
+
 fn parse_amount(text: &str) -> Option<Amount> {
     let text = text.trim().trim_start_matches('$').replace(',', "");
     Amount::parse(&text).ok()
@@ -265,6 +281,28 @@ fn pre_csrf(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
+/// A page before sign-in whose form carries `token`, setting its cookie when `fresh`.
+fn pre_sign_in_page(
+    state: &AppState,
+    title: &str,
+    body: &str,
+    token: &str,
+    fresh: bool,
+) -> Response {
+    let response = html::respond(
+        StatusCode::OK,
+        html::public_page(&state.config().product_name, title, body),
+    );
+    if fresh {
+        with_cookies(
+            response,
+            &[super::set_cookie(state, CSRF_COOKIE, Some(token), 3_600)],
+        )
+    } else {
+        response
+    }
+}
+
 fn pre_csrf_ok(headers: &HeaderMap, fields: &Fields) -> bool {
     let cookie = super::cookie(headers, CSRF_COOKIE).unwrap_or_default();
     let sent = field(fields, "csrf");
@@ -283,18 +321,7 @@ fn sign_in_form(state: &AppState, headers: &HeaderMap, note: &str, email: &str) 
         email = esc(email),
         minutes = state.config().sign_in_link_ttl_ms / 60_000,
     );
-    let response = html::respond(
-        StatusCode::OK,
-        html::public_page(&state.config().product_name, "Sign in to billing", &body),
-    );
-    if fresh {
-        with_cookies(
-            response,
-            &[super::set_cookie(state, CSRF_COOKIE, Some(&token), 3_600)],
-        )
-    } else {
-        response
-    }
+    pre_sign_in_page(state, "Sign in to billing", &body, &token, fresh)
 }
 
 async fn sign_in_page(
@@ -349,7 +376,7 @@ async fn sign_in_send(
             tracing::info!(member = %member.id, open, "sign-in link not sent: too many open");
             continue;
         }
-        let (link, _) = members::new_link(
+        let link = members::new_link(
             &state,
             "member.sign_in",
             state.config().sign_in_link_ttl_ms,
@@ -402,18 +429,7 @@ async fn auth_page(
         secret = esc(&secret),
         csrf = csrf_field(&token),
     );
-    let response = html::respond(
-        StatusCode::OK,
-        html::public_page(&state.config().product_name, "Sign in", &body),
-    );
-    if fresh {
-        with_cookies(
-            response,
-            &[super::set_cookie(&state, CSRF_COOKIE, Some(&token), 3_600)],
-        )
-    } else {
-        response
-    }
+    pre_sign_in_page(&state, "Sign in", &body, &token, fresh)
 }
 
 async fn auth_use(
@@ -582,7 +598,7 @@ async fn overview(
     Path(org_id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewBalance, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
@@ -695,13 +711,10 @@ async fn credits_page(
     Path(org_id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::AddCredits, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::AddCredits) {
-        return response;
-    }
     let mut note = String::new();
     if let Some(payment_id) = query.get("payment") {
         if let Ok(Some(payment)) = state.store().payment(payment_id).await {
@@ -742,16 +755,10 @@ async fn credits_add(
     Path(org_id): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::AddCredits, Some(&fields)).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.check_csrf(&fields) {
-        return response;
-    }
-    if let Err(response) = ctx.require(Action::AddCredits) {
-        return response;
-    }
     let card = saved_card(&state, &org_id).await;
     let text = match field(&fields, "amount") {
         "" => field(&fields, "custom"),
@@ -1020,13 +1027,10 @@ async fn reload_page(
     Path(org_id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewPayments, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ViewPayments) {
-        return response;
-    }
     reload_view(&ctx, "", query.contains_key("saved")).await
 }
 
@@ -1036,16 +1040,18 @@ async fn reload_save(
     Path(org_id): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(
+        &state,
+        &headers,
+        &org_id,
+        Action::ManageAutoReload,
+        Some(&fields),
+    )
+    .await
+    {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.check_csrf(&fields) {
-        return response;
-    }
-    if let Err(response) = ctx.require(Action::ManageAutoReload) {
-        return response;
-    }
     let enabled = field(&fields, "enabled") == "on";
     let money = |name: &str, label: &str| -> Result<Option<Money>, String> {
         match field(&fields, name).trim() {
@@ -1121,8 +1127,7 @@ async fn reload_save(
 // ----- usage --------------------------------------------------------------------------------
 
 fn utc_date(unix_s: i64) -> String {
-    let (y, m, d) = creditgate_domain::time::civil_from_days(unix_s.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
+    chart::iso_date(unix_s.div_euclid(86_400))
 }
 
 async fn usage_rows(ctx: &Ctx, days: i64) -> Result<(Vec<chart::UsageRow>, i64, i64), Response> {
@@ -1177,13 +1182,10 @@ async fn usage_page(
     Path(org_id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewUsage, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ViewUsage) {
-        return response;
-    }
     let days = usage_days(&query);
     let key = usage_key(&query);
     let (rows, first_day, last_day) = match usage_rows(&ctx, days).await {
@@ -1260,13 +1262,10 @@ async fn usage_csv(
     Path(org_id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewUsage, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ViewUsage) {
-        return response;
-    }
     let days = usage_days(&query);
     let key = usage_key(&query);
     let (rows, _, _) = match usage_rows(&ctx, days).await {
@@ -1318,13 +1317,10 @@ async fn history_page(
     Path(org_id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewHistory, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ViewHistory) {
-        return response;
-    }
     let after = query
         .get("after")
         .filter(|id| crate::server::ids::is_valid("txn", id) || id.len() <= 128)
@@ -1393,13 +1389,10 @@ async fn receipt_page(
     headers: HeaderMap,
     Path((org_id, transfer_id)): Path<(String, String)>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewHistory, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ViewHistory) {
-        return response;
-    }
     let transfer = match state.store().transfer(&transfer_id).await {
         Ok(Some(t)) if t.credit_account_id.as_str() == org_id && receipted(t.kind.as_str()) => t,
         Ok(_) => {
@@ -1501,13 +1494,10 @@ async fn keys_page(
     headers: HeaderMap,
     Path(org_id): Path<String>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewKeys, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ViewKeys) {
-        return response;
-    }
     keys_view(&ctx, None, "").await
 }
 
@@ -1517,16 +1507,10 @@ async fn keys_create(
     Path(org_id): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ManageKeys, Some(&fields)).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.check_csrf(&fields) {
-        return response;
-    }
-    if let Err(response) = ctx.require(Action::ManageKeys) {
-        return response;
-    }
     let body = routes::keys::CreateKey {
         name: field(&fields, "name").trim().to_owned(),
         spend_limit_monthly: None,
@@ -1557,16 +1541,10 @@ async fn keys_revoke(
     Path((org_id, key_id)): Path<(String, String)>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ManageKeys, Some(&fields)).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.check_csrf(&fields) {
-        return response;
-    }
-    if let Err(response) = ctx.require(Action::ManageKeys) {
-        return response;
-    }
     match routes::keys::revoke_key(State(state.clone()), ctx.caller(), Path(key_id)).await {
         Ok(_) => redirect(&format!("{}/keys", ctx.base())),
         Err(error) => keys_view(&ctx, None, &error.message).await,
@@ -1602,13 +1580,10 @@ async fn settings_page(
     Path(org_id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ManageSettings, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ManageSettings) {
-        return response;
-    }
     let emails = ctx.org.billing_emails.join("\n");
     let thresholds: Vec<String> = ctx
         .org
@@ -1631,16 +1606,18 @@ async fn settings_save(
     Path(org_id): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(
+        &state,
+        &headers,
+        &org_id,
+        Action::ManageSettings,
+        Some(&fields),
+    )
+    .await
+    {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.check_csrf(&fields) {
-        return response;
-    }
-    if let Err(response) = ctx.require(Action::ManageSettings) {
-        return response;
-    }
     let emails_text = field(&fields, "billing_emails");
     let thresholds_text = field(&fields, "low_thresholds");
     let emails: Vec<String> = emails_text
@@ -1768,13 +1745,10 @@ async fn members_page(
     headers: HeaderMap,
     Path(org_id): Path<String>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(&state, &headers, &org_id, Action::ViewMembers, None).await {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.require(Action::ViewMembers) {
-        return response;
-    }
     members_view(&ctx, "").await
 }
 
@@ -1784,16 +1758,18 @@ async fn members_invite(
     Path(org_id): Path<String>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(
+        &state,
+        &headers,
+        &org_id,
+        Action::ManageMembers,
+        Some(&fields),
+    )
+    .await
+    {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.check_csrf(&fields) {
-        return response;
-    }
-    if let Err(response) = ctx.require(Action::ManageMembers) {
-        return response;
-    }
     let body = members::CreateMember {
         email: field(&fields, "email").to_owned(),
         name: field(&fields, "name").trim().to_owned(),
@@ -1822,16 +1798,18 @@ async fn members_change(
     Path((org_id, member_id)): Path<(String, String)>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let ctx = match ctx(&state, &headers, &org_id).await {
+    let ctx = match enter(
+        &state,
+        &headers,
+        &org_id,
+        Action::ManageMembers,
+        Some(&fields),
+    )
+    .await
+    {
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    if let Err(response) = ctx.check_csrf(&fields) {
-        return response;
-    }
-    if let Err(response) = ctx.require(Action::ManageMembers) {
-        return response;
-    }
     let result = if field(&fields, "op") == "remove" {
         members::remove_member(
             State(state.clone()),

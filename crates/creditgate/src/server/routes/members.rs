@@ -114,23 +114,17 @@ fn not_found() -> ApiError {
     ApiError::not_found("member_not_found", "No such member.")
 }
 
-/// A sign-in link for `member`, to be written with its email (`kind`).
-pub fn new_link(
-    state: &AppState,
-    kind: &'static str,
-    ttl_ms: u64,
-    now: Timestamp,
-) -> (NewLink, String) {
+/// A new sign-in link, lasting `ttl_ms`, to be written with its email (`kind`).
+pub fn new_link(state: &AppState, kind: &'static str, ttl_ms: u64, now: Timestamp) -> NewLink {
     let secret = billing::new_secret();
     let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
-    let link = NewLink {
+    NewLink {
         token_hash: billing::secret_hash(&secret),
-        secret: secret.clone(),
+        secret,
         expires_at: Timestamp::from_unix_ms(now.unix_ms().saturating_add(ttl)),
         notice_id: state.new_id("ntc"),
         notice_kind: kind,
-    };
-    (link, secret)
+    }
 }
 
 /// Add a member to an org; by default emails it an invitation with a sign-in link.
@@ -176,7 +170,6 @@ pub async fn create_member(
             state.config().invite_link_ttl_ms,
             now,
         )
-        .0
     });
     match state
         .store()
