@@ -160,11 +160,13 @@ async fn a_checkout_top_up_completes_by_webhook_and_credits_once() {
 
         let (status, completed) = stripe.complete_checkout(&session, "pm_card_visa").await;
         assert_eq!(status, 200, "{completed}");
-        eventually("the checkout's credit", || async {
-            (available(&app, &org).await == "25.00").then_some(())
+        // The credit lands first, then the payment is marked succeeded (a crash between the
+        // two credits again, idempotently): wait for both.
+        let paid = eventually("the checkout's credit", || async {
+            let paid = payment(&app, &id).await;
+            (available(&app, &org).await == "25.00" && paid["state"] == "succeeded").then_some(paid)
         })
         .await;
-        let paid = payment(&app, &id).await;
         assert_eq!(paid["state"], "succeeded");
         assert_eq!(paid["transfer_id"], format!("txn_{id}"));
 
@@ -317,11 +319,13 @@ async fn auto_reload_on_stripe_charges_declines_and_confirms() {
         assert!(session.starts_with("cs_test_"), "{checkout}");
         let (status, completed) = stripe.complete_checkout(&session, &card).await;
         assert_eq!(status, 200, "{completed}");
-        eventually("the confirmed reload", || async {
-            (available(&app, &secure).await == "27.00").then_some(())
+        let confirmed = eventually("the confirmed reload", || async {
+            let paid = payment(&app, &id).await;
+            (available(&app, &secure).await == "27.00" && paid["state"] == "succeeded")
+                .then_some(paid)
         })
         .await;
-        assert_eq!(payment(&app, &id).await["state"], "succeeded");
+        assert_eq!(confirmed["state"], "succeeded");
 
         // Reconciliation: every payment of this run at localstripe has its credit.
         let today = now_s() - 3_600;
