@@ -241,8 +241,13 @@ pub(crate) struct BatchKeys {
     pub accounts: BTreeSet<AccountId>,
     /// Holds to close, and holds to place (for idempotency).
     pub holds: BTreeSet<HoldId>,
-    /// Ids the batch would record transfers under (for idempotency).
+    /// Ids settlements, voids and expiries would record transfers under (for idempotency).
     pub transfers: BTreeSet<TransferId>,
+    /// Ids of plain transfers and usage records (for idempotency). Unlike the ids above, no
+    /// loaded row points at them, so a backend may leave them to the transfers' unique index:
+    /// an INSERT refused there means a repeat, and the batch is decided again with them
+    /// loaded.
+    pub new_transfers: BTreeSet<TransferId>,
     /// Grants named by grant expiries (loaded even when nothing is left in them).
     pub grants: BTreeSet<GrantId>,
     /// Ids that may already have closed a hold (voids and zero settlements record no transfer),
@@ -263,13 +268,13 @@ impl BatchKeys {
                 Operation::Transfer(request) => {
                     keys.accounts.insert(request.debit_account_id.clone());
                     keys.accounts.insert(request.credit_account_id.clone());
-                    keys.transfers.insert(request.id.clone());
+                    keys.new_transfers.insert(request.id.clone());
                     keys.closers.insert(request.id.clone());
                 }
                 Operation::RecordUsage(request) => {
                     keys.accounts.insert(request.debit_account_id.clone());
                     keys.accounts.insert(request.credit_account_id.clone());
-                    keys.transfers.insert(request.id.clone());
+                    keys.new_transfers.insert(request.id.clone());
                     keys.closers.insert(request.id.clone());
                 }
                 Operation::PlaceHold(request) => {
@@ -306,6 +311,11 @@ impl BatchKeys {
         keys
     }
 
+    /// Every transfer id the batch uses, in id order.
+    pub fn all_transfers(&self) -> BTreeSet<&TransferId> {
+        self.transfers.iter().chain(&self.new_transfers).collect()
+    }
+
     /// Drops keys no row can have (the engine refuses their operations anyway), so that no
     /// caller's malformed id (a NUL byte, say) reaches a query and fails its batch-mates.
     fn retain_loadable(&mut self) {
@@ -315,6 +325,7 @@ impl BatchKeys {
         self.accounts.retain(|id| loadable(id.as_str()));
         self.holds.retain(|id| loadable(id.as_str()));
         self.transfers.retain(|id| loadable(id.as_str()));
+        self.new_transfers.retain(|id| loadable(id.as_str()));
         self.grants.retain(|id| loadable(id.as_str()));
         self.closers.retain(|id| loadable(id.as_str()));
     }

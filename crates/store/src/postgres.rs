@@ -394,8 +394,9 @@ async fn load(
             state.insert_grant(codec::grant(&row)?);
         }
     }
-    if !keys.transfers.is_empty() {
-        let transfer_ids: Vec<&str> = keys.transfers.iter().map(TransferId::as_str).collect();
+    let transfers = keys.all_transfers();
+    if !transfers.is_empty() {
+        let transfer_ids: Vec<&str> = transfers.iter().map(|id| id.as_str()).collect();
         let mut repeated_grants: Vec<String> = Vec::new();
         for row in tx.query(&statements.transfers, &[&transfer_ids]).await? {
             let transfer = codec::transfer(&row)?;

@@ -17,6 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use crate::codec::{ACCOUNT_COLUMNS, GRANT_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS};
 use crate::{codec, migrate, StoreConfig, StoreError, Synchronous};
 
+mod cache;
 mod writer;
 
 pub use writer::SqliteBatch;

@@ -8,6 +8,7 @@ use creditgate_domain::ledger::{AccountKind, ChangeSet, GrantId, HoldId, LedgerS
 use creditgate_domain::{Amount, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::cache::RowCache;
 use super::{connect, grant_row, hold_row, load_account, transfer_row};
 use crate::batch::{accounts_of_holds, BatchBackend, BatchKeys};
 use crate::codec::{GRANT_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS};
@@ -18,6 +19,8 @@ pub struct SqliteBatch {
     connection: Connection,
     checkpointer: Checkpointer,
     busy_timeout_ms: u64,
+    /// Accounts and open grants as last committed (see [`RowCache`]).
+    cache: RowCache,
 }
 
 /// The writer's page cache. Every batch reads the accounts, grants and index pages it
@@ -28,10 +31,16 @@ const WRITER_CACHE_SIZE_KIB: i64 = 262_144;
 /// a system call (pages still in the WAL are read from it as usual).
 const WRITER_MMAP_SIZE_BYTES: i64 = 268_435_456;
 
-/// The writer's connection: [`connect`], plus a page cache sized for the ledger, and no
-/// checkpoints inside its commits (the [`Checkpointer`] does them).
+/// The writer's connection: [`connect`], plus a page cache sized for the ledger, no
+/// checkpoints inside its commits (the [`Checkpointer`] does them), and no foreign-key checks.
+///
+/// Foreign keys are off on this connection only: every row it writes names accounts, holds
+/// and grants the batch loaded (the engine answers `account_not_found` and the like
+/// otherwise), and rows of those tables are never deleted, so the checks (two index lookups
+/// per transfer) could never fail. Every other connection keeps them on.
 fn connect_writer(path: &Path, config: &StoreConfig) -> Result<Connection, StoreError> {
     let connection = connect(path, config)?;
+    connection.pragma_update(None, "foreign_keys", "OFF")?;
     connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     connection.pragma_update(None, "cache_size", -WRITER_CACHE_SIZE_KIB)?;
     connection.pragma_update(None, "mmap_size", WRITER_MMAP_SIZE_BYTES)?;
@@ -46,6 +55,7 @@ impl SqliteBatch {
             connection: connect_writer(path, config)?,
             checkpointer: Checkpointer::start(connect(path, config)?),
             busy_timeout_ms: config.busy_timeout_ms,
+            cache: RowCache::default(),
         })
     }
 }
@@ -151,6 +161,60 @@ fn checkpoint(connection: &Connection, mode: &str) -> Result<Checkpoint, StoreEr
     })
 }
 
+/// How a batch learns which of its transfer ids are taken already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repeats {
+    /// Assume no new transfer's id is ([`BatchKeys::new_transfers`]): the transfers' unique
+    /// index refuses the INSERT of one that is, and the batch is rolled back and decided
+    /// again with [`Repeats::LookedUp`]. Repeats are retries, rare on the hot path, so this
+    /// saves one index lookup per debit.
+    Assumed,
+    /// Look every transfer id up before deciding.
+    LookedUp,
+}
+
+/// Whether `error` is a UNIQUE constraint refusing a row.
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+impl SqliteBatch {
+    fn try_commit(
+        &mut self,
+        keys: &BatchKeys,
+        now: Timestamp,
+        decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
+        repeats: Repeats,
+    ) -> Result<(), StoreError> {
+        let cache = &mut self.cache;
+        let committed = (|| {
+            let tx = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut state = load(&tx, keys, repeats, cache)?;
+            let changes = decide(&mut state);
+            write(&tx, &changes)?;
+            crate::api::sync_after_batch::sqlite(&tx, &changes, now)?;
+            tx.commit()?;
+            Ok(changes)
+        })();
+        match committed {
+            Ok(changes) => {
+                cache.committed(&changes);
+                Ok(())
+            }
+            Err(error) => {
+                cache.clear();
+                Err(error)
+            }
+        }
+    }
+}
+
 impl BatchBackend for SqliteBatch {
     async fn commit(
         &mut self,
@@ -158,15 +222,14 @@ impl BatchBackend for SqliteBatch {
         now: Timestamp,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> Result<(), StoreError> {
-        let tx = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut state = load(&tx, keys)?;
-        let changes = decide(&mut state);
-        write(&tx, &changes)?;
-        crate::api::sync_after_batch::sqlite(&tx, &changes, now)?;
-        tx.commit()?;
-        Ok(())
+        match self.try_commit(keys, now, decide, Repeats::Assumed) {
+            Err(StoreError::Sqlite(error)) if is_unique_violation(&error) => {
+                // Some transfer id of the batch was taken already: a repeat. Nothing was
+                // committed; decide again with every transfer id looked up.
+                self.try_commit(keys, now, decide, Repeats::LookedUp)
+            }
+            done => done,
+        }
     }
 
     async fn after_answer(&mut self) {
@@ -181,7 +244,13 @@ impl BatchBackend for SqliteBatch {
     }
 }
 
-fn load(tx: &rusqlite::Transaction<'_>, keys: &BatchKeys) -> Result<LedgerState, StoreError> {
+fn load(
+    tx: &rusqlite::Transaction<'_>,
+    keys: &BatchKeys,
+    repeats: Repeats,
+    cache: &mut RowCache,
+) -> Result<LedgerState, StoreError> {
+    cache.validate(tx.query_row("PRAGMA data_version", [], |row| row.get(0))?);
     let mut state = LedgerState::new();
     {
         let mut statement =
@@ -196,7 +265,11 @@ fn load(tx: &rusqlite::Transaction<'_>, keys: &BatchKeys) -> Result<LedgerState,
     accounts.extend(keys.accounts.iter().cloned());
     let mut org_accounts = Vec::new();
     for id in &accounts {
-        if let Some(account) = load_account(tx, id)? {
+        let account = match cache.account(id) {
+            Some(account) => Some(account.clone()),
+            None => load_account(tx, id)?.inspect(|account| cache.loaded_account(account)),
+        };
+        if let Some(account) = account {
             if account.kind == AccountKind::OrgCredit {
                 org_accounts.push(account.id.clone());
             }
@@ -208,9 +281,20 @@ fn load(tx: &rusqlite::Transaction<'_>, keys: &BatchKeys) -> Result<LedgerState,
             "SELECT {GRANT_COLUMNS} FROM grants WHERE account_id = ?1 AND open = 1"
         ))?;
         for id in &org_accounts {
-            for grant in statement.query_map([id.as_str()], grant_row)? {
-                state.insert_grant(grant??);
+            if let Some(grants) = cache.open_grants(id) {
+                for grant in grants {
+                    state.insert_grant(grant.clone());
+                }
+                continue;
             }
+            let grants = statement
+                .query_map([id.as_str()], grant_row)?
+                .map(|grant| grant?)
+                .collect::<Result<Vec<_>, _>>()?;
+            for grant in &grants {
+                state.insert_grant(grant.clone());
+            }
+            cache.loaded_open_grants(id, grants);
         }
         let mut statement =
             tx.prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"))?;
@@ -224,7 +308,11 @@ fn load(tx: &rusqlite::Transaction<'_>, keys: &BatchKeys) -> Result<LedgerState,
         "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"
     ))?;
     let mut repeated_grants = Vec::new();
-    for id in &keys.transfers {
+    let transfers: Box<dyn Iterator<Item = &TransferId>> = match repeats {
+        Repeats::Assumed => Box::new(keys.transfers.iter()),
+        Repeats::LookedUp => Box::new(keys.all_transfers().into_iter()),
+    };
+    for id in transfers {
         if let Some(transfer) = statement
             .query_row([id.as_str()], transfer_row)
             .optional()?
