@@ -330,4 +330,46 @@ mod tests {
         let error = Config::from_table(table, [], Path::new("t.toml")).unwrap_err();
         assert!(error.to_string().contains("no_such_key"), "{error}");
     }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn payment_settings_come_from_their_variables() {
+        let defaults = Config::from_table(toml::Table::new(), [], Path::new("<env>")).unwrap();
+        assert_eq!(defaults.payments, "sandbox");
+        assert_eq!(defaults.stripe_secret_key, "");
+        assert_eq!(defaults.stripe_webhook_secret, "");
+        assert_eq!(defaults.stripe_api_base, "https://api.stripe.com");
+
+        let table: toml::Table = "payments = \"sandbox\"\nstripe_api_base = \"https://file\""
+            .parse()
+            .unwrap();
+        let vars = env(&[
+            ("CREDITGATE_PAYMENTS", "stripe"),
+            ("CREDITGATE_STRIPE_SECRET_KEY", "sk_test_from_env"),
+            ("CREDITGATE_STRIPE_WEBHOOK_SECRET", "whsec_from_env"),
+            ("CREDITGATE_STRIPE_API_BASE", "http://127.0.0.1:8420"),
+        ]);
+        let config = Config::from_table(table, vars, Path::new("t.toml")).unwrap();
+        assert_eq!(config.payments, "stripe");
+        assert_eq!(config.stripe_secret_key, "sk_test_from_env");
+        assert_eq!(config.stripe_webhook_secret, "whsec_from_env");
+        assert_eq!(config.stripe_api_base, "http://127.0.0.1:8420");
+        // Each variable sets its own field only.
+        let config = Config::from_table(
+            toml::Table::new(),
+            env(&[("CREDITGATE_STRIPE_WEBHOOK_SECRET", "whsec_only")]),
+            Path::new("<env>"),
+        )
+        .unwrap();
+        assert_eq!(config.stripe_webhook_secret, "whsec_only");
+        assert_eq!(config.stripe_secret_key, "");
+        assert_eq!(config.payments, "sandbox");
+        assert_eq!(config.stripe_api_base, "https://api.stripe.com");
+    }
 }

@@ -181,6 +181,33 @@ async fn a_checkout_top_up_credits_once() {
         assert_eq!(saved.status, StatusCode::CREATED, "{:?}", saved.body);
         assert_eq!(saved.body["state"], "succeeded");
         assert_eq!(available(&app, &org).await, "35.00");
+
+        // The history pages past a payment's credit (`txn_pay_…`) like past any transfer.
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let cursor = after
+                .as_ref()
+                .map(|id| format!("&starting_after={id}"))
+                .unwrap_or_default();
+            let page = app
+                .get(
+                    &As::Operator,
+                    &format!("/v1/orgs/{org}/transfers?limit=1{cursor}"),
+                )
+                .await;
+            assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+            let Some(last) = page.body["data"].as_array().unwrap().last() else {
+                break;
+            };
+            let id = last["id"].as_str().unwrap().to_owned();
+            assert!(id.starts_with("txn_pay_"), "{id}");
+            seen.push(id.clone());
+            after = Some(id);
+            assert!(seen.len() <= 2, "the pages repeat: {seen:?}");
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_ne!(seen[0], seen[1]);
         app.assert_invariants().await;
         app.stop().await;
     }

@@ -311,3 +311,250 @@ async fn advances_follow_the_state_machine_and_write_their_notices_once() {
         assert!(report.is_ok(), "{:?}", report.violations);
     }
 }
+
+/// An org (0 available, so at or below any threshold) with these auto-reload settings.
+async fn org_with_settings(store: &Store, id: &str, settings: ReloadSettings) {
+    org_with_reload(store, id).await;
+    let mut reload = store
+        .auto_reload(id)
+        .await
+        .expect("read")
+        .expect("settings");
+    reload.settings = settings;
+    store.put_auto_reload(&reload).await.expect("written");
+}
+
+fn fixed_20_limit(monthly_limit: &str) -> ReloadSettings {
+    ReloadSettings {
+        enabled: true,
+        threshold: usd("10"),
+        amount: ReloadAmount::Fixed(usd("20")),
+        monthly_limit: usd(monthly_limit),
+    }
+}
+
+/// Decides for `org` at `at` under `policy`; answers what was begun.
+async fn begin_at(
+    store: &Store,
+    org: &str,
+    payment_id: &str,
+    policy: &ReloadPolicy,
+    at: Timestamp,
+) -> ReloadBegun {
+    store
+        .begin_reload(org, payment_id, "USD", "sandbox", policy, at)
+        .await
+        .expect("the decision is written")
+}
+
+/// Moves a begun attempt through `charging` to `event` (succeeded or failed) at `at`.
+async fn finish(store: &Store, payment_id: &str, event: PaymentEvent, at: Timestamp) {
+    let moved = store
+        .advance_payment(
+            payment_id,
+            PaymentEvent::Charge,
+            &PaymentDetails::default(),
+            &failures(),
+            at,
+        )
+        .await
+        .expect("charging");
+    assert!(
+        matches!(moved, Advanced::Moved(ref p) if p.state == PaymentState::Charging),
+        "{moved:?}"
+    );
+    let details = PaymentDetails {
+        failure_code: Some("card_declined".into()),
+        failure_message: Some("Your card was declined.".into()),
+        ..PaymentDetails::default()
+    };
+    let failures = FailurePolicy {
+        failures_max: 100,
+        ..failures()
+    };
+    let moved = store
+        .advance_payment(payment_id, event, &details, &failures, at)
+        .await
+        .expect("the outcome");
+    assert!(matches!(moved, Advanced::Moved(_)), "{moved:?}");
+}
+
+/// Charges (and succeeds) a reload at `at`; it must be made, of `amount`.
+async fn reload_succeeds(store: &Store, org: &str, payment_id: &str, amount: &str, at: Timestamp) {
+    match begin_at(store, org, payment_id, &policy(), at).await {
+        ReloadBegun::Created(payment) => assert_eq!(payment.amount, usd(amount), "{payment:?}"),
+        other => panic!("{payment_id} at {at:?}: {other:?}"),
+    }
+    finish(store, payment_id, PaymentEvent::Succeeded, at).await;
+}
+
+/// The first instant of the month after `at`'s (UTC).
+fn next_month(at: Timestamp) -> Timestamp {
+    at.month_start().plus_ms(32 * 24 * 3_600_000).month_start()
+}
+
+#[tokio::test]
+async fn succeeded_reloads_reach_the_monthly_limit_until_the_next_month() {
+    let month_end = next_month(NOW);
+    assert!(month_end > NOW.plus_ms(10_000));
+    for db in testing::all().await {
+        let store = db.open().await.expect("opens");
+        // 100.00 a month in reloads of 20.00: five of them, then the limit is reached.
+        org_with_settings(&store, "org_limit", fixed_20_limit("100")).await;
+        for n in 0..5 {
+            let at = NOW.plus_ms(n * 1_000);
+            reload_succeeds(&store, "org_limit", &format!("pay_limit{n}"), "20", at).await;
+        }
+        let full = begin_at(
+            &store,
+            "org_limit",
+            "pay_limit5",
+            &policy(),
+            NOW.plus_ms(5_000),
+        )
+        .await;
+        assert_eq!(
+            full,
+            ReloadBegun::Skipped(Skip::MonthlyLimitReached),
+            "{}",
+            db.url
+        );
+        // Nothing to look again at: the limit ends with the month, not at a retry time.
+        let reload = store.auto_reload("org_limit").await.unwrap().unwrap();
+        assert_eq!(reload.retry_at, None);
+        assert!(store.due_reloads(month_end, 10).await.unwrap().is_empty());
+        // The month's last millisecond still counts them; the next month's first does not.
+        let last = begin_at(
+            &store,
+            "org_limit",
+            "pay_limit5",
+            &policy(),
+            month_end.plus_ms(-1),
+        )
+        .await;
+        assert_eq!(last, ReloadBegun::Skipped(Skip::MonthlyLimitReached));
+        reload_succeeds(&store, "org_limit", "pay_limit6", "20", month_end).await;
+
+        // What is left of the limit is charged if it is at least the smallest top-up:
+        // 90.00 leaves 10.00 after four reloads of 20.00, then nothing.
+        org_with_settings(&store, "org_left", fixed_20_limit("90")).await;
+        for n in 0..4 {
+            let at = NOW.plus_ms(n * 1_000);
+            reload_succeeds(&store, "org_left", &format!("pay_left{n}"), "20", at).await;
+        }
+        reload_succeeds(&store, "org_left", "pay_left4", "10", NOW.plus_ms(4_000)).await;
+        let full = begin_at(
+            &store,
+            "org_left",
+            "pay_left5",
+            &policy(),
+            NOW.plus_ms(5_000),
+        )
+        .await;
+        assert_eq!(full, ReloadBegun::Skipped(Skip::MonthlyLimitReached));
+        let report = store.check_invariants().await.expect("a snapshot");
+        assert!(report.is_ok(), "{:?}", report.violations);
+    }
+}
+
+#[tokio::test]
+async fn failed_reloads_do_not_count_against_the_monthly_limit() {
+    for db in testing::all().await {
+        let store = db.open().await.expect("opens");
+        org_with_settings(&store, "org_failed", fixed_20_limit("100")).await;
+        for n in 0..4 {
+            let at = NOW.plus_ms(n * 1_000);
+            reload_succeeds(&store, "org_failed", &format!("pay_ok{n}"), "20", at).await;
+        }
+        // A declined attempt of 20.00 (80.00 succeeded so far), retried after its back-off.
+        let at = NOW.plus_ms(4_000);
+        let begun = begin_at(&store, "org_failed", "pay_declined", &policy(), at).await;
+        assert!(matches!(begun, ReloadBegun::Created(_)), "{begun:?}");
+        finish(&store, "pay_declined", PaymentEvent::Failed, at).await;
+        let reload = store.auto_reload("org_failed").await.unwrap().unwrap();
+        assert_eq!(reload.failures, 1);
+        assert!(reload.settings.enabled);
+        let retry_at = reload.retry_at.expect("a retry time");
+        assert_eq!(
+            store.due_reloads(retry_at, 10).await.unwrap(),
+            ["org_failed"]
+        );
+        // The retry is charged in full: the declined 20.00 took nothing of the limit.
+        reload_succeeds(&store, "org_failed", "pay_retry", "20", retry_at).await;
+        // 100.00 succeeded now: the limit is reached.
+        let full = begin_at(
+            &store,
+            "org_failed",
+            "pay_after",
+            &policy(),
+            retry_at.plus_ms(1_000),
+        )
+        .await;
+        assert_eq!(
+            full,
+            ReloadBegun::Skipped(Skip::MonthlyLimitReached),
+            "{}",
+            db.url
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_recent_attempt_cools_down_until_a_retry_time_the_due_query_picks_up() {
+    let cooling = ReloadPolicy {
+        cooldown_ms: 60_000,
+        ..policy()
+    };
+    for db in testing::all().await {
+        let store = db.open().await.expect("opens");
+        org_with_settings(&store, "org_cool", fixed_20_limit("100")).await;
+        let begun = begin_at(&store, "org_cool", "pay_cool1", &cooling, NOW).await;
+        assert!(matches!(begun, ReloadBegun::Created(_)), "{begun:?}");
+        finish(
+            &store,
+            "pay_cool1",
+            PaymentEvent::Succeeded,
+            NOW.plus_ms(500),
+        )
+        .await;
+        // The balance is still at the threshold a second later: too soon after the attempt.
+        let until = NOW.plus_ms(60_000);
+        let soon = begin_at(
+            &store,
+            "org_cool",
+            "pay_cool2",
+            &cooling,
+            NOW.plus_ms(1_000),
+        )
+        .await;
+        assert_eq!(
+            soon,
+            ReloadBegun::Skipped(Skip::CoolingDown { until }),
+            "{}",
+            db.url
+        );
+        let reload = store.auto_reload("org_cool").await.unwrap().unwrap();
+        assert_eq!(reload.retry_at, Some(until));
+        // Not due before the cooldown ends (the decision cleared the due mark)…
+        assert!(store
+            .due_reloads(until.plus_ms(-1), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // …due from its end, without any new balance change, and then charged.
+        assert_eq!(store.due_reloads(until, 10).await.unwrap(), ["org_cool"]);
+        let later = begin_at(&store, "org_cool", "pay_cool2", &cooling, until).await;
+        assert!(
+            matches!(later, ReloadBegun::Created(ref p) if p.amount == usd("20")),
+            "{later:?}"
+        );
+        // Once made, the retry time is spent: nothing due until something else happens.
+        let reload = store.auto_reload("org_cool").await.unwrap().unwrap();
+        assert_eq!(reload.retry_at, None);
+        assert!(store
+            .due_reloads(until.plus_ms(3_600_000), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}

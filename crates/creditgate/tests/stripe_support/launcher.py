@@ -23,6 +23,17 @@ Usage: python launcher.py --port PORT --data-dir DIR
                                  Secure challenge passes), then `303 See Other` to its
                                  `success_url` ({CHECKOUT_SESSION_ID} replaced); a declined
                                  card re-renders the page (HTTP 402) with `#error`, session open
+- Records, for tests only (both kept in memory, oldest first):
+    GET    /_test/requests   every request to /v1/*: method, path, query, idempotency_key
+                             (the Idempotency-Key header, null if absent), user_agent, the
+                             form's metadata[payment_id] (null if none), and the answer's
+                             status and object id
+    GET    /_test/webhooks   every webhook delivery attempt: webhook (its id at
+                             /_config/webhooks/{id}), event, type, object (the event's object
+                             id), payment_id (its metadata's), status (null when the receiver
+                             could not be reached) and error
+    DELETE /_test/requests   forgets both records (with DELETE /_config/data: a clean slate)
+  localstripe ignores Idempotency-Key: these records are how tests see what the server sent.
 - Adds Stripe's test payment methods pm_card_chargeDeclined (4000000000000002),
   pm_card_chargeDeclinedInsufficientFunds (4000000000009995) and pm_card_authenticationRequired
   (4000002760003184) to localstripe's own (pm_card_visa, pm_card_visa_chargeDeclined,
@@ -33,7 +44,10 @@ Usage: python launcher.py --port PORT --data-dir DIR
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import html
+import json
 import logging
 import os
 import pickle
@@ -42,9 +56,10 @@ import socket
 import sys
 import time
 
+import aiohttp
 from aiohttp import web
 
-from localstripe import resources, server
+from localstripe import resources, server, webhooks
 from localstripe.errors import UserError
 from localstripe.resources import (
     Customer,
@@ -518,6 +533,120 @@ for _method, _url, _func in (
         ('GET', '/v1/checkout/sessions', server.api_list_all)):
     app.router.add_route(_method, _url, _func(CheckoutSession, _url))
 
+
+# ---------------------------------------------------------------------------------------------
+# Records of what was asked and delivered (test-only)
+# ---------------------------------------------------------------------------------------------
+
+_requests = []
+_deliveries = []
+
+
+def _metadata_payment_id(data):
+    metadata = data.get('metadata') if isinstance(data, dict) else None
+    value = metadata.get('payment_id') if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else None
+
+
+@web.middleware
+async def _record_middleware(request, handler):
+    """Records every request to the API (/v1/*), its Idempotency-Key and its answer."""
+    if not request.path.startswith('/v1/'):
+        return await handler(request)
+    entry = {
+        'method': request.method,
+        'path': request.path,
+        'query': request.query_string,
+        'idempotency_key': request.headers.get('Idempotency-Key'),
+        'user_agent': request.headers.get('User-Agent'),
+        'payment_id': None,
+        'status': None,
+        'id': None,
+    }
+    if request.method == 'POST':
+        try:
+            entry['payment_id'] = _metadata_payment_id(
+                await server.get_post_data(request, remove_auth=False))
+        except Exception:  # an unreadable body is the handler's to refuse
+            pass
+    _requests.append(entry)
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        entry['status'] = error.status
+        raise
+    except Exception:
+        entry['status'] = 500
+        raise
+    entry['status'] = response.status
+    body = getattr(response, 'body', None)
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            answer = json.loads(body)
+            if isinstance(answer, dict) and isinstance(answer.get('id'), str):
+                entry['id'] = answer['id']
+        except ValueError:
+            pass
+    return response
+
+
+async def _send_webhook(event):
+    """localstripe's own `_send_webhook` (same payload, signature and 1 s delay, once, no
+    retries), recording each delivery attempt and its answer."""
+    payload = json.dumps(event._export(), indent=2, sort_keys=True)
+    payload = payload.encode('utf-8')
+    signed_payload = b'%d.%s' % (event.created, payload)
+    obj = event.data.get('object') or {}
+    await asyncio.sleep(1)
+    logger = logging.getLogger('aiohttp.access')
+    for id, webhook in list(webhooks._webhooks.items()):
+        if webhook.events is not None and event.type not in webhook.events:
+            continue
+        signature = hmac.new(webhook.secret.encode('utf-8'), signed_payload,
+                             hashlib.sha256).hexdigest()
+        headers = {
+            'Content-Type': 'application/json; charset=utf-8',
+            'Stripe-Signature': 't=%d,v1=%s' % (event.created, signature)}
+        record = {'webhook': id, 'event': event.id, 'type': event.type,
+                  'object': obj.get('id'),
+                  'payment_id': _metadata_payment_id(obj),
+                  'status': None, 'error': None}
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(webhook.url, data=payload,
+                                        headers=headers) as r:
+                    record['status'] = r.status
+            logger.info('webhook "%s" %s to %s: %d', event.type, event.id, id,
+                        record['status'])
+        except aiohttp.ClientError as e:
+            record['error'] = str(e) or type(e).__name__
+            logger.info('webhook "%s" %s to %s failed: %s', event.type,
+                        event.id, id, record['error'])
+        _deliveries.append(record)
+
+
+# `schedule_webhook` looks `_send_webhook` up in its module at each call.
+webhooks._send_webhook = _send_webhook
+
+
+async def _list_requests(request):
+    return server.json_response(_requests)
+
+
+async def _list_deliveries(request):
+    return server.json_response(_deliveries)
+
+
+async def _forget(request):
+    del _requests[:]
+    del _deliveries[:]
+    return web.Response()
+
+
+app.middlewares.insert(0, _record_middleware)
+app.router.add_get('/_test/requests', _list_requests)
+app.router.add_delete('/_test/requests', _forget)
+app.router.add_get('/_test/webhooks', _list_deliveries)
 
 # ---------------------------------------------------------------------------------------------
 # Serving on 127.0.0.1

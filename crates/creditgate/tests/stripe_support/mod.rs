@@ -9,6 +9,10 @@
 //! The launcher adds `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions[/{id}]`,
 //! `POST /v1/checkout/sessions/{id}/expire` and the test-only
 //! `POST /_test/checkout/sessions/{id}/complete` (see [`LocalStripe::complete_checkout`]).
+//! localstripe ignores `Idempotency-Key`; the launcher records every API request with its
+//! key ([`LocalStripe::requests`]) and every webhook delivery with its answer
+//! ([`LocalStripe::deliveries`]). This module's own requests carry the user agent
+//! [`HARNESS_USER_AGENT`], so a test can tell them from the server's.
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
@@ -32,6 +36,8 @@ pub const LOCALSTRIPE_VERSION: &str = "1.15.10";
 const START_MAX: Duration = Duration::from_secs(30);
 /// The API key of every instance (localstripe accepts any `sk_…`).
 const SECRET_KEY: &str = "sk_test_creditgate";
+/// The `User-Agent` of this module's requests (the server under test sends another).
+pub const HARNESS_USER_AGENT: &str = "creditgate-test-harness";
 
 /// A running localstripe with Checkout Sessions, killed on drop.
 pub struct LocalStripe {
@@ -125,6 +131,7 @@ impl LocalStripe {
             secret_key: SECRET_KEY.to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .user_agent(HARNESS_USER_AGENT)
                 .build()
                 .map_err(|e| format!("HTTP client: {e}"))?,
         };
@@ -267,6 +274,70 @@ impl LocalStripe {
             Some(id) if status == 200 => id.to_owned(),
             _ => panic!("card {number}: HTTP {status}: {body}"),
         }
+    }
+
+    /// Empties localstripe's store (`DELETE /_config/data`) and the launcher's records of
+    /// requests and deliveries; registered webhooks stay.
+    pub async fn reset(&self) {
+        for path in ["/_config/data", "/_test/requests"] {
+            let (status, body) = self
+                .send(
+                    self.http
+                        .delete(format!("{}{path}", self.base_url))
+                        .bearer_auth(&self.secret_key),
+                )
+                .await;
+            assert_eq!(status, 200, "DELETE {path}: {body}");
+        }
+    }
+
+    /// Every request to `/v1/*` since the last [`reset`](Self::reset), oldest first: `method`,
+    /// `path`, `query`, `idempotency_key` (null if absent), `user_agent`, `payment_id` (the
+    /// form's `metadata[payment_id]`), the answer's `status` and object `id`.
+    pub async fn requests(&self) -> Vec<Value> {
+        self.records("/_test/requests").await
+    }
+
+    /// Every webhook delivery attempt since the last [`reset`](Self::reset), oldest first:
+    /// `webhook` (the id it was registered under), `event`, `type`, `object` (the event's
+    /// object id), `payment_id` (its metadata's), `status` (null if unreachable), `error`.
+    pub async fn deliveries(&self) -> Vec<Value> {
+        self.records("/_test/webhooks").await
+    }
+
+    async fn records(&self, path: &str) -> Vec<Value> {
+        let (status, body) = self.get(path).await;
+        match body {
+            Value::Array(items) if status == 200 => items,
+            other => panic!("GET {path}: HTTP {status}: {other}"),
+        }
+    }
+
+    /// Every PaymentIntent in the store, in localstripe's order (all pages).
+    pub async fn payment_intents(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        loop {
+            let path = match all.last().and_then(|i: &Value| i["id"].as_str()) {
+                None => "/v1/payment_intents?limit=100".to_owned(),
+                Some(id) => format!("/v1/payment_intents?limit=100&starting_after={id}"),
+            };
+            let (status, page) = self.get(&path).await;
+            assert_eq!(status, 200, "GET {path}: {page}");
+            let items = page["data"].as_array().cloned().unwrap_or_default();
+            let more = page["has_more"] == true && !items.is_empty();
+            all.extend(items);
+            if !more {
+                return all;
+            }
+        }
+    }
+
+    /// The events localstripe made of `kind` (`payment_intent.succeeded`, …), at most 100.
+    pub async fn events(&self, kind: &str) -> Vec<Value> {
+        let path = format!("/v1/events?limit=100&type={kind}");
+        let (status, page) = self.get(&path).await;
+        assert_eq!(status, 200, "GET {path}: {page}");
+        page["data"].as_array().cloned().unwrap_or_default()
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {

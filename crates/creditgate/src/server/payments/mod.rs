@@ -13,6 +13,8 @@
 pub mod sandbox;
 pub mod stripe;
 
+use std::sync::OnceLock;
+
 use creditgate_domain::ledger::{
     AccountId, AccountKind, GrantTerms, Operation, Origin, Rejection, TransferRequest,
     GRANT_PRIORITY_DEFAULT,
@@ -385,6 +387,7 @@ pub async fn charge(state: &AppState, payment: &Payment) -> Result<Payment, Paym
         // Only the caller that moves it to `charging` charges (a request and the worker
         // may race for a fresh top-up).
         PaymentState::Created => {
+            failpoint("payments.before_charging", &payment.id).await;
             let (moved, won) = advance_moved(
                 state,
                 payment,
@@ -400,6 +403,7 @@ pub async fn charge(state: &AppState, payment: &Payment) -> Result<Payment, Paym
         PaymentState::Charging => payment.clone(),
         _ => return Ok(payment.clone()),
     };
+    failpoint("payments.before_call", &payment.id).await;
     let outcome = match state.provider() {
         Provider::Sandbox => sandbox::charge(state, &payment, &card, false).await,
         Provider::Stripe(client) => {
@@ -414,6 +418,7 @@ pub async fn charge(state: &AppState, payment: &Payment) -> Result<Payment, Paym
                 .await
         }
     };
+    failpoint("payments.after_provider", &payment.id).await;
     match outcome {
         Ok(outcome) => apply(state, &payment, outcome).await,
         Err(ProviderError::Refused { code, message, .. }) => {
@@ -425,6 +430,30 @@ pub async fn charge(state: &AppState, payment: &Payment) -> Result<Payment, Paym
             apply(state, &payment, outcome).await
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// Test-only crash points of a charge. `CREDITGATE_FAILPOINT=<name>` (read once, by the first
+/// charge step) makes the step that reaches `<name>` print `creditgate failpoint <name>
+/// reached (<payment id>)` on stderr and then wait forever, so that a crash test can `kill -9`
+/// the process exactly there (`tests/payments_crash.rs`). The names:
+/// - `payments.before_charging`: the attempt is written (`created`), not yet `charging`;
+/// - `payments.before_call`: `charging`, the provider not called yet;
+/// - `payments.after_provider`: the provider answered, nothing of it recorded yet;
+/// - `payments.after_credit`: the ledger credited, the payment not yet marked `succeeded`.
+///
+/// Unset (always, outside those tests) it costs a read of an initialised `OnceLock`. Never
+/// set it in production: the payments worker would stop at that step for good.
+async fn failpoint(name: &str, payment_id: &str) {
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    let armed = ARMED.get_or_init(|| {
+        std::env::var("CREDITGATE_FAILPOINT")
+            .ok()
+            .filter(|name| !name.is_empty())
+    });
+    if armed.as_deref() == Some(name) {
+        eprintln!("creditgate failpoint {name} reached ({payment_id}): waiting to be killed");
+        std::future::pending::<()>().await;
     }
 }
 
@@ -512,6 +541,7 @@ pub async fn credit(
             rejection,
         });
     }
+    failpoint("payments.after_credit", &payment.id).await;
     metrics::counter!("creditgate_payments_credited_total", "kind" => payment.kind.as_str())
         .increment(1);
     advance(
@@ -589,4 +619,78 @@ pub async fn run_once(state: &AppState, now: Timestamp) -> Result<RunReport, Pay
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The configuration the `CREDITGATE_*` variables `vars` make.
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars = vars
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
+        Config::from_table(toml::Table::new(), vars, Path::new("<env>")).expect("a config")
+    }
+
+    fn refused(config: &Config) -> String {
+        match Provider::from_config(config) {
+            Ok(provider) => panic!("{} was accepted", provider.name()),
+            Err(error) => error,
+        }
+    }
+
+    const STRIPE: [(&str, &str); 4] = [
+        ("CREDITGATE_PAYMENTS", "stripe"),
+        ("CREDITGATE_STRIPE_SECRET_KEY", "sk_test_unit"),
+        ("CREDITGATE_STRIPE_WEBHOOK_SECRET", "whsec_unit"),
+        ("CREDITGATE_STRIPE_API_BASE", "http://127.0.0.1:9"),
+    ];
+
+    #[test]
+    fn the_provider_is_the_one_the_environment_names() {
+        let sandbox = Provider::from_config(&config(&[])).expect("the default");
+        assert!(matches!(sandbox, Provider::Sandbox));
+        assert_eq!(sandbox.name(), "sandbox");
+        let named = Provider::from_config(&config(&[("CREDITGATE_PAYMENTS", "sandbox")]));
+        assert!(matches!(named, Ok(Provider::Sandbox)));
+        // The sandbox needs no Stripe settings, and ignores them.
+        let mut with_keys = config(&STRIPE);
+        with_keys.payments = "sandbox".into();
+        assert!(matches!(
+            Provider::from_config(&with_keys),
+            Ok(Provider::Sandbox)
+        ));
+        let stripe = Provider::from_config(&config(&STRIPE)).expect("stripe");
+        assert!(matches!(stripe, Provider::Stripe(_)));
+        assert_eq!(stripe.name(), "stripe");
+    }
+
+    #[test]
+    fn an_unknown_provider_or_a_missing_stripe_secret_is_refused() {
+        for unknown in ["paypal", "", "Stripe", " stripe"] {
+            let mut vars = STRIPE.to_vec();
+            vars[0].1 = unknown;
+            let error = refused(&config(&vars));
+            assert!(
+                error.contains(&format!("{unknown:?}")) && error.contains("sandbox or stripe"),
+                "{unknown:?}: {error}"
+            );
+        }
+        let without = |name: &str| {
+            let vars: Vec<(&str, &str)> = STRIPE.iter().copied().filter(|v| v.0 != name).collect();
+            refused(&config(&vars))
+        };
+        let error = without("CREDITGATE_STRIPE_SECRET_KEY");
+        assert!(error.contains("stripe_secret_key"), "{error}");
+        let error = without("CREDITGATE_STRIPE_WEBHOOK_SECRET");
+        assert!(error.contains("stripe_webhook_secret"), "{error}");
+        // Set but empty is missing too.
+        let mut vars = STRIPE.to_vec();
+        vars[1].1 = "";
+        let error = refused(&config(&vars));
+        assert!(error.contains("stripe_secret_key"), "{error}");
+    }
 }

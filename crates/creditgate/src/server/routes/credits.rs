@@ -15,7 +15,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::idempotency::{scope, Idempotent};
-use super::{org_for, path_id, rejection, text, ListQuery, Query};
+use super::{org_for, rejection, text, ListQuery, Query};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::ids::derived;
@@ -257,6 +257,24 @@ pub async fn get_balance(
 }
 
 /// An org's ledger history, newest first.
+/// A transfer list's cursor: any id the ledger may have recorded, so client ids, derived
+/// ones (`txn_pay_…` for a payment's credit, `grant_…:expiry`) and the rest. Whether it is one
+/// of the org's transfers is the store's answer.
+fn transfer_cursor(id: &str) -> Result<(), ApiError> {
+    let stored = !id.is_empty()
+        && id.len() <= 2 * creditgate_domain::ledger::ID_LEN_MAX
+        && id.bytes().all(|b| b.is_ascii_graphic());
+    if stored {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "starting_after",
+            "invalid_id",
+            "starting_after must be the id of a transfer",
+        ))
+    }
+}
+
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/transfers", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ListQuery),
     responses((status = 200, body = ListView<TransferView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_transfers(
@@ -268,7 +286,7 @@ pub async fn list_transfers(
     let org = org_for(&state, &caller, &org_id).await?;
     let limit = query.limit(&state)?;
     if let Some(after) = &query.starting_after {
-        path_id("starting_after", "txn", after)?;
+        transfer_cursor(after)?;
     }
     let page = state
         .store()

@@ -27,8 +27,9 @@ pub struct ListQuery {
     /// Items per page (1 to 100, default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    #[param(pattern = "^[a-z]+_[A-Za-z0-9]{1,64}$")]
+    /// The id of the last item of the previous page (a transfer's id may be any printable
+    /// ASCII the ledger accepts, e.g. `txn_pay_…`; other lists' ids are `prefix_alphanumerics`).
+    #[param(pattern = "^[!-~]{1,256}$")]
     pub starting_after: Option<String>,
 }
 
