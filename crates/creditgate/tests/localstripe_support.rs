@@ -18,28 +18,12 @@ use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+use stripe_support::localstripe;
 use stripe_support::LocalStripe;
 
 const WEBHOOK_SECRET: &str = "whsec_localstripe_selftest";
 /// The longest wait for a webhook (localstripe waits 1 s before sending).
 const DELIVERY_MAX: Duration = Duration::from_secs(10);
-
-/// localstripe, or `None` (skip) when unavailable outside CI.
-async fn localstripe() -> Option<LocalStripe> {
-    let started = tokio::task::spawn_blocking(LocalStripe::start)
-        .await
-        .expect("the start task ends");
-    match started {
-        Ok(stripe) => Some(stripe),
-        Err(error) if stripe_support::ci() => {
-            panic!("localstripe is required when CI is set: {error}")
-        }
-        Err(error) => {
-            eprintln!("skipping: localstripe is unavailable (set CI to make this fail): {error}");
-            None
-        }
-    }
-}
 
 // ----------------------------------------------------------------------------------------
 // A webhook receiver

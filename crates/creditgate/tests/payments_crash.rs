@@ -44,6 +44,7 @@ use creditgate_store::api::Payment;
 use creditgate_store::testing::{self, TestDatabase};
 use creditgate_store::Store;
 use serde_json::{json, Value};
+use stripe_support::localstripe;
 use stripe_support::LocalStripe;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -142,20 +143,6 @@ async fn killed_after_the_credit_before_the_payment_is_marked_succeeded() {
         credits: 1,
     };
     crash_at(Stop::Failpoint("payments.after_credit"), at_kill).await;
-}
-
-async fn localstripe() -> Option<LocalStripe> {
-    match tokio::task::spawn_blocking(LocalStripe::start)
-        .await
-        .expect("the start task ends")
-    {
-        Ok(stripe) => Some(stripe),
-        Err(error) if stripe_support::ci() => panic!("localstripe is required in CI: {error}"),
-        Err(error) => {
-            eprintln!("skipping: localstripe is unavailable (set CI to make this fail): {error}");
-            None
-        }
-    }
 }
 
 async fn crash_at(stop: Stop, at_kill: AtKill) {

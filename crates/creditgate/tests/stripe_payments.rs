@@ -31,23 +31,10 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Sha256;
+use stripe_support::localstripe;
 use stripe_support::{LocalStripe, HARNESS_USER_AGENT};
 
 const WEBHOOK_SECRET: &str = "whsec_creditgate_test";
-
-async fn localstripe() -> Option<LocalStripe> {
-    match tokio::task::spawn_blocking(LocalStripe::start)
-        .await
-        .expect("the start task ends")
-    {
-        Ok(stripe) => Some(stripe),
-        Err(error) if stripe_support::ci() => panic!("localstripe is required in CI: {error}"),
-        Err(error) => {
-            eprintln!("skipping: localstripe is unavailable (set CI to make this fail): {error}");
-            None
-        }
-    }
-}
 
 /// The service on Stripe (localstripe), with localstripe's webhooks pointed at it.
 async fn spawn(stripe: &LocalStripe, database: creditgate_store::testing::TestDatabase) -> TestApp {
