@@ -125,3 +125,66 @@ async fn a_second_writer_on_the_same_database_is_seen_by_the_first() {
         assert_invariants(&ledger.store).await;
     }
 }
+
+/// A plain transfer out of an org, as an operator's negative adjustment makes.
+fn debit(id: &str, org: &AccountId, amount: Amount) -> Operation {
+    Operation::Transfer(TransferRequest {
+        id: TransferId::new(id),
+        debit_account_id: org.clone(),
+        credit_account_id: revenue(),
+        amount,
+        kind: TransferKind::Adjustment,
+        reference: format!("ref {id}"),
+        grant: None,
+    })
+}
+
+/// A repeat whose first run drained the org would fail the funds check if it were decided
+/// as new; it must answer `exists` (and a changed repeat `exists_with_different_fields`),
+/// in a later batch and in the same batch as other work, and change nothing.
+#[tokio::test]
+async fn a_repeat_that_no_longer_fits_is_exists_not_a_refusal() {
+    for db in testing::all().await {
+        let ledger = Ledger::open(&db).await;
+        let org = ledger.org.clone();
+        ledger
+            .created(purchase("txn_buy", &org, money("5.00")))
+            .await;
+        let first = ledger.created(debit("txn_out", &org, money("5.00"))).await;
+
+        let repeat = ledger
+            .submit(debit("txn_out", &org, money("5.00")))
+            .await
+            .expect("the repeat is answered");
+        assert_eq!(repeat.status, Status::Exists);
+        assert_eq!(repeat.transfer, first.transfer);
+        ledger
+            .rejected(
+                debit("txn_out", &org, money("4.00")),
+                Rejection::ExistsWithDifferentFields,
+            )
+            .await;
+
+        // In one batch with a new purchase and a new debit that does not fit.
+        let outcomes = ledger
+            .writer
+            .submit_many(vec![
+                purchase("txn_buy_2", &org, money("1.00")),
+                debit("txn_out", &org, money("5.00")),
+                debit("txn_too_much", &org, money("2.00")),
+            ])
+            .await
+            .expect("the batch commits");
+        assert_eq!(
+            statuses(&outcomes),
+            [
+                Ok(Status::Created),
+                Ok(Status::Exists),
+                Err(Rejection::InsufficientFunds)
+            ]
+        );
+        assert_eq!(ledger.account(&org).await.available(), money("1.00"));
+        assert_eq!(ledger.snapshot().await.transfers.len(), 3);
+        assert_invariants(&ledger.store).await;
+    }
+}

@@ -165,9 +165,10 @@ fn checkpoint(connection: &Connection, mode: &str) -> Result<Checkpoint, StoreEr
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Repeats {
     /// Assume no new transfer's id is ([`BatchKeys::new_transfers`]): the transfers' unique
-    /// index refuses the INSERT of one that is, and the batch is rolled back and decided
-    /// again with [`Repeats::LookedUp`]. Repeats are retries, rare on the hot path, so this
-    /// saves one index lookup per debit.
+    /// index refuses the INSERT of one that is, and the ids of the operations the engine
+    /// refused are looked up after deciding ([`refused_repeat`]); either way the batch is
+    /// rolled back and decided again with [`Repeats::LookedUp`]. Repeats are retries, rare on
+    /// the hot path, so this saves one index lookup per debit.
     Assumed,
     /// Look every transfer id up before deciding.
     LookedUp,
@@ -182,6 +183,15 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// How one attempt at a batch ended.
+enum Attempt {
+    Committed,
+    /// Decided with [`Repeats::Assumed`], an operation was refused whose id is taken already:
+    /// a repeat, whose answer is `exists` (or `exists_with_different_fields`), not that
+    /// refusal. Rolled back; nothing was written.
+    RefusedRepeat,
+}
+
 impl SqliteBatch {
     fn try_commit(
         &mut self,
@@ -189,7 +199,7 @@ impl SqliteBatch {
         now: Timestamp,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
         repeats: Repeats,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Attempt, StoreError> {
         let cache = &mut self.cache;
         let committed = (|| {
             let tx = self
@@ -197,22 +207,46 @@ impl SqliteBatch {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut state = load(&tx, keys, repeats, cache)?;
             let changes = decide(&mut state);
+            if repeats == Repeats::Assumed && refused_repeat(&tx, keys, &changes)? {
+                return Ok(None);
+            }
             write(&tx, &changes)?;
             crate::api::sync_after_batch::sqlite(&tx, &changes, now)?;
             tx.commit()?;
-            Ok(changes)
+            Ok(Some(changes))
         })();
         match committed {
-            Ok(changes) => {
+            Ok(Some(changes)) => {
                 cache.committed(&changes);
-                Ok(())
+                Ok(Attempt::Committed)
             }
+            Ok(None) => Ok(Attempt::RefusedRepeat),
             Err(error) => {
                 cache.clear();
                 Err(error)
             }
         }
     }
+}
+
+/// Whether an operation the batch refused under [`Repeats::Assumed`] has an id that is taken
+/// already. An operation whose id is taken makes no transfer when the engine refuses it
+/// (insufficient funds, say), so the unique index never sees the repeat; these few ids are
+/// looked up instead. The created ones are left to the index.
+fn refused_repeat(
+    tx: &rusqlite::Transaction<'_>,
+    keys: &BatchKeys,
+    changes: &ChangeSet,
+) -> Result<bool, StoreError> {
+    let created: std::collections::HashSet<&TransferId> =
+        changes.transfers.iter().map(|t| &t.id).collect();
+    let mut statement = tx.prepare_cached("SELECT 1 FROM transfers WHERE id = ?1")?;
+    for id in keys.new_transfers.iter().filter(|id| !created.contains(id)) {
+        if statement.exists([id.as_str()])? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl BatchBackend for SqliteBatch {
@@ -222,14 +256,18 @@ impl BatchBackend for SqliteBatch {
         now: Timestamp,
         decide: &mut (dyn FnMut(&mut LedgerState) -> ChangeSet + Send),
     ) -> Result<(), StoreError> {
-        match self.try_commit(keys, now, decide, Repeats::Assumed) {
-            Err(StoreError::Sqlite(error)) if is_unique_violation(&error) => {
-                // Some transfer id of the batch was taken already: a repeat. Nothing was
-                // committed; decide again with every transfer id looked up.
-                self.try_commit(keys, now, decide, Repeats::LookedUp)
-            }
-            done => done,
+        let again = match self.try_commit(keys, now, decide, Repeats::Assumed) {
+            Ok(Attempt::Committed) => false,
+            Ok(Attempt::RefusedRepeat) => true,
+            Err(StoreError::Sqlite(error)) if is_unique_violation(&error) => true,
+            Err(error) => return Err(error),
+        };
+        if again {
+            // Some transfer id of the batch was taken already: a repeat. Nothing was
+            // committed; decide again with every transfer id looked up.
+            self.try_commit(keys, now, decide, Repeats::LookedUp)?;
         }
+        Ok(())
     }
 
     async fn after_answer(&mut self) {
@@ -250,7 +288,10 @@ fn load(
     repeats: Repeats,
     cache: &mut RowCache,
 ) -> Result<LedgerState, StoreError> {
-    cache.validate(tx.query_row("PRAGMA data_version", [], |row| row.get(0))?);
+    cache.validate(
+        tx.prepare_cached("PRAGMA data_version")?
+            .query_row([], |row| row.get(0))?,
+    );
     let mut state = LedgerState::new();
     {
         let mut statement =
