@@ -1,0 +1,163 @@
+//! How an email reads and looks: values as people read them (money, UTC times), text made
+//! safe (on one line, HTML-escaped), and the two parts laid out from a message's blocks: the
+//! plain text wrapped at [`TEXT_WIDTH`] columns, and one inline-styled HTML document.
+
+use super::email::{Block, Message};
+use super::TEXT_WIDTH;
+use crate::money::Amount;
+use crate::time::{civil_from_days, Timestamp};
+
+/// `amount` in `currency` as a person reads it: "$12.50" for USD, "12.50 EUR" otherwise.
+pub fn format_money(amount: Amount, currency: &str) -> String {
+    if currency.eq_ignore_ascii_case("USD") {
+        match amount.checked_neg() {
+            Some(magnitude) if amount.is_negative() => format!("-${magnitude}"),
+            // i64::MIN has no positive counterpart; its Display carries the sign.
+            _ => format!("${amount}"),
+        }
+    } else {
+        format!("{amount} {currency}")
+    }
+}
+
+/// `at` as a person reads it, in UTC to the minute: "2026-11-24 14:05 UTC". Seconds are
+/// dropped, not rounded, so the time shown is never later than `at`.
+pub fn format_utc(at: Timestamp) -> String {
+    const DAY_MS: i64 = 86_400_000;
+    const MINUTE_MS: i64 = 60_000;
+    let (year, month, day) = civil_from_days(at.unix_ms().div_euclid(DAY_MS));
+    let minute_of_day = at.unix_ms().rem_euclid(DAY_MS) / MINUTE_MS;
+    let (hour, minute) = (minute_of_day / 60, minute_of_day % 60);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// `text` with `&`, `<`, `>`, `"` and `'` escaped, safe in HTML text and quoted attributes.
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// `text` on one line: every control character (line breaks included) becomes a space, and
+/// runs of whitespace one space, so that a name cannot break a header or the layout.
+pub(super) fn one_line(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `text` wrapped at `width` columns on word boundaries (a longer word stays whole).
+pub(super) fn wrap(text: &str, width: usize) -> String {
+    let mut wrapped = String::with_capacity(text.len());
+    let mut column = 0;
+    for word in text.split_whitespace() {
+        let length = word.chars().count();
+        if column > 0 && column + 1 + length > width {
+            wrapped.push('\n');
+            column = 0;
+        }
+        if column > 0 {
+            wrapped.push(' ');
+            column += 1;
+        }
+        wrapped.push_str(word);
+        column += length;
+    }
+    wrapped
+}
+
+pub(super) fn render_text(message: &Message) -> String {
+    let mut parts: Vec<String> = Vec::with_capacity(message.blocks.len() + 1);
+    for block in &message.blocks {
+        parts.push(match block {
+            Block::Paragraph(text) => wrap(text, TEXT_WIDTH),
+            Block::Figure { label, value } => format!("{label}: {value}"),
+            Block::Action { lead, url, .. } => format!("{}:\n{url}", wrap(lead, TEXT_WIDTH)),
+            Block::Link { lead, url } => format!("{}\n{url}", wrap(lead, TEXT_WIDTH)),
+        });
+    }
+    // "-- " (with the space) is the signature separator mail clients recognise.
+    parts.push(format!("-- \n{}", wrap(&message.footer, TEXT_WIDTH)));
+    let mut text = parts.join("\n\n");
+    text.push('\n');
+    text
+}
+
+const STYLE_BODY: &str = "margin:0;padding:0;background-color:#f4f4f5;";
+const STYLE_CARD: &str = "max-width:600px;margin:0 auto;padding:32px 24px;\
+    background-color:#ffffff;color:#18181b;\
+    font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;\
+    font-size:16px;line-height:1.5;";
+const STYLE_HEADING: &str = "margin:0 0 16px;font-size:22px;line-height:1.3;color:#18181b;";
+const STYLE_PARAGRAPH: &str = "margin:0 0 16px;";
+const STYLE_FIGURE: &str = "margin:0 0 24px;font-size:18px;";
+const STYLE_BUTTON_ROW: &str = "margin:0 0 24px;";
+const STYLE_BUTTON: &str = "display:inline-block;padding:12px 24px;border-radius:6px;\
+    background-color:#1d4ed8;color:#ffffff;font-weight:bold;text-decoration:none;";
+const STYLE_LINK: &str = "color:#1d4ed8;text-decoration:underline;";
+const STYLE_RULE: &str = "margin:32px 0 16px;border:0;border-top:1px solid #d4d4d8;";
+const STYLE_FOOTER: &str = "margin:0;font-size:13px;color:#52525b;";
+
+pub(super) fn render_html(message: &Message) -> String {
+    let subject = escape_html(&message.subject);
+    let mut html = String::new();
+    html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n");
+    html.push_str("<meta charset=\"utf-8\">\n");
+    html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    html.push_str(&format!("<title>{subject}</title>\n"));
+    html.push_str("</head>\n");
+    html.push_str(&format!("<body style=\"{STYLE_BODY}\">\n"));
+    html.push_str(&format!(
+        "<div role=\"article\" aria-label=\"{subject}\" style=\"{STYLE_CARD}\">\n"
+    ));
+    html.push_str(&format!(
+        "<h1 style=\"{STYLE_HEADING}\">{}</h1>\n",
+        escape_html(&message.heading)
+    ));
+    for block in &message.blocks {
+        let line = match block {
+            Block::Paragraph(text) => {
+                format!("<p style=\"{STYLE_PARAGRAPH}\">{}</p>", escape_html(text))
+            }
+            Block::Figure { label, value } => format!(
+                "<p style=\"{STYLE_FIGURE}\">{}: <strong>{}</strong></p>",
+                escape_html(label),
+                escape_html(value)
+            ),
+            Block::Action { lead, button, url } => format!(
+                "<p style=\"{STYLE_PARAGRAPH}\">{}.</p>\n\
+                 <p style=\"{STYLE_BUTTON_ROW}\"><a href=\"{}\" style=\"{STYLE_BUTTON}\">{}</a></p>",
+                escape_html(lead),
+                escape_html(url),
+                escape_html(button)
+            ),
+            Block::Link { lead, url } => {
+                let url = escape_html(url);
+                format!(
+                    "<p style=\"{STYLE_PARAGRAPH}\">{} <a href=\"{url}\" style=\"{STYLE_LINK}\">{url}</a></p>",
+                    escape_html(lead)
+                )
+            }
+        };
+        html.push_str(&line);
+        html.push('\n');
+    }
+    html.push_str(&format!("<hr style=\"{STYLE_RULE}\">\n"));
+    html.push_str(&format!(
+        "<p style=\"{STYLE_FOOTER}\">{}</p>\n",
+        escape_html(&message.footer)
+    ));
+    html.push_str("</div>\n</body>\n</html>\n");
+    html
+}
