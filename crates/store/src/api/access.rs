@@ -57,6 +57,18 @@ fn notice_of(seq: i64, transition: &Transition) -> Option<(String, &'static str)
         .map(|kind| (format!("ntc_{seq}"), kind.as_str()))
 }
 
+/// A receipt's notice id from its transfer id's letters and digits (`suffix`). A suffix of
+/// digits alone takes a `t`: `ntc_<digits>` is a transition's notice (`ntc_<seq>`, inserted
+/// without `ON CONFLICT`), and a receipt there would fail every batch that reached that seq.
+/// The service's own transfer ids (`txn_…`) never need it.
+fn receipt_id(suffix: &str) -> String {
+    if suffix.bytes().all(|b| b.is_ascii_digit()) {
+        format!("ntc_t{suffix}")
+    } else {
+        format!("ntc_{suffix}")
+    }
+}
+
 fn notice_values(
     id: &str,
     kind: &str,
@@ -380,7 +392,7 @@ pub(crate) mod sync_after_batch {
                         .take(60)
                         .collect();
                 Some((
-                    format!("ntc_{suffix}"),
+                    receipt_id(&suffix),
                     kind,
                     org.id.as_str(),
                     t,
