@@ -1,0 +1,73 @@
+//! The demo upstream's deterministic usage: the token counts of a request and of a reply (the
+//! formulas are the parent module's docs), and the counts as a response reports them, well
+//! formed or (the `x-demo-malformed-usage` hook) not.
+
+use serde_json::{json, Value};
+
+use super::request::Ask;
+use super::REPLY_WORDS;
+
+/// Input tokens of an Anthropic Messages request (see the module docs).
+pub fn anthropic_input_tokens(request: &Value) -> u64 {
+    let mut bytes = request.get("system").map_or(0, text_bytes);
+    bytes += messages_bytes(request);
+    tokens_of_bytes(bytes)
+}
+
+/// Input tokens of an OpenAI Chat Completions request (see the module docs).
+pub fn openai_input_tokens(request: &Value) -> u64 {
+    tokens_of_bytes(messages_bytes(request))
+}
+
+/// Output tokens for an output limit: `min(limit, REPLY_WORDS)`.
+pub fn output_tokens(limit: u64) -> u64 {
+    limit.min(REPLY_WORDS)
+}
+
+/// `max(1, ⌈bytes / 4⌉)`.
+fn tokens_of_bytes(bytes: usize) -> u64 {
+    u64::try_from(bytes.div_ceil(4)).unwrap_or(u64::MAX).max(1)
+}
+
+fn messages_bytes(request: &Value) -> usize {
+    request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |messages| {
+            messages
+                .iter()
+                .map(|message| message.get("content").map_or(0, text_bytes))
+                .sum()
+        })
+}
+
+/// A string's bytes, or the `text` strings' bytes of an array of blocks.
+fn text_bytes(content: &Value) -> usize {
+    match content {
+        Value::String(text) => text.len(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|block| block.get("text").and_then(Value::as_str))
+            .map(str::len)
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// An input count as the usage reports it: a string when malformed.
+pub(super) fn input_count(ask: &Ask, malformed: bool) -> Value {
+    if malformed {
+        json!(ask.input_tokens.to_string())
+    } else {
+        json!(ask.input_tokens)
+    }
+}
+
+/// An output count as the usage reports it: negative when malformed.
+pub(super) fn output_count(count: u64, malformed: bool) -> Value {
+    if malformed {
+        json!(-i64::try_from(count).unwrap_or(i64::MAX) - 1)
+    } else {
+        json!(count)
+    }
+}
