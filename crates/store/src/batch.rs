@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use creditgate_domain::ledger::{
-    apply, AccountId, AccountKind, ChangeSet, GrantId, HoldId, LedgerState, Operation, Outcome,
-    TransferId, ID_LEN_MAX,
+    apply, is_storable_id, AccountId, AccountKind, ChangeSet, GrantId, HoldId, LedgerState,
+    Operation, Outcome, TransferId,
 };
 use creditgate_domain::Timestamp;
 use tokio::sync::{mpsc, oneshot};
@@ -311,23 +311,20 @@ impl BatchKeys {
         keys
     }
 
-    /// Every transfer id the batch uses, in id order.
-    pub fn all_transfers(&self) -> BTreeSet<&TransferId> {
-        self.transfers.iter().chain(&self.new_transfers).collect()
+    /// Every transfer id the batch uses.
+    pub fn all_transfers(&self) -> impl Iterator<Item = &TransferId> {
+        self.transfers.iter().chain(&self.new_transfers)
     }
 
     /// Drops keys no row can have (the engine refuses their operations anyway), so that no
     /// caller's malformed id (a NUL byte, say) reaches a query and fails its batch-mates.
     fn retain_loadable(&mut self) {
-        fn loadable(id: &str) -> bool {
-            !id.is_empty() && id.len() <= 2 * ID_LEN_MAX && id.bytes().all(|b| b.is_ascii_graphic())
-        }
-        self.accounts.retain(|id| loadable(id.as_str()));
-        self.holds.retain(|id| loadable(id.as_str()));
-        self.transfers.retain(|id| loadable(id.as_str()));
-        self.new_transfers.retain(|id| loadable(id.as_str()));
-        self.grants.retain(|id| loadable(id.as_str()));
-        self.closers.retain(|id| loadable(id.as_str()));
+        self.accounts.retain(|id| is_storable_id(id.as_str()));
+        self.holds.retain(|id| is_storable_id(id.as_str()));
+        self.transfers.retain(|id| is_storable_id(id.as_str()));
+        self.new_transfers.retain(|id| is_storable_id(id.as_str()));
+        self.grants.retain(|id| is_storable_id(id.as_str()));
+        self.closers.retain(|id| is_storable_id(id.as_str()));
     }
 }
 

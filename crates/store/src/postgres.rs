@@ -394,9 +394,8 @@ async fn load(
             state.insert_grant(codec::grant(&row)?);
         }
     }
-    let transfers = keys.all_transfers();
-    if !transfers.is_empty() {
-        let transfer_ids: Vec<&str> = transfers.iter().map(|id| id.as_str()).collect();
+    let transfer_ids: Vec<&str> = keys.all_transfers().map(TransferId::as_str).collect();
+    if !transfer_ids.is_empty() {
         let mut repeated_grants: Vec<String> = Vec::new();
         for row in tx.query(&statements.transfers, &[&transfer_ids]).await? {
             let transfer = codec::transfer(&row)?;

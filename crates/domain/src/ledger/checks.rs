@@ -27,6 +27,13 @@ pub fn is_valid_id_text(id: &str) -> bool {
         .all(|b| b.is_ascii_graphic() && b != ID_DERIVED_SEPARATOR)
 }
 
+/// Whether some stored ledger row could have `id`: a client id or one the ledger derives
+/// from it (`hold_1:expiry`), so printable ASCII, `:` included, of at most twice
+/// [`ID_LEN_MAX`]. An id failing this is never looked up.
+pub fn is_storable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 2 * ID_LEN_MAX && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 pub(super) fn check_reference(reference: &str) -> Result<(), Rejection> {
     if reference.len() > REFERENCE_LEN_MAX {
         return Err(Rejection::ReferenceTooLong);

@@ -21,7 +21,7 @@ mod result;
 mod state;
 mod types;
 
-pub use checks::is_valid_id_text;
+pub use checks::{is_storable_id, is_valid_id_text};
 pub use engine::apply;
 pub use invariants::{check as check_invariants, InvariantReport, Snapshot};
 pub use result::{Outcome, Receipt, Rejection, Status};

@@ -385,14 +385,8 @@ pub(crate) mod sync_after_batch {
             .filter_map(|t| {
                 let kind = creditgate_domain::notice::for_credit(t.kind)?;
                 let org = orgs.iter().find(|a| a.id == t.credit_account_id)?;
-                let suffix: String =
-                    t.id.as_str()
-                        .chars()
-                        .filter(char::is_ascii_alphanumeric)
-                        .take(60)
-                        .collect();
                 Some((
-                    receipt_id(&suffix),
+                    receipt_id(&crate::api::letters_and_digits(t.id.as_str(), 60)),
                     kind,
                     org.id.as_str(),
                     t,

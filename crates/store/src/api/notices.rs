@@ -66,12 +66,7 @@ const INSERT_WARNING: &str = "INSERT INTO notices (id, kind, org_id, available, 
 /// service's grant ids (`txn_` and 32 hex digits) keep apart this way, as they do in the
 /// receipts' ids made the same way.
 fn warning_id(grant_id: &str) -> String {
-    let suffix: String = grant_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(57)
-        .collect();
-    format!("ntc_exp{suffix}")
+    format!("ntc_exp{}", crate::api::letters_and_digits(grant_id, 57))
 }
 
 impl Store {

@@ -349,11 +349,11 @@ fn load(
         "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"
     ))?;
     let mut repeated_grants = Vec::new();
-    let transfers: Box<dyn Iterator<Item = &TransferId>> = match repeats {
-        Repeats::Assumed => Box::new(keys.transfers.iter()),
-        Repeats::LookedUp => Box::new(keys.all_transfers().into_iter()),
+    let transfers = match repeats {
+        Repeats::Assumed => None,
+        Repeats::LookedUp => Some(&keys.new_transfers),
     };
-    for id in transfers {
+    for id in keys.transfers.iter().chain(transfers.into_iter().flatten()) {
         if let Some(transfer) = statement
             .query_row([id.as_str()], transfer_row)
             .optional()?

@@ -256,15 +256,11 @@ pub async fn get_balance(
     )))
 }
 
-/// An org's ledger history, newest first.
-/// A transfer list's cursor: any id the ledger may have recorded, so client ids, derived
-/// ones (`txn_pay_…` for a payment's credit, `grant_…:expiry`) and the rest. Whether it is one
-/// of the org's transfers is the store's answer.
+/// A transfer list's cursor: any id a stored transfer could have, so client ids and derived
+/// ones (`txn_pay_…` for a payment's credit, `grant_…:expiry`). Whether it is one of the org's
+/// transfers is the store's answer.
 fn transfer_cursor(id: &str) -> Result<(), ApiError> {
-    let stored = !id.is_empty()
-        && id.len() <= 2 * creditgate_domain::ledger::ID_LEN_MAX
-        && id.bytes().all(|b| b.is_ascii_graphic());
-    if stored {
+    if creditgate_domain::ledger::is_storable_id(id) {
         Ok(())
     } else {
         Err(ApiError::invalid(
@@ -275,6 +271,7 @@ fn transfer_cursor(id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// An org's ledger history, newest first.
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/transfers", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ListQuery),
     responses((status = 200, body = ListView<TransferView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_transfers(

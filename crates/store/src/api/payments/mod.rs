@@ -120,11 +120,7 @@ async fn notice(
         .map(|row| row.int(0))
         .transpose()?
         .unwrap_or(0);
-    let suffix: String = format!("{}{}", payment.id, kind.as_str())
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(80)
-        .collect();
+    let suffix = crate::api::letters_and_digits(&format!("{}{}", payment.id, kind.as_str()), 80);
     tx.execute(
         "INSERT INTO notices (id, kind, org_id, available, level, state, attempts,
          next_attempt_at, last_error, created_at, sent_at, amount, transfer_id, payment_id,

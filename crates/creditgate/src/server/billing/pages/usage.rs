@@ -19,7 +19,19 @@ const USAGE_DAYS_MAX: i64 = 366;
 /// Usage groups read for one page, at most.
 const USAGE_GROUPS_MAX: usize = 20_000;
 
-async fn usage_rows(ctx: &Ctx, days: i64) -> Result<(Vec<chart::UsageRow>, i64, i64), Response> {
+/// What the usage page and its CSV show: the period and key asked for (or the defaults), and
+/// the period's rows (every key's; the key filters them after).
+struct Usage {
+    days: i64,
+    key: Option<String>,
+    rows: Vec<chart::UsageRow>,
+    first_day: i64,
+    last_day: i64,
+}
+
+async fn read_usage(ctx: &Ctx, query: &Fields) -> Result<Usage, Response> {
+    let days = usage_days(query);
+    let key = usage_key(query);
     let now = ctx.state.now().unix_ms();
     let last_day = now.div_euclid(DAY_MS);
     let first_day = last_day - (days - 1);
@@ -47,7 +59,13 @@ async fn usage_rows(ctx: &Ctx, days: i64) -> Result<(Vec<chart::UsageRow>, i64, 
             }
         })
         .collect();
-    Ok((rows, first_day, last_day))
+    Ok(Usage {
+        days,
+        key,
+        rows,
+        first_day,
+        last_day,
+    })
 }
 
 fn usage_days(query: &Fields) -> i64 {
@@ -75,9 +93,13 @@ pub(super) async fn usage_page(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let days = usage_days(&query);
-    let key = usage_key(&query);
-    let (rows, first_day, last_day) = match usage_rows(&ctx, days).await {
+    let Usage {
+        days,
+        key,
+        rows,
+        first_day,
+        last_day,
+    } = match read_usage(&ctx, &query).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -155,9 +177,7 @@ pub(super) async fn usage_csv(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let days = usage_days(&query);
-    let key = usage_key(&query);
-    let (rows, _, _) = match usage_rows(&ctx, days).await {
+    let Usage { key, rows, .. } = match read_usage(&ctx, &query).await {
         Ok(found) => found,
         Err(response) => return response,
     };
