@@ -211,11 +211,25 @@ impl Store {
         }
     }
 
-    /// Loads everything and checks the ledger invariants.
+    /// Loads everything and checks the ledger invariants, and one of the store's own: each
+    /// grant's `open` flag (what the writer loads an org's grants by) says whether it has
+    /// credits left.
     pub async fn check_invariants(&self) -> Result<InvariantReport, StoreError> {
-        Ok(creditgate_domain::ledger::check_invariants(
-            &self.snapshot().await?,
-        ))
+        let mut report = creditgate_domain::ledger::check_invariants(&self.snapshot().await?);
+        let flagged = self
+            .db
+            .query(
+                "SELECT id FROM grants WHERE open <> (amount - consumed - expired > 0) ORDER BY id",
+                &[],
+            )
+            .await?;
+        for row in &flagged {
+            report.violations.push(format!(
+                "grant {}: its open flag disagrees with its remaining credits",
+                crate::codec::Columns::text(row, 0)?
+            ));
+        }
+        Ok(report)
     }
 
     /// Open holds whose TTL has passed at `now`, oldest first, at most `limit`.

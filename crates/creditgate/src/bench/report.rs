@@ -127,6 +127,15 @@ impl BackendReport {
             .expect("every figure is measured")
     }
 
+    /// Bytes written per operation of `measured`, for a backend that writes in this process
+    /// (PostgreSQL writes in its server's).
+    fn written_per_operation(&self, measured: &Measured) -> Option<u64> {
+        match self.name {
+            "sqlite" => measured.written_per_operation(),
+            _ => None,
+        }
+    }
+
     /// Operations refused or failed, over every figure (none are expected).
     pub fn problems(&self) -> u64 {
         self.figures
@@ -219,6 +228,24 @@ impl Summary {
         for (label, figure) in batch_rows {
             rows.push(self.row(label, |b| tenths(b.figure(figure).batch_len_tenths()), None));
         }
+        // PostgreSQL writes in its own server process, so only SQLite's bytes are seen here.
+        let written_rows = [
+            ("KiB written per debit, single", Figure::Single),
+            ("KiB written per debit, hot org", Figure::Hot),
+            ("KiB written per charge, hold+settle", Figure::HoldSettle),
+            ("KiB written per debit, batched", Figure::Batched),
+            ("KiB written per debit, batched hot", Figure::BatchedHot),
+        ];
+        for (label, figure) in written_rows {
+            rows.push(self.row(
+                label,
+                |b| match b.written_per_operation(b.figure(figure)) {
+                    Some(bytes) => tenths(bytes * 10 / 1024),
+                    None => "-".to_owned(),
+                },
+                None,
+            ));
+        }
         rows.push(self.row(
             "rejected + failed operations",
             |b| b.problems().to_string(),
@@ -310,14 +337,16 @@ impl BackendReport {
             .iter()
             .map(|(figure, m)| {
                 format!(
-                    "\"{}\":{{\"per_s\":{},\"acknowledged\":{},\"elapsed_ms\":{},\"avg_batch\":{},\"rejected\":{},\"failed\":{}}}",
+                    "\"{}\":{{\"per_s\":{},\"acknowledged\":{},\"elapsed_ms\":{},\"avg_batch\":{},\"rejected\":{},\"failed\":{},\"written_bytes_per_op\":{}}}",
                     figure.name(),
                     m.per_second(),
                     m.acknowledged,
                     m.elapsed.as_millis(),
                     tenths(m.batch_len_tenths()),
                     m.rejected,
-                    m.failed
+                    m.failed,
+                    self.written_per_operation(m)
+                        .map_or_else(|| "null".to_owned(), |bytes| bytes.to_string())
                 )
             })
             .collect();

@@ -115,6 +115,9 @@ pub struct Measured {
     /// naive baseline, which bypasses the writer).
     pub batches: u64,
     pub batched_operations: u64,
+    /// Bytes this process handed to `write`/`pwrite` during the figure (`wchar` of
+    /// `/proc/self/io`): SQLite's WAL frames and checkpoints. `None` where it is not readable.
+    pub written_bytes: Option<u64>,
 }
 
 impl Measured {
@@ -127,6 +130,19 @@ impl Measured {
     pub fn batch_len_tenths(&self) -> u64 {
         self.batched_operations.saturating_mul(10) / self.batches.max(1)
     }
+
+    /// Bytes written per acknowledged operation (per charge, for hold+settle).
+    pub fn written_per_operation(&self) -> Option<u64> {
+        Some(self.written_bytes? / self.acknowledged.max(1))
+    }
+}
+
+/// `wchar` of `/proc/self/io`: bytes this process has passed to write calls so far.
+fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("wchar:"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// A store with its writer and funded orgs, ready to measure.
@@ -176,6 +192,7 @@ impl Bench {
     /// Runs one figure with the plan's callers for it, all at once.
     pub async fn measure(&self, figure: Figure, plan: &Plan) -> Measured {
         let (batches_before, operations_before) = self.shared.writer.stats();
+        let written_before = written_bytes();
         let started = Instant::now();
         let budget = Arc::new(Budget::new(plan.span, started));
         let mut callers = JoinSet::new();
@@ -195,6 +212,9 @@ impl Bench {
             tally.merge(done.expect("a bench caller does not panic"));
         }
         let elapsed = started.elapsed();
+        let written = written_bytes()
+            .zip(written_before)
+            .map(|(after, before)| after.saturating_sub(before));
         let (batches_after, operations_after) = self.shared.writer.stats();
         Measured {
             acknowledged: tally.acknowledged,
@@ -204,6 +224,7 @@ impl Bench {
             elapsed,
             batches: batches_after - batches_before,
             batched_operations: operations_after - operations_before,
+            written_bytes: written,
         }
     }
 }

@@ -442,13 +442,28 @@ fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), Stor
             h.closed_at.map(Timestamp::unix_ms),
         ])?;
     }
-    let mut statement = tx.prepare_cached(
+    // A grant still open and not expired was so before (consumption only grows, expiry happens
+    // once), so only its balances change: leaving `open` and `expired_at` out of the SET list
+    // spares SQLite rewriting the entries of the two partial indexes that name them, a random
+    // page per debit.
+    let mut balances_only = tx.prepare_cached(
+        "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
+         expired_at, created_at, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved",
+    )?;
+    let mut whole = tx.prepare_cached(
         "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
          expired_at, created_at, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved,
          expired = excluded.expired, expired_at = excluded.expired_at, open = excluded.open",
     )?;
     for g in &changes.grants {
+        let open = g.remaining().is_positive();
+        let statement = if open && g.expired_at.is_none() {
+            &mut balances_only
+        } else {
+            &mut whole
+        };
         statement.execute(params![
             g.id.as_str(),
             g.account_id.as_str(),
@@ -461,7 +476,7 @@ fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), Stor
             g.expired.micros(),
             g.expired_at.map(Timestamp::unix_ms),
             g.created_at.unix_ms(),
-            g.remaining().is_positive(),
+            open,
         ])?;
     }
     let mut statement = tx.prepare_cached(
