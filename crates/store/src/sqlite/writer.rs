@@ -385,6 +385,22 @@ fn load(
     Ok(state)
 }
 
+/// A grant's row, new or changed; the SET list is what a change may touch.
+macro_rules! upsert_grant {
+    ($set:literal) => {
+        concat!(
+            "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
+             expired_at, created_at, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved",
+            $set
+        )
+    };
+}
+const UPSERT_GRANT_BALANCES: &str = upsert_grant!("");
+const UPSERT_GRANT: &str = upsert_grant!(
+    ", expired = excluded.expired, expired_at = excluded.expired_at, open = excluded.open"
+);
+
 fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), StoreError> {
     let mut statement = tx.prepare_cached(
         "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, reference, hold_id,
@@ -446,17 +462,8 @@ fn write(tx: &rusqlite::Transaction<'_>, changes: &ChangeSet) -> Result<(), Stor
     // once), so only its balances change: leaving `open` and `expired_at` out of the SET list
     // spares SQLite rewriting the entries of the two partial indexes that name them, a random
     // page per debit.
-    let mut balances_only = tx.prepare_cached(
-        "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
-         expired_at, created_at, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved",
-    )?;
-    let mut whole = tx.prepare_cached(
-        "INSERT INTO grants (id, account_id, origin, priority, expires_at, amount, consumed, reserved, expired,
-         expired_at, created_at, open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (id) DO UPDATE SET consumed = excluded.consumed, reserved = excluded.reserved,
-         expired = excluded.expired, expired_at = excluded.expired_at, open = excluded.open",
-    )?;
+    let mut balances_only = tx.prepare_cached(UPSERT_GRANT_BALANCES)?;
+    let mut whole = tx.prepare_cached(UPSERT_GRANT)?;
     for g in &changes.grants {
         let open = g.remaining().is_positive();
         let statement = if open && g.expired_at.is_none() {
