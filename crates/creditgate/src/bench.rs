@@ -126,6 +126,7 @@ async fn sqlite(plan: &Plan) -> anyhow::Result<BackendReport> {
         sqlite_synchronous: Synchronous::Full,
         busy_timeout_ms: 5_000,
         pool_connections_max: 1,
+        ..StoreConfig::new("")
     };
     let ledger = Store::open(&config("ledger.db")).await?;
     let baseline = Store::open(&config("baseline.db")).await?;

@@ -129,6 +129,11 @@ pub struct Config {
     pub session_ttl_ms: u64,
     /// How long before a grant expires its "credits expiring" email goes out.
     pub credits_expiring_lead_ms: u64,
+    /// A decimal amount: a call refused for lack of credits turns an org's API access off
+    /// when its posted balance is less than this above its floor, or below its lowest
+    /// low-balance threshold, whichever is higher; credits bring access back once the
+    /// balance is at that level again (see `creditgate_domain::access`).
+    pub cutoff_balance_min: String,
 }
 
 impl Default for Config {
@@ -193,6 +198,7 @@ impl Default for Config {
             sign_in_links_open_max: 5,
             session_ttl_ms: 12 * 3_600_000,
             credits_expiring_lead_ms: 7 * 24 * 3_600_000,
+            cutoff_balance_min: "1.00".into(),
         }
     }
 }

@@ -331,7 +331,8 @@ async fn racing_holds_to_zero_cause_exactly_one_turned_off_email() {
         })
         .await;
         let org_id = app.create_org("Racer").await;
-        app.grant(&org_id, "1.00").await;
+        // Below the cut-off level (1.00): the first refused racer turns access off.
+        app.grant(&org_id, "0.80").await;
         let (_, secret) = app.create_key(&org_id).await;
 
         let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
@@ -357,7 +358,7 @@ async fn racing_holds_to_zero_cause_exactly_one_turned_off_email() {
                 other => panic!("unexpected {other}"),
             }
         }
-        assert_eq!(placed, 100, "holds placed");
+        assert_eq!(placed, 80, "holds placed");
 
         let sent = wait_notices(&app, &org_id, |items| {
             !items.is_empty() && items.iter().all(|n| n["state"] == "sent")
@@ -480,7 +481,7 @@ async fn a_notice_committed_before_a_crash_is_delivered_after_the_restart_once()
             None,
             Method::POST,
             &format!("/v1/orgs/{org_id}/grants"),
-            json!({ "amount": "1.00", "origin": "paid" }),
+            json!({ "amount": "0.80", "origin": "paid" }),
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -501,10 +502,21 @@ async fn a_notice_committed_before_a_crash_is_delivered_after_the_restart_once()
             Some(&secret),
             Method::POST,
             "/v1/holds",
-            json!({ "amount": "1.00" }),
+            json!({ "amount": "0.80" }),
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{hold}");
+        // The next call is refused for lack of credits: that turns access off.
+        let (status, refused) = call(
+            &client,
+            &base,
+            Some(&secret),
+            Method::POST,
+            "/v1/holds",
+            json!({ "amount": "0.05" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{refused}");
         let (status, list) = call(
             &client,
             &base,
@@ -658,10 +670,17 @@ async fn a_parked_notice_is_retried_by_the_operator() {
         })
         .await;
         let org_id = app.create_org("Pied Piper").await;
-        app.grant(&org_id, "1.00").await;
+        app.grant(&org_id, "0.60").await;
         let (_, secret) = app.create_key(&org_id).await;
         let key = As::Key(secret.clone());
-        hold_ok(&app, &key, "1.00").await;
+        hold_ok(&app, &key, "0.60").await;
+        let refused = hold_amount(&app, &key, "0.05").await;
+        assert_eq!(
+            refused.status,
+            StatusCode::PAYMENT_REQUIRED,
+            "{}",
+            refused.body
+        );
 
         // One failed attempt parks it.
         let off_of = |items: &[Value]| {

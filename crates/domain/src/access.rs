@@ -1,30 +1,47 @@
-//! Access state: whether an org may spend, derived from its balance and operator action.
+//! Access state: whether an org may spend, derived from its balance, its refused calls and
+//! operator action, and what each change of it causes (notices, an auto-reload).
 //!
+//! The rule, in product terms:
 //! * `suspended`: the operator suspended the org. Wins over everything else.
-//! * `depleted`: the available balance (posted − reserved) is at or below the floor, so no
-//!   hold or charge can be placed: API access is off until credits land.
-//! * `low`: above the floor but below at least one low-balance threshold.
+//! * `depleted` (API access turned off): the org is out of usage credits. That is the case
+//!   from the first metered call refused for lack of credits while its posted balance is
+//!   below its *cut-off level* (the lowest low-balance threshold, but never less than
+//!   `cutoff_min` above the floor), and whenever its posted balance is at or below the floor.
+//!   Access stays off until credits bring the posted balance back to the cut-off level (or
+//!   above the floor, when it was turned off at the floor without a refusal).
+//! * `low`: on, with the posted balance below at least one low-balance threshold.
 //! * `active`: otherwise.
 //!
-//! Besides the state, [`Access::level`] counts the thresholds the balance is below, so that a
-//! crossing of each threshold downward is one transition (one "balance low" notice per
-//! crossing), and a rise back above it re-arms it.
+//! A call refused while the posted balance is at or above the cut-off level (one request
+//! whose worst case is larger than what is available, say 75.00 with 50.00 left) is refused
+//! on its own and turns nothing off.
 //!
-//! The writer of balances derives the state after every batch, in the batch's transaction,
-//! and records each change as a [`Transition`]; operator changes (suspend, floor, thresholds)
-//! do the same in theirs.
+//! Hysteresis: thresholds and the cut-off level are read from the **posted** balance, which
+//! open holds do not move. Posted falls only when usage is charged (or credits expire) and
+//! rises only when credits land, so a hold placed and then settled for less, or voided, never
+//! crosses a threshold back and forth: one "balance low" per threshold crossed downward, one
+//! "turned off" per cut-off, one "back on" per restoring credit. The available balance
+//! (posted − reserved) still decides every single hold, in the ledger.
+//!
+//! [`decide`] is the one place that turns a batch's (or a setting's) effect on an org into its
+//! new access, the transition to record and the notice and auto-reload mark it causes; the
+//! store only writes what it returns.
 
 use crate::money::Amount;
+use crate::notice::NoticeKind;
 
 /// Most low-balance thresholds per org.
 pub const LOW_THRESHOLDS_MAX: usize = 8;
+
+/// The default of [`AccessPolicy::cutoff_min`]: 1.00.
+pub const CUTOFF_MIN_DEFAULT: Amount = Amount::from_micros(1_000_000);
 
 /// An org's access state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AccessState {
     /// Credits above every threshold.
     Active,
-    /// Credits below a low-balance threshold, still above the floor.
+    /// Credits below a low-balance threshold, still on.
     Low,
     /// Out of credits: calls are refused.
     Depleted,
@@ -71,6 +88,33 @@ pub struct AccessPolicy {
     pub floor: Amount,
     /// Low-balance thresholds (any order).
     pub low_thresholds: Vec<Amount>,
+    /// The least posted balance above the floor under which a call refused for lack of
+    /// credits turns access off (the deployment's `cutoff_balance_min`; not negative).
+    pub cutoff_min: Amount,
+}
+
+impl AccessPolicy {
+    /// The posted balance under which a refused call turns access off, and at or above which
+    /// credits turn it back on: the lowest low-balance threshold, but at least
+    /// `floor + cutoff_min`.
+    pub fn cutoff_level(&self) -> Amount {
+        let least = self
+            .floor
+            .checked_add(self.cutoff_min)
+            .unwrap_or(Amount::from_micros(i64::MAX));
+        let lowest = self.low_thresholds.iter().copied().min();
+        lowest.map_or(least, |lowest| lowest.max(least))
+    }
+
+    /// Thresholds the posted balance is below.
+    pub fn level(&self, posted: Amount) -> u32 {
+        let level = self
+            .low_thresholds
+            .iter()
+            .filter(|threshold| posted < **threshold)
+            .count();
+        u32::try_from(level).unwrap_or(u32::MAX)
+    }
 }
 
 /// An org's access: the state and how many thresholds its balance is below.
@@ -78,7 +122,7 @@ pub struct AccessPolicy {
 pub struct Access {
     /// The state.
     pub state: AccessState,
-    /// Thresholds the available balance is below (0 when none).
+    /// Thresholds the posted balance is below (0 when none).
     pub level: u32,
 }
 
@@ -90,11 +134,34 @@ impl Access {
     };
 }
 
+/// What is stored of an org's access between decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrgAccess {
+    /// The state and level as last decided.
+    pub access: Access,
+    /// Access was turned off (by a refused call, or the floor) and has not been back at the
+    /// cut-off level since: calls are refused even where the ledger could fund them.
+    pub cut_off: bool,
+    /// A "turned off" notice went out and no "back on" since.
+    pub off_told: bool,
+}
+
+impl OrgAccess {
+    /// A new org: no access yet, nothing turned off, nothing told.
+    pub const INITIAL: OrgAccess = OrgAccess {
+        access: Access::INITIAL,
+        cut_off: false,
+        off_told: false,
+    };
+}
+
 /// Why an access changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
     /// Balances changed (usage, holds, credits, expiry).
     Balance,
+    /// A metered call was refused for lack of credits.
+    Refused,
     /// The operator suspended the org.
     Suspended,
     /// The operator lifted a suspension.
@@ -110,6 +177,7 @@ impl Cause {
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::Balance => "balance",
+            Cause::Refused => "refused",
             Cause::Suspended => "suspended",
             Cause::Unsuspended => "unsuspended",
             Cause::Settings => "settings",
@@ -129,115 +197,201 @@ pub struct Transition {
     pub cause: Cause,
     /// The available balance after the change.
     pub available: Amount,
+    /// [`Cause::Refused`]: the worst case of the refused call.
+    pub refused_amount: Option<Amount>,
 }
 
-/// The access an org with `available` credits has under `policy`.
-pub fn derive(available: Amount, policy: &AccessPolicy) -> Access {
-    let level = policy
-        .low_thresholds
-        .iter()
-        .filter(|threshold| available < **threshold)
-        .count();
-    let level = u32::try_from(level).unwrap_or(u32::MAX);
+/// Whether an org's auto-reload is marked for a decision, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReloadDue {
+    /// Not marked.
+    No,
+    /// The available balance reached the threshold.
+    Threshold,
+    /// A call was refused for lack of credits: reload whatever the threshold says.
+    Refused,
+}
+
+impl ReloadDue {
+    /// As stored (`auto_reloads.due`).
+    pub fn as_int(self) -> i64 {
+        match self {
+            ReloadDue::No => 0,
+            ReloadDue::Threshold => 1,
+            ReloadDue::Refused => 2,
+        }
+    }
+
+    /// The reverse of [`ReloadDue::as_int`] (any other value reads as `Threshold`).
+    pub fn from_int(value: i64) -> ReloadDue {
+        match value {
+            0 => ReloadDue::No,
+            2 => ReloadDue::Refused,
+            _ => ReloadDue::Threshold,
+        }
+    }
+}
+
+/// An org's auto-reload, when it is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReloadMark {
+    /// Reload when the available balance is at or below this.
+    pub threshold: Amount,
+    /// How it is marked now.
+    pub due: ReloadDue,
+}
+
+/// What one decision about an org starts from.
+#[derive(Clone, Debug)]
+pub struct Situation<'a> {
+    /// What is stored of its access.
+    pub stored: OrgAccess,
+    /// Its policy (after the change, for settings).
+    pub policy: &'a AccessPolicy,
+    /// Its posted balance now.
+    pub posted: Amount,
+    /// Its available balance now.
+    pub available: Amount,
+    /// The worst case of the first call the batch refused for lack of credits, if any.
+    pub refused: Option<Amount>,
+    /// Whether credits landed in the batch (a grant, purchase, reload or positive adjustment).
+    pub credited: bool,
+    /// Why it is decided (`Balance` for a ledger batch; `Refused` is chosen here).
+    pub cause: Cause,
+    /// Its auto-reload, when on.
+    pub reload: Option<ReloadMark>,
+}
+
+/// What to write for one org.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The access to store.
+    pub stored: OrgAccess,
+    /// The transition to record, when the state or level changed.
+    pub transition: Option<Transition>,
+    /// The notice to write (in the same transaction).
+    pub notice: Option<NoticeKind>,
+    /// Mark the auto-reload due like this (only ever raised).
+    pub reload_due: Option<ReloadDue>,
+}
+
+/// The access `situation` leads to, the transition, notice and reload mark it causes.
+///
+/// Notices:
+/// * into `depleted` (not from `depleted`): "turned off", unless auto-reload is on and gets
+///   the first try (the store then tells the org only if that reload does not restore access:
+///   declined, limit reached, confirmation needed, or too small), or the org was told already;
+/// * staying `depleted` after credits landed, not told yet: "turned off" (the rescue was not
+///   enough);
+/// * out of `depleted` into `active` or `low`: "back on", only if "turned off" was told;
+/// * a higher level while on: "balance low";
+/// * a new org ([`Cause::Created`]): nothing.
+pub fn decide(situation: &Situation) -> Decision {
+    let Situation {
+        stored,
+        policy,
+        posted,
+        available,
+        refused,
+        credited,
+        reload,
+        ..
+    } = situation;
+    let (posted, available) = (*posted, *available);
+    let created = situation.cause == Cause::Created;
+    let at_floor = posted <= policy.floor;
+    let cut_off = if policy.suspended {
+        stored.cut_off
+    } else if posted >= policy.cutoff_level() && !at_floor {
+        false
+    } else if refused.is_some() || (at_floor && !created) {
+        true
+    } else {
+        stored.cut_off
+    };
+    let level = policy.level(posted);
     let state = if policy.suspended {
         AccessState::Suspended
-    } else if available <= policy.floor {
+    } else if at_floor || cut_off {
         AccessState::Depleted
     } else if level > 0 {
         AccessState::Low
     } else {
         AccessState::Active
     };
-    Access { state, level }
-}
-
-/// The transition from `previous` to what `available` and `policy` now give, if anything
-/// changed.
-pub fn transition(
-    previous: Access,
-    available: Amount,
-    policy: &AccessPolicy,
-    cause: Cause,
-) -> Option<Transition> {
-    let next = derive(available, policy);
-    (next != previous).then_some(Transition {
-        from: previous,
-        to: next,
+    let to = Access { state, level };
+    let from = stored.access;
+    let cause = match situation.cause {
+        Cause::Balance if refused.is_some() && to.state == AccessState::Depleted => Cause::Refused,
+        cause => cause,
+    };
+    let transition = (to != from).then_some(Transition {
+        from,
+        to,
         cause,
         available,
-    })
+        refused_amount: refused.filter(|_| cause == Cause::Refused),
+    });
+    let mut off_told = stored.off_told;
+    let mut reload_due = None;
+    let reloading = reload.is_some() && !policy.suspended;
+    let notice = if created {
+        None
+    } else {
+        match (from.state, to.state) {
+            (AccessState::Depleted, AccessState::Depleted) => {
+                (*credited && !off_told).then_some(NoticeKind::AccessTurnedOff)
+            }
+            (_, AccessState::Depleted) if reloading => None,
+            (_, AccessState::Depleted) => (!off_told).then_some(NoticeKind::AccessTurnedOff),
+            (AccessState::Depleted, AccessState::Active | AccessState::Low) => {
+                off_told.then_some(NoticeKind::AccessRestored)
+            }
+            (_, AccessState::Active | AccessState::Low) if to.level > from.level => {
+                Some(NoticeKind::BalanceLow)
+            }
+            _ => None,
+        }
+    };
+    match notice {
+        Some(NoticeKind::AccessTurnedOff) => off_told = true,
+        Some(NoticeKind::AccessRestored) => off_told = false,
+        _ => {}
+    }
+    if let Some(mark) = reload.filter(|_| !policy.suspended && !created) {
+        let wanted = if refused.is_some() && to.state == AccessState::Depleted {
+            ReloadDue::Refused
+        } else if available <= mark.threshold {
+            ReloadDue::Threshold
+        } else {
+            ReloadDue::No
+        };
+        reload_due = (wanted > mark.due).then_some(wanted);
+    }
+    Decision {
+        stored: OrgAccess {
+            access: to,
+            cut_off,
+            off_told,
+        },
+        transition,
+        notice,
+        reload_due,
+    }
+}
+
+/// Whether an org whose auto-reload did not restore its access (declined, limit reached,
+/// confirmation needed, no reload made) is to be told now that access is turned off.
+pub fn tell_after_reload(stored: &OrgAccess) -> bool {
+    stored.access.state == AccessState::Depleted && stored.cut_off && !stored.off_told
+}
+
+/// Which 402 a call refused for lack of credits gets: `true` when the org is out of credits
+/// (its posted balance is below the cut-off level, or at the floor), `false` when only this
+/// request's worst case is more than what is available.
+pub fn refusal_turns_off(posted: Amount, policy: &AccessPolicy) -> bool {
+    posted <= policy.floor || posted < policy.cutoff_level()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn amount(text: &str) -> Amount {
-        Amount::parse_with(text, crate::money::Sign::Signed).unwrap()
-    }
-
-    fn policy(suspended: bool, floor: &str, thresholds: &[&str]) -> AccessPolicy {
-        AccessPolicy {
-            suspended,
-            floor: amount(floor),
-            low_thresholds: thresholds.iter().map(|t| amount(t)).collect(),
-        }
-    }
-
-    #[test]
-    fn derive_table() {
-        use AccessState::*;
-        // (available, suspended, floor, thresholds) → (state, level)
-        type Row<'a> = (&'a str, bool, &'a str, &'a [&'a str], AccessState, u32);
-        let table: &[Row] = &[
-            ("10.00", false, "0", &[], Active, 0),
-            ("0.000001", false, "0", &[], Active, 0),
-            ("0", false, "0", &[], Depleted, 0),
-            ("-1", false, "0", &[], Depleted, 0),
-            ("-1", false, "-5", &[], Active, 0),
-            ("-5", false, "-5", &[], Depleted, 0),
-            ("4.99", false, "0", &["5"], Low, 1),
-            ("5.00", false, "0", &["5"], Active, 0),
-            ("0.50", false, "0", &["5", "1"], Low, 2),
-            ("2.00", false, "0", &["1", "5"], Low, 1),
-            ("0", false, "0", &["5", "1"], Depleted, 2),
-            ("100", true, "0", &["5"], Suspended, 0),
-            ("0", true, "0", &["5"], Suspended, 1),
-        ];
-        for &(available, suspended, floor, thresholds, state, level) in table {
-            let got = derive(amount(available), &policy(suspended, floor, thresholds));
-            assert_eq!(
-                got,
-                Access { state, level },
-                "available {available} suspended {suspended} floor {floor} thresholds {thresholds:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn transitions_only_on_change() {
-        let p = policy(false, "0", &["5", "1"]);
-        let active = derive(amount("10"), &p);
-        assert_eq!(transition(active, amount("9"), &p, Cause::Balance), None);
-        let low = transition(active, amount("4"), &p, Cause::Balance).unwrap();
-        assert_eq!(low.to.state, AccessState::Low);
-        // Crossing the second threshold is a transition of its own, state unchanged.
-        let lower = transition(low.to, amount("0.5"), &p, Cause::Balance).unwrap();
-        assert_eq!((lower.to.state, lower.to.level), (AccessState::Low, 2));
-        let off = transition(lower.to, amount("0"), &p, Cause::Balance).unwrap();
-        assert_eq!(off.to.state, AccessState::Depleted);
-        assert_eq!(transition(off.to, amount("0"), &p, Cause::Balance), None);
-        let back = transition(off.to, amount("20"), &p, Cause::Balance).unwrap();
-        assert_eq!((back.to.state, back.to.level), (AccessState::Active, 0));
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for state in AccessState::ALL {
-            assert_eq!(AccessState::parse(state.as_str()), Some(state));
-        }
-        assert!(AccessState::Depleted.refuses_calls());
-        assert!(AccessState::Suspended.refuses_calls());
-        assert!(!AccessState::Low.refuses_calls());
-    }
-}
+mod tests;

@@ -149,6 +149,10 @@ pub struct ReloadState {
     pub last_attempt_at: Option<Timestamp>,
     /// After a failure: not before this.
     pub retry_at: Option<Timestamp>,
+    /// A call was refused for lack of credits and access is off: reload whatever the
+    /// threshold says (a threshold of 0, or one below a single call's cost, would otherwise
+    /// leave a card that works unused while calls are refused).
+    pub refused: bool,
 }
 
 /// Timing of reloads.
@@ -202,7 +206,7 @@ pub fn decide(
     if !settings.enabled {
         return Decision::Skip(Skip::Disabled);
     }
-    if state.available > settings.threshold {
+    if state.available > settings.threshold && !state.refused {
         return Decision::Skip(Skip::AboveThreshold);
     }
     if state.in_flight {
@@ -237,6 +241,24 @@ pub fn decide(
         return Decision::Skip(Skip::MonthlyLimitReached);
     }
     Decision::Charge(amount)
+}
+
+impl Skip {
+    /// Why no reload was made, as a sentence for the org's "access turned off" email, when
+    /// the skip leaves a refused org off for now (`None`: a reload is on its way, or nothing
+    /// was wanted).
+    pub fn refused_reason(self) -> Option<&'static str> {
+        match self {
+            Skip::Disabled | Skip::AboveThreshold | Skip::InFlight => None,
+            Skip::BackingOff { .. } => {
+                Some("Auto-reload could not charge your card recently and is waiting before it tries again.")
+            }
+            Skip::CoolingDown { .. } => {
+                Some("Auto-reload added credits a moment ago and waits a little before charging your card again.")
+            }
+            Skip::MonthlyLimitReached => Some("Auto-reload reached its monthly limit."),
+        }
+    }
 }
 
 /// Back-off after failed reloads.
@@ -367,6 +389,7 @@ mod tests {
             charged_this_month: Amount::ZERO,
             last_attempt_at: None,
             retry_at: None,
+            refused: false,
         }
     }
 
@@ -416,6 +439,25 @@ mod tests {
                 },
                 state("0"),
                 skip(Skip::Disabled),
+            ),
+            (
+                "a refused call, above a threshold of 0",
+                fixed("0", "20", "100"),
+                ReloadState {
+                    refused: true,
+                    ..state("0.73")
+                },
+                Decision::Charge(usd("20")),
+            ),
+            (
+                "a refused call, monthly limit used up",
+                fixed("0", "20", "20"),
+                ReloadState {
+                    refused: true,
+                    charged_this_month: usd("20"),
+                    ..state("0.73")
+                },
+                skip(Skip::MonthlyLimitReached),
             ),
             (
                 "in flight",
@@ -589,6 +631,7 @@ mod tests {
                 charged_this_month: Amount::from_micros(charged),
                 last_attempt_at: None,
                 retry_at: None,
+                refused: false,
             };
             if let Decision::Charge(amount) = decide(&settings, &state, &policy(), NOW) {
                 proptest::prop_assert!(!in_flight);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use creditgate_domain::ledger::{
     apply, is_storable_id, AccountId, AccountKind, ChangeSet, GrantId, HoldId, LedgerState,
-    Operation, Outcome, TransferId,
+    Operation, Outcome, Refusal, Rejection, TransferId,
 };
 use creditgate_domain::Timestamp;
 use tokio::sync::{mpsc, oneshot};
@@ -406,13 +406,44 @@ async fn commit<B: BatchBackend>(
                 .iter()
                 .map(|operation| apply(state, operation, now)),
         );
-        state.take_changes()
+        let mut changes = state.take_changes();
+        changes.refusals = refusals(state, &operations, &outcomes);
+        changes
     };
     let started = Instant::now();
     backend.commit(&keys, now, &mut decide).await?;
     let commit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     stats.record(operations.len(), commit_us);
     Ok(outcomes)
+}
+
+/// The holds a decided batch refused for lack of credits, the first per account only (the
+/// one that turns its access off), with the account as the batch left it.
+fn refusals(state: &LedgerState, operations: &[&Operation], outcomes: &[Outcome]) -> Vec<Refusal> {
+    let mut refusals: Vec<Refusal> = Vec::new();
+    for (operation, outcome) in operations.iter().zip(outcomes) {
+        let (Operation::PlaceHold(request), Err(Rejection::InsufficientFunds)) =
+            (operation, outcome)
+        else {
+            continue;
+        };
+        if refusals
+            .iter()
+            .any(|r| r.account.id == request.debit_account_id)
+        {
+            continue;
+        }
+        let Some(account) = state.account(&request.debit_account_id) else {
+            continue;
+        };
+        refusals.push(Refusal {
+            account: account.clone(),
+            amount: request.amount,
+            hold_id: request.id.clone(),
+            reference: request.reference.clone(),
+        });
+    }
+    refusals
 }
 
 async fn collect(

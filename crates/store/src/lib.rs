@@ -42,6 +42,9 @@ pub struct StoreConfig {
     pub busy_timeout_ms: u64,
     /// Connections for the API's queries (the ledger writer has its own).
     pub pool_connections_max: usize,
+    /// The least posted balance above an org's floor under which a call refused for lack of
+    /// credits turns its access off (see `creditgate_domain::access`).
+    pub access_cutoff_min: creditgate_domain::Amount,
 }
 
 impl StoreConfig {
@@ -52,6 +55,7 @@ impl StoreConfig {
             sqlite_synchronous: Synchronous::Full,
             busy_timeout_ms: 5_000,
             pool_connections_max: 4,
+            access_cutoff_min: creditgate_domain::access::CUTOFF_MIN_DEFAULT,
         }
     }
 }
@@ -119,6 +123,7 @@ impl Clock for SystemClock {
 pub struct Store {
     inner: Arc<Backend>,
     db: sql::Db,
+    access_cutoff_min: creditgate_domain::Amount,
 }
 
 enum Backend {
@@ -151,6 +156,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(backend),
             db,
+            access_cutoff_min: config.access_cutoff_min,
         };
         for kind in AccountKind::ALL {
             if let Some(id) = kind.operator_account_id() {
@@ -160,6 +166,12 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// The least posted balance above an org's floor under which a refused call turns its
+    /// access off ([`StoreConfig::access_cutoff_min`]).
+    pub fn access_cutoff_min(&self) -> creditgate_domain::Amount {
+        self.access_cutoff_min
     }
 
     /// The connections for the API's queries.
@@ -263,9 +275,18 @@ impl Store {
         clock: Arc<dyn Clock>,
     ) -> Result<LedgerWriter, StoreError> {
         match &*self.inner {
-            Backend::Sqlite(store) => Ok(batch::start(store.batch_backend()?, config, clock)),
+            Backend::Sqlite(store) => {
+                let backend = store
+                    .batch_backend()?
+                    .with_cutoff_min(self.access_cutoff_min);
+                Ok(batch::start(backend, config, clock))
+            }
             Backend::Postgres(store) => {
-                Ok(batch::start(store.batch_backend().await?, config, clock))
+                let backend = store
+                    .batch_backend()
+                    .await?
+                    .with_cutoff_min(self.access_cutoff_min);
+                Ok(batch::start(backend, config, clock))
             }
         }
     }

@@ -9,6 +9,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_receipts.sql")),
     (6, include_str!("../migrations/sqlite/0006_payments.sql")),
     (7, include_str!("../migrations/sqlite/0007_members.sql")),
+    (8, include_str!("../migrations/sqlite/0008_access.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -20,6 +21,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres/0005_receipts.sql")),
     (6, include_str!("../migrations/postgres/0006_payments.sql")),
     (7, include_str!("../migrations/postgres/0007_members.sql")),
+    (8, include_str!("../migrations/postgres/0008_access.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

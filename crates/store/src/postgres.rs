@@ -58,6 +58,7 @@ impl PgStore {
             url: self.url.clone(),
             client,
             statements,
+            cutoff_min: creditgate_domain::access::CUTOFF_MIN_DEFAULT,
         })
     }
 
@@ -255,6 +256,16 @@ pub struct PgBatch {
     url: String,
     client: Client,
     statements: Statements,
+    /// See [`crate::StoreConfig::access_cutoff_min`].
+    cutoff_min: creditgate_domain::Amount,
+}
+
+impl PgBatch {
+    /// The same writer deciding access with `cutoff_min`.
+    pub fn with_cutoff_min(mut self, cutoff_min: creditgate_domain::Amount) -> PgBatch {
+        self.cutoff_min = cutoff_min;
+        self
+    }
 }
 
 struct Statements {
@@ -359,7 +370,7 @@ impl PgBatch {
         let mut state = load(&tx, &self.statements, keys).await?;
         let changes = decide(&mut state);
         write(&tx, &self.statements, &changes).await?;
-        crate::api::sync_after_batch::postgres(&tx, &changes, now).await?;
+        crate::api::sync_after_batch::postgres(&tx, &changes, self.cutoff_min, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -376,7 +376,7 @@ impl PgConnection {
     }
 }
 
-fn pg_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+pub(crate) fn pg_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     params
         .iter()
         .map(|value| -> &(dyn ToSql + Sync) {

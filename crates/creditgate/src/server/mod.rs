@@ -193,6 +193,16 @@ impl Application {
         let mut store_config = StoreConfig::new(config.database_url());
         store_config.sqlite_synchronous = synchronous;
         store_config.pool_connections_max = config.pool_connections_max;
+        store_config.access_cutoff_min =
+            creditgate_domain::Amount::parse(&config.cutoff_balance_min)
+                .ok()
+                .filter(|amount| !amount.is_negative())
+                .ok_or_else(|| {
+                    StartError::Config(format!(
+                        "cutoff_balance_min {:?}: an amount, 0 or more",
+                        config.cutoff_balance_min
+                    ))
+                })?;
         let store = Store::open(&store_config).await?;
         let writer = store
             .start_writer(

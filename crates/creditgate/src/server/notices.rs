@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use creditgate_domain::notice::{self, EmailContext, NoticeKind};
 use creditgate_domain::Timestamp;
-use creditgate_store::api::Notice;
+use creditgate_store::api::{AutoReload, Notice};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -197,7 +197,23 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         // configured, still carries it).
         return Ok(());
     };
-    let threshold = threshold(state, &org, notice, kind).await?;
+    let auto_reload = state
+        .store()
+        .auto_reload(&org.id)
+        .await
+        .map_err(|e| MailError::Deliver(e.to_string()))?;
+    let auto_reload_enabled = auto_reload
+        .as_ref()
+        .is_some_and(|reload| reload.settings.enabled);
+    let failure_reason = notice.reason.as_deref().or_else(|| {
+        // A turned-off notice written before auto-reload's charge failed carries no reason;
+        // the reload's last failure is current (a success or a change of settings clears it).
+        auto_reload
+            .as_ref()
+            .filter(|_| kind == NoticeKind::AccessTurnedOff && auto_reload_enabled)
+            .and_then(|reload| reload.last_failure.as_deref())
+    });
+    let time_of = |meaning: RowTime| notice.retry_at.filter(|_| row_time(kind) == meaning);
     let action_url = notice
         .payment_id
         .as_deref()
@@ -211,13 +227,15 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         currency: &state.config().currency,
         amount: notice.amount,
         receipt_id: notice.transfer_id.as_deref().filter(|_| has_receipt(kind)),
-        threshold,
-        failure_reason: notice.reason.as_deref(),
-        next_attempt_at: notice.retry_at.filter(|_| retry_is_next_attempt(kind)),
+        threshold: threshold(&org, auto_reload.as_ref(), notice, kind),
+        failure_reason,
+        next_attempt_at: time_of(RowTime::NextAttempt),
         action_url: action_url.as_deref(),
         link: audience.link.as_deref(),
         member_role: audience.role,
-        expires_at: notice.retry_at.filter(|_| !retry_is_next_attempt(kind)),
+        expires_at: time_of(RowTime::Expiry),
+        resets_at: time_of(RowTime::Reset),
+        auto_reload_enabled,
     };
     let message = message(state, notice, notice::render(kind, &context), &audience.to)?;
     mailer.send(&notice.id, message).await
@@ -273,10 +291,24 @@ fn recipients(first: &[String], second: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Whether the row's `retry_at` is when a failed charge is tried again; otherwise it is
-/// when something expires (a sign-in link, an invitation, a grant's credits).
-fn retry_is_next_attempt(kind: NoticeKind) -> bool {
-    kind == NoticeKind::AutoReloadFailed
+/// What a notice row's `retry_at` is the time of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowTime {
+    /// When a failed charge is tried again.
+    NextAttempt,
+    /// When a spend limit resets.
+    Reset,
+    /// When something expires: a sign-in link, an invitation, a grant's credits.
+    Expiry,
+}
+
+/// What the `retry_at` of a notice of `kind` is the time of.
+fn row_time(kind: NoticeKind) -> RowTime {
+    match kind {
+        NoticeKind::AutoReloadFailed => RowTime::NextAttempt,
+        NoticeKind::SpendLimitReached => RowTime::Reset,
+        _ => RowTime::Expiry,
+    }
 }
 
 /// Whether the notice's transfer is a receipt number the email shows (a credits-expiring
@@ -289,27 +321,22 @@ fn has_receipt(kind: NoticeKind) -> bool {
 }
 
 /// The threshold the email names: the low-balance threshold crossed, or the auto-reload
-/// threshold reached.
-async fn threshold(
-    state: &AppState,
+/// threshold reached (from the org's auto-reload settings, `auto_reload`).
+fn threshold(
     org: &creditgate_store::api::Org,
+    auto_reload: Option<&AutoReload>,
     notice: &Notice,
     kind: NoticeKind,
-) -> Result<Option<creditgate_domain::Amount>, MailError> {
+) -> Option<creditgate_domain::Amount> {
     match kind {
         // Thresholds are kept highest first, so the one crossed to reach level n is the n-th.
-        NoticeKind::BalanceLow => Ok(usize::try_from(notice.level)
+        NoticeKind::BalanceLow => usize::try_from(notice.level)
             .ok()
             .and_then(|level| level.checked_sub(1))
             .and_then(|index| org.low_thresholds.get(index))
-            .copied()),
-        NoticeKind::AutoReloadCharged => Ok(state
-            .store()
-            .auto_reload(&org.id)
-            .await
-            .map_err(|e| MailError::Deliver(e.to_string()))?
-            .map(|reload| reload.settings.threshold)),
-        _ => Ok(None),
+            .copied(),
+        NoticeKind::AutoReloadCharged => auto_reload.map(|reload| reload.settings.threshold),
+        _ => None,
     }
 }
 

@@ -31,7 +31,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use creditgate_domain::access::{self, AccessPolicy};
 use creditgate_domain::ledger::{AccountId, Hold, HoldId, HOLD_TTL_MS_MAX};
 use creditgate_domain::pricing::{self, PriceVersion, Usage};
 use creditgate_store::api::Org;
@@ -380,22 +379,21 @@ async fn void(state: &AppState, call: &Call) {
 
 /// The balance headers: the account read now, the access derived from it.
 async fn balance_headers(state: &AppState, org: &Org, headers: &mut HeaderMap) {
-    let Ok(Some(account)) = state.store().account(&AccountId::new(org.id.clone())).await else {
+    // The access as the last batch recorded it (the same the balance API and the page read),
+    // with the balance as of now.
+    let (Ok(Some(account)), Ok(Some(org))) = (
+        state.store().account(&AccountId::new(org.id.clone())).await,
+        state.store().org(&org.id).await,
+    ) else {
         return;
     };
-    let policy = AccessPolicy {
-        suspended: org.suspended,
-        floor: org.floor,
-        low_thresholds: org.low_thresholds.clone(),
-    };
     let available = account.available();
-    let access = access::derive(available, &policy);
     if let Ok(value) = HeaderValue::from_str(&available.to_string()) {
         headers.insert("creditgate-balance-available", value);
     }
     headers.insert(
         "creditgate-access-state",
-        HeaderValue::from_static(access.state.as_str()),
+        HeaderValue::from_static(org.access.state.as_str()),
     );
 }
 

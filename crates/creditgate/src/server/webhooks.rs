@@ -13,7 +13,8 @@
 //! The body is `{"id", "type", "created", "data": {"org_id", "available", "access_state",
 //! "level", …}}`, `data` carrying what the event has: `amount`, `transfer_id`, `payment_id`,
 //! `reason`, `retry_at` (unix seconds); `credits.expiring` carries the grant's `amount` still
-//! unused, its `grant_id` and its `expires_at` (unix seconds). A member's notice
+//! unused, its `grant_id` and its `expires_at` (unix seconds); `spend_limit.reached` carries
+//! the spend `limit` reached and when it `resets_at` (unix seconds). A member's notice
 //! (`member.*`: a sign-in link, an invitation) is never sent to webhooks: it is for that
 //! member alone, and its link signs in. The `creditgate-signature` header is `t=<unix s>,v1=<hex HMAC-SHA256(secret,
 //! "<t>.<body>")>` (Stripe's scheme: the receiver recomputes it over the raw body and refuses
@@ -51,7 +52,8 @@ fn access_state(kind: NoticeKind, level: u32) -> Option<AccessState> {
         NoticeKind::BalanceLow => Some(AccessState::Low),
         NoticeKind::AccessRestored if level > 0 => Some(AccessState::Low),
         NoticeKind::AccessRestored => Some(AccessState::Active),
-        NoticeKind::CreditsAdded
+        NoticeKind::SpendLimitReached
+        | NoticeKind::CreditsAdded
         | NoticeKind::AutoReloadCharged
         | NoticeKind::AutoReloadFailed
         | NoticeKind::AutoReloadDisabled
@@ -72,6 +74,17 @@ pub fn payload(notice: &Notice) -> String {
     });
     if let Some(state) = kind.and_then(|k| access_state(k, notice.level)) {
         data["access_state"] = state.as_str().into();
+    }
+    if kind == Some(NoticeKind::SpendLimitReached) {
+        // The row keeps the limit in `amount` and when it resets in `retry_at`; the event
+        // names them for what they are.
+        if let Some(limit) = notice.amount {
+            data["limit"] = show(limit).into();
+        }
+        if let Some(resets_at) = notice.retry_at {
+            data["resets_at"] = resets_at.unix_ms().div_euclid(1000).into();
+        }
+        return event(notice, data);
     }
     if let Some(amount) = notice.amount {
         data["amount"] = show(amount).into();
@@ -295,6 +308,38 @@ mod tests {
                     "expires_at": 1_700_600_000,
                 },
             })
+        );
+    }
+
+    #[test]
+    fn spend_limit_reached_names_the_limit_and_its_reset() {
+        let limited = Notice {
+            amount: Some("100".parse().unwrap()),
+            retry_at: Some(Timestamp::from_unix_ms(1_701_388_800_000)),
+            ..notice(NoticeKind::SpendLimitReached)
+        };
+        let body: serde_json::Value = serde_json::from_str(&payload(&limited)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "id": "ntc_1",
+                "type": "spend_limit.reached",
+                "created": 1_700_000_000,
+                "data": {
+                    "org_id": "org_1",
+                    "available": "42.00",
+                    "level": 0,
+                    "limit": "100.00",
+                    "resets_at": 1_701_388_800,
+                },
+            })
+        );
+        // Without a limit or a reset time, the event leaves them out.
+        let bare: serde_json::Value =
+            serde_json::from_str(&payload(&notice(NoticeKind::SpendLimitReached))).unwrap();
+        assert_eq!(
+            bare["data"],
+            serde_json::json!({"org_id": "org_1", "available": "42.00", "level": 0})
         );
     }
 

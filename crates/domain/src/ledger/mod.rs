@@ -25,7 +25,7 @@ pub use checks::{is_storable_id, is_valid_id_text};
 pub use engine::apply;
 pub use invariants::{check as check_invariants, InvariantReport, Snapshot};
 pub use result::{Outcome, Receipt, Rejection, Status};
-pub use state::{ChangeSet, LedgerState};
+pub use state::{ChangeSet, LedgerState, Refusal};
 pub use types::*;
 
 #[cfg(test)]

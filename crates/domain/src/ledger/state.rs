@@ -46,6 +46,22 @@ pub struct ChangeSet {
     pub grants: Vec<Grant>,
     /// Accounts whose balances changed.
     pub accounts: Vec<Account>,
+    /// Holds the batch refused for lack of credits, first refusal per account first (filled
+    /// in by the writer from the outcomes; they change no balance, but the org's access).
+    pub refusals: Vec<Refusal>,
+}
+
+/// A hold refused for lack of credits ([`super::Rejection::InsufficientFunds`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The account, as the batch left it.
+    pub account: Account,
+    /// The refused hold's amount (the call's worst case).
+    pub amount: crate::money::Amount,
+    /// The refused hold's id.
+    pub hold_id: HoldId,
+    /// The refused hold's reference (what the call was).
+    pub reference: String,
 }
 
 impl ChangeSet {
@@ -189,6 +205,7 @@ impl LedgerState {
                 .iter()
                 .map(|id| self.accounts[id].clone())
                 .collect(),
+            refusals: Vec::new(),
         }
     }
 

@@ -5,8 +5,9 @@
 
 use super::balance_emails::{
     access_restored, access_turned_off, balance_low, credits_added, credits_expiring,
+    spend_limit_reached,
 };
-use super::layout::{format_money, format_utc, one_line, render_html, render_text};
+use super::layout::{api_name, format_money, format_utc, one_line, render_html, render_text};
 use super::member_emails::{member_invited, member_sign_in};
 use super::payment_emails::{
     auto_reload_charged, auto_reload_disabled, auto_reload_failed, payment_action_required,
@@ -35,14 +36,16 @@ pub struct EmailContext<'a> {
     pub threshold: Option<Amount>,
     /// [`NoticeKind::CreditsAdded`], [`NoticeKind::AutoReloadCharged`]: the credits added.
     /// [`NoticeKind::AutoReloadFailed`], [`NoticeKind::PaymentActionRequired`]: the amount of
-    /// the charge or payment.
+    /// the charge or payment. [`NoticeKind::CreditsExpiring`]: the grant's credits still
+    /// unused. [`NoticeKind::SpendLimitReached`]: the spend limit reached.
     pub amount: Option<Amount>,
     /// [`NoticeKind::CreditsAdded`], [`NoticeKind::AutoReloadCharged`]: the receipt number
     /// (the ledger transfer's id).
     pub receipt_id: Option<&'a str>,
     /// [`NoticeKind::AutoReloadFailed`], [`NoticeKind::AutoReloadDisabled`]: why the (last)
     /// charge failed, as a sentence for people ("Your card was declined."); the line is left
-    /// out when `None` or blank.
+    /// out when `None` or blank. [`NoticeKind::AccessTurnedOff`] with auto-reload on: why
+    /// auto-reload could not add credits ("Auto-reload reached its monthly limit.").
     pub failure_reason: Option<&'a str>,
     /// [`NoticeKind::AutoReloadFailed`]: when the failed charge is tried again (`None`: it is
     /// not retried automatically). Not the email's own delivery retry.
@@ -60,6 +63,14 @@ pub struct EmailContext<'a> {
     /// [`NoticeKind::MemberSignIn`], [`NoticeKind::MemberInvited`]: when the link stops
     /// working. [`NoticeKind::CreditsExpiring`]: when the grant's credits expire.
     pub expires_at: Option<Timestamp>,
+    /// [`NoticeKind::SpendLimitReached`]: when the spend limit resets and API requests are
+    /// accepted again (`None`: the email says only that it resets).
+    pub resets_at: Option<Timestamp>,
+    /// Whether the org has auto-reload turned on when the email is rendered (not when the
+    /// notice was caused). [`NoticeKind::AccessTurnedOff`] and [`NoticeKind::BalanceLow`]
+    /// recommend auto-reload only when it is off; with it on, the turned-off email says why
+    /// it did not keep access on instead.
+    pub auto_reload_enabled: bool,
 }
 
 /// A rendered email.
@@ -116,6 +127,7 @@ fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
         NoticeKind::AccessTurnedOff => access_turned_off(&common),
         NoticeKind::AccessRestored => access_restored(&common),
         NoticeKind::BalanceLow => balance_low(&common),
+        NoticeKind::SpendLimitReached => spend_limit_reached(&common),
         NoticeKind::CreditsAdded => credits_added(&common),
         NoticeKind::AutoReloadCharged => auto_reload_charged(&common),
         NoticeKind::AutoReloadFailed => auto_reload_failed(&common),
@@ -132,6 +144,8 @@ fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
 pub(super) struct Common<'a> {
     pub(super) context: EmailContext<'a>,
     pub(super) product: String,
+    /// How the emails name the product's API ("Acme AI API"; "Example API" stays as it is).
+    pub(super) api: String,
     pub(super) org: String,
     /// The public URL without a trailing slash.
     base: &'a str,
@@ -141,9 +155,11 @@ pub(super) struct Common<'a> {
 impl<'a> Common<'a> {
     fn new(context: &EmailContext<'a>) -> Common<'a> {
         let base = context.public_url.trim_end_matches('/');
+        let product = one_line(context.product_name);
         Common {
             context: *context,
-            product: one_line(context.product_name),
+            api: api_name(&product),
+            product,
             org: one_line(context.org_name),
             base,
             billing_url: format!("{base}/billing/{}", context.org_id),
@@ -245,8 +261,8 @@ impl<'a> Common<'a> {
 /// out, …".
 pub(super) fn when_credits_run_out(common: &Common, credits: &str) -> String {
     format!(
-        "When {credits} run out, its {} API access is turned off and API requests are \
+        "When {credits} run out, its {} access is turned off and API requests are \
          refused until credits are added.",
-        common.product
+        common.api
     )
 }

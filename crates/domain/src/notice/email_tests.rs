@@ -1,7 +1,9 @@
 //! What each email must say and link to, with the example values and without the optional
-//! ones: other currencies, a missing threshold, amount, reason, URL, link, role or expiry.
+//! ones: other currencies, a missing threshold, amount, reason, URL, link, role, expiry or
+//! reset; how the product's API is named; and what the balance emails say about auto-reload,
+//! off or on.
 
-use super::snapshot_tests::{context, examples, CONFIRM_URL, SIGN_IN_URL};
+use super::snapshot_tests::{context, examples, reset, CONFIRM_URL, SIGN_IN_URL};
 use super::tests::amount;
 use super::*;
 use crate::time::Timestamp;
@@ -93,6 +95,17 @@ fn required_content() {
             NoticeKind::BalanceLow => {
                 assert!(text.contains("below $5.00"));
                 assert!(lines.contains(&"Available balance: $4.99"));
+            }
+            NoticeKind::SpendLimitReached => {
+                assert!(text.contains(
+                    "Initech reached a spend limit of $100.00 on the Acme AI API, so API \
+                     requests are refused until the limit resets at 2026-12-01 00:00 UTC"
+                ));
+                assert!(text.contains("or for one of its API keys"));
+                assert!(lines.contains(&"Spend limit: $100.00"));
+                assert!(lines.contains(&"Resets: 2026-12-01 00:00 UTC"));
+                assert!(lines.contains(&"Available balance: $37.40"));
+                assert!(email.html.contains(">Open the Billing page</a>"));
             }
             NoticeKind::AutoReloadCharged => {
                 assert!(text.contains(
@@ -356,4 +369,286 @@ fn credits_expiring_without_optional_values() {
         .text
         .lines()
         .any(|l| l == "Expires: 2100-02-28 23:59 UTC"));
+}
+
+/// The subject of the turned-off email for a product name.
+#[test]
+fn turned_off_subjects_name_the_api_once() {
+    // product name → subject
+    let table = [
+        (
+            "Example API",
+            "[action needed] Your Example API access is turned off",
+        ),
+        ("Acme", "[action needed] Your Acme API access is turned off"),
+        (
+            "Acme AI",
+            "[action needed] Your Acme AI API access is turned off",
+        ),
+        (
+            "Example api",
+            "[action needed] Your Example api access is turned off",
+        ),
+    ];
+    for (product_name, subject) in table {
+        let context = EmailContext {
+            product_name,
+            ..context()
+        };
+        let email = render(NoticeKind::AccessTurnedOff, &context);
+        assert_eq!(email.subject, subject, "{product_name:?}");
+    }
+    // Every email that names the product's API names it once.
+    let example = EmailContext {
+        product_name: "Example API",
+        ..context()
+    };
+    for kind in NoticeKind::ALL {
+        let email = render(kind, &example);
+        let text = email.text.replace('\n', " ");
+        for doubled in ["API API", "api API"] {
+            assert!(
+                !email.subject.contains(doubled),
+                "{kind:?}: {}",
+                email.subject
+            );
+            assert!(!text.contains(doubled), "{kind:?}: {text}");
+            assert!(!email.html.contains(doubled), "{kind:?}");
+        }
+    }
+    let restored = render(NoticeKind::AccessRestored, &example);
+    assert_eq!(restored.subject, "Your Example API access is back on");
+    let limited = render(NoticeKind::SpendLimitReached, &example);
+    assert_eq!(
+        limited.subject,
+        "[action needed] Your Example API spend limit is reached"
+    );
+    let low = render(NoticeKind::BalanceLow, &example);
+    assert!(low
+        .text
+        .replace('\n', " ")
+        .contains("its Example API access is turned off"));
+}
+
+/// What the turned-off email says about auto-reload: a recommendation when it is off; when
+/// it is on, why it did not keep access on, and never a recommendation.
+#[test]
+fn turned_off_speaks_to_auto_reload() {
+    let settings = "https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W/auto-reload";
+    let recommendation =
+        "Credits are added automatically when your balance reaches a minimum you choose.";
+    let update = "Update the saved card or the auto-reload settings on the Billing page:";
+    let change = "Change the auto-reload settings on the Billing page:";
+    let too_little = "Auto-reload is on, but it did not add enough credits to Initech to \
+                      cover the refused request.";
+    // (auto-reload on, failure reason) → what the text says (line breaks read as spaces),
+    // the lead of the settings link, whether it recommends auto-reload
+    type Row<'a> = (bool, Option<&'a str>, &'a [&'a str], &'a str, bool);
+    let table: &[Row] = &[
+        (
+            false,
+            None,
+            &["Avoid this next time: turn on auto-reload."],
+            "Set it up on the Billing page:",
+            true,
+        ),
+        // Off: a reason cannot be auto-reload's, and the recommendation stands.
+        (
+            false,
+            Some("Your card was declined."),
+            &["Avoid this next time: turn on auto-reload."],
+            "Set it up on the Billing page:",
+            true,
+        ),
+        (
+            true,
+            Some("Your card was declined."),
+            &[
+                "Auto-reload is on, but it tried and could not add credits to Initech.",
+                "Reason: Your card was declined.",
+            ],
+            update,
+            false,
+        ),
+        (
+            true,
+            Some("Auto-reload reached its monthly limit."),
+            &["Reason: Auto-reload reached its monthly limit."],
+            update,
+            false,
+        ),
+        (
+            true,
+            Some("Your bank asks you to confirm the payment."),
+            &["Reason: Your bank asks you to confirm the payment."],
+            update,
+            false,
+        ),
+        (true, None, &[too_little], change, false),
+        // A blank reason is no reason.
+        (true, Some(" \r\n "), &[too_little], change, false),
+    ];
+    for &(auto_reload_enabled, failure_reason, says, lead, recommends) in table {
+        let case = format!("auto-reload on: {auto_reload_enabled}, reason: {failure_reason:?}");
+        let email = render(
+            NoticeKind::AccessTurnedOff,
+            &EmailContext {
+                auto_reload_enabled,
+                failure_reason,
+                ..context()
+            },
+        );
+        let text = email.text.replace('\n', " ");
+        // What every turned-off email says, auto-reload or not.
+        assert_eq!(
+            email.subject, "[action needed] Your Acme AI API access is turned off",
+            "{case}"
+        );
+        assert!(text.contains("Initech is out of usage credits"), "{case}");
+        assert!(
+            text.contains("API requests from Initech are refused until credits are added."),
+            "{case}"
+        );
+        assert!(
+            text.contains(
+                "Add credits on the Billing page to turn access back on: \
+                 https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W "
+            ),
+            "{case}"
+        );
+        for phrase in says {
+            assert!(text.contains(phrase), "{case}: {phrase:?} in {text}");
+        }
+        assert!(
+            email.text.contains(&format!("\n{lead}\n{settings}\n")),
+            "{case}: {lead:?} and the settings link in {}",
+            email.text
+        );
+        assert!(
+            email.html.contains(&format!("href=\"{settings}\"")),
+            "{case}: settings link in HTML"
+        );
+        assert_eq!(text.contains(recommendation), recommends, "{case}: {text}");
+        assert_eq!(
+            text.to_lowercase().contains("turn on auto-reload"),
+            recommends,
+            "{case}: {text}"
+        );
+        // The reason is auto-reload's only when it is on, and shown only when not blank.
+        let shows_reason =
+            auto_reload_enabled && failure_reason.is_some_and(|reason| !reason.trim().is_empty());
+        assert_eq!(text.contains("Reason:"), shows_reason, "{case}");
+    }
+}
+
+/// The balance-low email recommends auto-reload only to an org that has it off.
+#[test]
+fn balance_low_recommends_auto_reload_only_when_off() {
+    let settings = "https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W/auto-reload";
+    let recommendation =
+        "Credits are added automatically when your balance reaches a minimum you choose.";
+    for auto_reload_enabled in [false, true] {
+        let email = render(
+            NoticeKind::BalanceLow,
+            &EmailContext {
+                available: amount("4.99"),
+                threshold: Some(amount("5")),
+                auto_reload_enabled,
+                ..context()
+            },
+        );
+        let text = email.text.replace('\n', " ");
+        assert!(text.contains("below $5.00"), "{auto_reload_enabled}");
+        assert_eq!(
+            text.contains(&format!(
+                "Avoid running out: turn on auto-reload. {recommendation}"
+            )),
+            !auto_reload_enabled,
+            "{auto_reload_enabled}: {text}"
+        );
+        assert_eq!(
+            email.text.lines().any(|line| line == settings),
+            !auto_reload_enabled,
+            "{auto_reload_enabled}: settings link"
+        );
+    }
+}
+
+/// The spend-limit email names the limit and when it resets, and says less when it does
+/// not know them.
+#[test]
+fn spend_limit_reached_names_the_limit_and_its_reset() {
+    let billing = "https://api.acme.example/billing/org_01HX3Q9R7C5B2N8M4K6J0T1V2W";
+    // (limit, resets at) → the opening sentence, the figures
+    type Row<'a> = (Option<&'a str>, Option<Timestamp>, &'a str, &'a [&'a str]);
+    let table: &[Row] = &[
+        (
+            Some("100"),
+            Some(reset()),
+            "Initech reached a spend limit of $100.00 on the Acme AI API, so API requests \
+             are refused until the limit resets at 2026-12-01 00:00 UTC, whatever the balance.",
+            &["Spend limit: $100.00", "Resets: 2026-12-01 00:00 UTC"],
+        ),
+        (
+            Some("0.50"),
+            None,
+            "Initech reached a spend limit of $0.50 on the Acme AI API, so API requests are \
+             refused until the limit resets, whatever the balance.",
+            &["Spend limit: $0.50"],
+        ),
+        (
+            None,
+            Some(reset()),
+            "Initech reached a spend limit on the Acme AI API, so API requests are refused \
+             until the limit resets at 2026-12-01 00:00 UTC, whatever the balance.",
+            &["Resets: 2026-12-01 00:00 UTC"],
+        ),
+        (
+            None,
+            None,
+            "Initech reached a spend limit on the Acme AI API, so API requests are refused \
+             until the limit resets, whatever the balance.",
+            &[],
+        ),
+    ];
+    for &(limit, resets_at, opening, figures) in table {
+        let case = format!("limit {limit:?}, resets at {resets_at:?}");
+        let email = render(
+            NoticeKind::SpendLimitReached,
+            &EmailContext {
+                available: amount("37.40"),
+                amount: limit.map(amount),
+                resets_at,
+                ..context()
+            },
+        );
+        assert_eq!(
+            email.subject, "[action needed] Your Acme AI API spend limit is reached",
+            "{case}"
+        );
+        let text = email.text.replace('\n', " ");
+        assert!(text.contains(opening), "{case}: {text}");
+        let lines: Vec<&str> = email.text.lines().collect();
+        for figure in figures {
+            assert!(lines.contains(figure), "{case}: {figure}");
+        }
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|line| line.starts_with("Spend limit:"))
+                .count()
+                + lines
+                    .iter()
+                    .filter(|line| line.starts_with("Resets:"))
+                    .count(),
+            figures.len(),
+            "{case}: no other figure"
+        );
+        assert!(lines.contains(&"Available balance: $37.40"), "{case}");
+        assert!(lines.contains(&billing), "{case}: the Billing page");
+        assert!(
+            !text.contains("auto-reload"),
+            "{case}: not about auto-reload"
+        );
+    }
 }

@@ -57,6 +57,29 @@ pub(super) fn one_line(text: &str) -> String {
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// How an email names the product's API: `product` as it is when it already ends with the
+/// word "API" (any case, as a whole word: "Example API", "Acme-api"), else "`product` API"
+/// ("Acme AI API"), so that no email says "Example API API". An empty name is just "API".
+pub(super) fn api_name(product: &str) -> String {
+    if product.is_empty() {
+        return "API".to_owned();
+    }
+    // For a name shorter than three bytes `split` is 0, and the end is the whole name: not "api".
+    let split = product.len().saturating_sub(3);
+    let names_the_api = product
+        .get(split..)
+        .is_some_and(|end| end.eq_ignore_ascii_case("api"))
+        && product[..split]
+            .chars()
+            .next_back()
+            .is_none_or(|before| !before.is_alphanumeric() && before != '_');
+    if names_the_api {
+        product.to_owned()
+    } else {
+        format!("{product} API")
+    }
+}
+
 /// `text` wrapped at `width` columns on word boundaries (a longer word stays whole).
 pub(super) fn wrap(text: &str, width: usize) -> String {
     let mut wrapped = String::with_capacity(text.len());

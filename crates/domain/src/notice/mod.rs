@@ -1,14 +1,14 @@
 //! Notices: which access transitions and payments cause one, and the emails they are sent as.
 //!
-//! A notice is caused by a change of access ([`Transition`]), a credit into an org
-//! ([`crate::ledger::TransferKind`]) or a payment event (an auto-reload charge that failed, an
-//! auto-reload turned off, a payment waiting for confirmation), and is written to the outbox
-//! in the same transaction as its cause. This module only decides *which* notice a transition
-//! or a credit causes ([`for_transition`], [`for_credit`]; the payments shell names the kind of
-//! a payment event itself) and renders its email ([`render`]). Both are pure: the shell passes
+//! A notice is caused by a change of access (decided with its transition by
+//! [`crate::access::decide`]), a credit into an org ([`crate::ledger::TransferKind`]) or a
+//! payment event (an auto-reload charge that failed, an auto-reload turned off, a payment
+//! waiting for confirmation), and is written to the outbox in the same transaction as its
+//! cause. This module decides which notice a credit causes ([`for_credit`]; the payments shell
+//! names the kind of a payment event itself) and renders every email ([`render`]). Both are pure: the shell passes
 //! everything the email says in an [`EmailContext`].
 //!
-//! Two more kinds have causes of their own:
+//! Three more kinds have causes of their own:
 //! * A member's sign-in link or invitation ([`NoticeKind::MemberSignIn`],
 //!   [`NoticeKind::MemberInvited`]) is written with the link, and carries the link's secret
 //!   until it is sent. It goes to that member's address only: never to the org's billing
@@ -20,6 +20,11 @@
 //!   holds unused credits. Its id is derived from the grant's, so each grant is warned about
 //!   once, however many steps or processes see it; a grant made with less than the lead time
 //!   left is warned about at the next step.
+//! * A spend limit reached ([`NoticeKind::SpendLimitReached`]) is caused by an API request
+//!   refused because it would go over a spend limit (the org's monthly limit, or one of its
+//!   API keys'), not by the balance. Its row carries the limit (`amount`) and when the
+//!   limit resets (`retry_at`); the email names both ([`EmailContext::amount`],
+//!   [`EmailContext::resets_at`]), and so does the webhook event (`limit`, `resets_at`).
 //!
 //! The other notices go to the org's billing contacts and to its owners and admins (the
 //! shell gathers the addresses).
@@ -46,7 +51,6 @@ mod tests;
 pub use email::{render, Email, EmailContext};
 pub use layout::{escape_html, format_money, format_utc};
 
-use crate::access::{AccessState, Cause, Transition};
 use crate::ledger::TransferKind;
 
 /// Columns the plain-text part is wrapped at (a link longer than that stays whole).
@@ -61,6 +65,9 @@ pub enum NoticeKind {
     AccessRestored,
     /// The balance crossed a low-balance threshold downward.
     BalanceLow,
+    /// A spend limit (the org's, or one of its API keys') was reached: API requests it covers
+    /// are refused until it resets, whatever the balance.
+    SpendLimitReached,
     /// Credits were added (a grant or a purchase): the receipt.
     CreditsAdded,
     /// Auto-reload charged the saved card and added credits: the receipt.
@@ -82,10 +89,11 @@ pub enum NoticeKind {
 
 impl NoticeKind {
     /// Every kind.
-    pub const ALL: [NoticeKind; 11] = [
+    pub const ALL: [NoticeKind; 12] = [
         NoticeKind::AccessTurnedOff,
         NoticeKind::AccessRestored,
         NoticeKind::BalanceLow,
+        NoticeKind::SpendLimitReached,
         NoticeKind::CreditsAdded,
         NoticeKind::AutoReloadCharged,
         NoticeKind::AutoReloadFailed,
@@ -102,6 +110,7 @@ impl NoticeKind {
             NoticeKind::AccessTurnedOff => "access.turned_off",
             NoticeKind::AccessRestored => "access.restored",
             NoticeKind::BalanceLow => "balance.low",
+            NoticeKind::SpendLimitReached => "spend_limit.reached",
             NoticeKind::CreditsAdded => "credits.added",
             NoticeKind::AutoReloadCharged => "auto_reload.charged",
             NoticeKind::AutoReloadFailed => "auto_reload.failed",
@@ -124,33 +133,6 @@ impl NoticeKind {
         NoticeKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == text)
-    }
-}
-
-/// The notice an access transition causes, if any.
-///
-/// * into `depleted` from any other state → [`NoticeKind::AccessTurnedOff`];
-/// * from `depleted` to `active` or `low` → [`NoticeKind::AccessRestored`];
-/// * otherwise, into `active` or `low` with a higher level (the balance fell below one more
-///   threshold) → [`NoticeKind::BalanceLow`]: one per crossing, since the level counts the
-///   thresholds the balance is below and rising back above a threshold lowers it again;
-/// * anything else (into `suspended`, a falling level, no change of state) → `None`.
-///
-/// The creation of an org ([`Cause::Created`]) causes nothing: it starts from
-/// [`crate::access::Access::INITIAL`], which is no access the org ever had, so there is
-/// nothing to restore or turn off.
-pub fn for_transition(transition: &Transition) -> Option<NoticeKind> {
-    use AccessState::{Active, Depleted, Low};
-    if transition.cause == Cause::Created {
-        return None;
-    }
-    let (from, to) = (transition.from, transition.to);
-    match (from.state, to.state) {
-        (Depleted, Depleted) => None,
-        (_, Depleted) => Some(NoticeKind::AccessTurnedOff),
-        (Depleted, Active | Low) => Some(NoticeKind::AccessRestored),
-        (_, Active | Low) if to.level > from.level => Some(NoticeKind::BalanceLow),
-        _ => None,
     }
 }
 

@@ -25,6 +25,8 @@ pub(super) fn context() -> EmailContext<'static> {
         link: None,
         member_role: None,
         expires_at: None,
+        resets_at: None,
+        auto_reload_enabled: false,
     }
 }
 
@@ -37,12 +39,17 @@ pub(super) fn expiry() -> Timestamp {
     Timestamp::from_unix_ms(1_795_529_100_000)
 }
 
+/// When the example spend limit resets: 2026-12-01 00:00 UTC.
+pub(super) fn reset() -> Timestamp {
+    Timestamp::from_unix_ms(1_796_083_200_000)
+}
+
 /// Where the example payment is confirmed (with a `&`, which HTML must escape).
 pub(super) const CONFIRM_URL: &str =
     "https://pay.example/authenticate/pi_3QxYz8K2eZvKYlo2C?client=email&step=1";
 
 /// The emails the snapshots hold: one of each kind.
-pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 11] {
+pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 12] {
     let turned_off = EmailContext {
         available: Amount::ZERO,
         ..context()
@@ -54,6 +61,12 @@ pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 11] {
     let low = EmailContext {
         available: amount("4.99"),
         threshold: Some(amount("5")),
+        ..context()
+    };
+    let limited = EmailContext {
+        available: amount("37.40"),
+        amount: Some(amount("100")),
+        resets_at: Some(reset()),
         ..context()
     };
     let receipt = EmailContext {
@@ -121,6 +134,11 @@ pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 11] {
             render(NoticeKind::BalanceLow, &low),
         ),
         (
+            NoticeKind::SpendLimitReached,
+            "spend_limit_reached",
+            render(NoticeKind::SpendLimitReached, &limited),
+        ),
+        (
             NoticeKind::CreditsAdded,
             "credits_added",
             render(NoticeKind::CreditsAdded, &receipt),
@@ -172,6 +190,7 @@ fn subjects_are_exact() {
             "[action needed] Your Acme AI API access is turned off",
             "Your Acme AI API access is back on",
             "Your Acme AI credit balance is low",
+            "[action needed] Your Acme AI API spend limit is reached",
             "Receipt: $20.00 of Acme AI credits added",
             "Receipt: $20.00 of Acme AI credits added by auto-reload",
             "[action needed] Auto-reload of your Acme AI credits failed",

@@ -1,18 +1,13 @@
-//! Tests of the kinds and the decisions (which transition or credit causes which notice, as
-//! tables and along a walk of balances) and of the formatting helpers.
+//! Tests of the kinds, which credit causes which notice, and the formatting helpers (which
+//! access change causes which notice is tested with `access::decide`).
 
-use super::layout::wrap;
+use super::layout::{api_name, wrap};
 use super::*;
-use crate::access::Access;
 use crate::money::Amount;
 use crate::time::Timestamp;
 
 pub(super) fn amount(text: &str) -> Amount {
     text.parse().unwrap()
-}
-
-fn access(state: AccessState, level: u32) -> Access {
-    Access { state, level }
 }
 
 #[test]
@@ -27,6 +22,7 @@ fn names_round_trip() {
             "access.turned_off",
             "access.restored",
             "balance.low",
+            "spend_limit.reached",
             "credits.added",
             "auto_reload.charged",
             "auto_reload.failed",
@@ -48,182 +44,6 @@ fn names_round_trip() {
     assert_eq!(NoticeKind::parse("Access.Turned_Off"), None);
     assert_eq!(NoticeKind::parse(""), None);
     assert_eq!(NoticeKind::parse("balance.low "), None);
-}
-
-#[test]
-fn for_transition_table() {
-    use AccessState::{Active, Depleted, Low, Suspended};
-    use NoticeKind::{AccessRestored, AccessTurnedOff, BalanceLow};
-    // (from, to, cause) → notice
-    type Row = (
-        (AccessState, u32),
-        (AccessState, u32),
-        Cause,
-        Option<NoticeKind>,
-    );
-    let table: &[Row] = &[
-        // Running out, from every other state.
-        (
-            (Active, 0),
-            (Depleted, 0),
-            Cause::Balance,
-            Some(AccessTurnedOff),
-        ),
-        (
-            (Active, 0),
-            (Depleted, 2),
-            Cause::Balance,
-            Some(AccessTurnedOff),
-        ),
-        (
-            (Low, 1),
-            (Depleted, 1),
-            Cause::Balance,
-            Some(AccessTurnedOff),
-        ),
-        (
-            (Low, 2),
-            (Depleted, 2),
-            Cause::Balance,
-            Some(AccessTurnedOff),
-        ),
-        (
-            (Low, 1),
-            (Depleted, 2),
-            Cause::Balance,
-            Some(AccessTurnedOff),
-        ),
-        (
-            (Active, 0),
-            (Depleted, 0),
-            Cause::Settings,
-            Some(AccessTurnedOff),
-        ),
-        (
-            (Suspended, 0),
-            (Depleted, 0),
-            Cause::Unsuspended,
-            Some(AccessTurnedOff),
-        ),
-        (
-            (Suspended, 1),
-            (Depleted, 1),
-            Cause::Unsuspended,
-            Some(AccessTurnedOff),
-        ),
-        // Staying depleted: never a second "turned off".
-        ((Depleted, 0), (Depleted, 1), Cause::Balance, None),
-        ((Depleted, 2), (Depleted, 1), Cause::Balance, None),
-        ((Depleted, 0), (Depleted, 1), Cause::Settings, None),
-        // Credits landing.
-        (
-            (Depleted, 0),
-            (Active, 0),
-            Cause::Balance,
-            Some(AccessRestored),
-        ),
-        (
-            (Depleted, 2),
-            (Active, 0),
-            Cause::Balance,
-            Some(AccessRestored),
-        ),
-        (
-            (Depleted, 2),
-            (Low, 1),
-            Cause::Balance,
-            Some(AccessRestored),
-        ),
-        (
-            (Depleted, 1),
-            (Low, 1),
-            Cause::Balance,
-            Some(AccessRestored),
-        ),
-        (
-            (Depleted, 0),
-            (Low, 1),
-            Cause::Settings,
-            Some(AccessRestored),
-        ),
-        // Crossing a threshold downward: one each.
-        ((Active, 0), (Low, 1), Cause::Balance, Some(BalanceLow)),
-        ((Low, 1), (Low, 2), Cause::Balance, Some(BalanceLow)),
-        ((Low, 2), (Low, 3), Cause::Balance, Some(BalanceLow)),
-        ((Active, 0), (Low, 2), Cause::Balance, Some(BalanceLow)),
-        ((Active, 0), (Low, 1), Cause::Settings, Some(BalanceLow)),
-        (
-            (Suspended, 0),
-            (Low, 1),
-            Cause::Unsuspended,
-            Some(BalanceLow),
-        ),
-        // Rising back: re-arms, says nothing.
-        ((Low, 2), (Low, 1), Cause::Balance, None),
-        ((Low, 1), (Active, 0), Cause::Balance, None),
-        ((Low, 2), (Active, 0), Cause::Settings, None),
-        // Suspension and its lifting.
-        ((Active, 0), (Suspended, 0), Cause::Suspended, None),
-        ((Low, 1), (Suspended, 1), Cause::Suspended, None),
-        ((Depleted, 0), (Suspended, 0), Cause::Suspended, None),
-        ((Suspended, 0), (Suspended, 1), Cause::Balance, None),
-        ((Suspended, 1), (Suspended, 0), Cause::Balance, None),
-        ((Suspended, 0), (Active, 0), Cause::Unsuspended, None),
-        ((Suspended, 1), (Low, 1), Cause::Unsuspended, None),
-        ((Suspended, 2), (Low, 1), Cause::Unsuspended, None),
-        // Creation: nothing to turn off or restore.
-        ((Depleted, 0), (Depleted, 0), Cause::Created, None),
-        ((Depleted, 0), (Depleted, 1), Cause::Created, None),
-        ((Depleted, 0), (Active, 0), Cause::Created, None),
-        ((Depleted, 0), (Low, 1), Cause::Created, None),
-        ((Depleted, 0), (Suspended, 0), Cause::Created, None),
-    ];
-    for &((from_state, from_level), (to_state, to_level), cause, expected) in table {
-        let transition = Transition {
-            from: access(from_state, from_level),
-            to: access(to_state, to_level),
-            cause,
-            available: Amount::ZERO,
-        };
-        assert_eq!(
-            for_transition(&transition),
-            expected,
-            "{from_state:?}/{from_level} → {to_state:?}/{to_level} ({cause:?})"
-        );
-    }
-}
-
-/// The notices a walk of balances causes under real derivation: one per crossing.
-#[test]
-fn notices_along_a_balance_walk() {
-    use crate::access::{transition, AccessPolicy};
-    let policy = AccessPolicy {
-        suspended: false,
-        floor: Amount::ZERO,
-        low_thresholds: vec![amount("10"), amount("5")],
-    };
-    let walk = [
-        ("20", None),
-        ("9", Some(NoticeKind::BalanceLow)),
-        ("8", None),
-        ("4", Some(NoticeKind::BalanceLow)),
-        ("6", None),
-        ("4.50", Some(NoticeKind::BalanceLow)),
-        ("0", Some(NoticeKind::AccessTurnedOff)),
-        ("-0.02", None),
-        ("3", Some(NoticeKind::AccessRestored)),
-        ("11", None),
-        ("9.99", Some(NoticeKind::BalanceLow)),
-    ];
-    let mut current = crate::access::derive(amount("20"), &policy);
-    for (available, expected) in walk {
-        let notice =
-            transition(current, amount(available), &policy, Cause::Balance).and_then(|t| {
-                current = t.to;
-                for_transition(&t)
-            });
-        assert_eq!(notice, expected, "balance {available}");
-    }
 }
 
 #[test]
@@ -309,4 +129,31 @@ fn wraps_text() {
         "short\nhttps://a.very.long/url\nhere"
     );
     assert_eq!(wrap("", 72), "");
+}
+
+#[test]
+fn api_names() {
+    // product name → how the emails name its API
+    let table = [
+        ("Acme AI", "Acme AI API"),
+        ("Acme", "Acme API"),
+        ("Example API", "Example API"),
+        ("Example api", "Example api"),
+        ("Example-Api", "Example-Api"),
+        ("API", "API"),
+        ("api", "api"),
+        // "API" ending a longer word is not the word "API".
+        ("OpenAPI", "OpenAPI API"),
+        ("Rapi", "Rapi API"),
+        ("Acme_API", "Acme_API API"),
+        ("Ünïcodeapi", "Ünïcodeapi API"),
+        ("Acme ÄPI", "Acme ÄPI API"),
+        ("APIs", "APIs API"),
+        ("AP", "AP API"),
+        ("é", "é API"),
+        ("", "API"),
+    ];
+    for (product, expected) in table {
+        assert_eq!(api_name(product), expected, "{product:?}");
+    }
 }

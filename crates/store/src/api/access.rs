@@ -1,14 +1,17 @@
 //! Access transitions: derived and recorded in the transaction that moves the balance (the
 //! writer's batch) or the setting (an org update), so none is missed or recorded twice.
 
-use creditgate_domain::access::{self, Access, AccessPolicy, AccessState, Cause, Transition};
+use creditgate_domain::access::{
+    self, Access, AccessPolicy, AccessState, Cause, Decision, OrgAccess, ReloadDue, ReloadMark,
+    Situation,
+};
 use creditgate_domain::ledger::{Account, AccountKind, ChangeSet, Transfer};
 use creditgate_domain::notice::NoticeKind;
 use creditgate_domain::{Amount, Timestamp};
 
 use super::decode_amounts;
 use crate::codec::Columns;
-use crate::sql::{values, Row, Tx};
+use crate::sql::{values, Row, Tx, Value};
 use crate::{Store, StoreError};
 
 /// A recorded change of an org's access.
@@ -31,36 +34,363 @@ pub struct AccessTransitionRecord {
 }
 
 const INSERT_TRANSITION: &str = "INSERT INTO access_transitions (org_id, from_state, to_state, \
-     from_level, to_level, cause, available, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+     from_level, to_level, cause, available, at, refused_amount, refused_hold_id, refused_reference) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 /// A receipt's outbox row: the amount and the transfer; made once per transfer.
 const INSERT_RECEIPT: &str = "INSERT INTO notices (id, kind, org_id, available, level, state, \
      attempts, next_attempt_at, last_error, created_at, sent_at, amount, transfer_id) \
      VALUES ($1, $2, $3, $4, 0, 'pending', 0, $5, NULL, $5, NULL, $6, $7) ON CONFLICT (id) DO NOTHING";
-
-/// Whether an org was ever told its access was turned off.
-const TURNED_OFF_BEFORE: &str =
-    "SELECT COUNT(*) FROM notices WHERE org_id = $1 AND kind = 'access.turned_off'";
-const RESTORED: &str = "access.restored";
-
-/// The outbox row of a transition's notice (see [`notice_of`]).
+/// The outbox row of an access notice. Its id comes from the org's latest transition:
+/// `ntc_<seq>` for the notice of that transition (inserted right after it, under the org's
+/// account lock), `ntc_<seq>_off` for a "turned off" told later (after an auto-reload that did
+/// not restore access), so each is made once.
 const INSERT_NOTICE: &str = "INSERT INTO notices (id, kind, org_id, available, level, state, \
-     attempts, next_attempt_at, last_error, created_at, sent_at) \
-     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, NULL, $6, NULL)";
+     attempts, next_attempt_at, last_error, created_at, sent_at, reason) \
+     SELECT 'ntc_' || CAST(MAX(seq) AS TEXT) || CAST($1 AS TEXT), $2, $3, $4, $5, 'pending', 0, $6, NULL, $6, NULL, $7 \
+     FROM access_transitions WHERE org_id = $3 ON CONFLICT (id) DO NOTHING";
+const UPDATE_ACCESS: &str = "UPDATE orgs SET access_state = $2, access_level = $3, \
+     access_cut_off = $4, access_off_told = $5, access_changed_at = COALESCE($6, access_changed_at) \
+     WHERE id = $1";
+/// Marks an org's auto-reload due for a decision (see `payments/reload.rs`), with why.
+const MARK_RELOAD_DUE: &str = "UPDATE auto_reloads SET due = $2 WHERE org_id = $1";
 
-/// The notice a recorded transition causes: its id (from the transition's sequence number,
-/// so it is made once) and kind.
-///
-/// "Access restored" needs access to have been turned off before: a new org starts depleted,
-/// and its first credits restore nothing. The callers check that with [`TURNED_OFF_BEFORE`].
-fn notice_of(seq: i64, transition: &Transition) -> Option<(String, &'static str)> {
-    creditgate_domain::notice::for_transition(transition)
-        .map(|kind| (format!("ntc_{seq}"), kind.as_str()))
+/// The columns an org's access is decided from, in the order [`OrgAccessRow::decode`] reads.
+const ACCESS_COLUMNS: &str = "o.id, o.low_thresholds, o.suspended, o.access_state, \
+     o.access_level, o.access_cut_off, o.access_off_told, r.threshold, r.due";
+const ACCESS_FROM: &str = "orgs o LEFT JOIN auto_reloads r ON r.org_id = o.id AND r.enabled = 1";
+
+/// What an org's access is decided from, besides its balances.
+struct OrgAccessRow {
+    id: String,
+    stored: OrgAccess,
+    low_thresholds: Vec<Amount>,
+    suspended: bool,
+    reload: Option<ReloadMark>,
+}
+
+impl OrgAccessRow {
+    fn decode(row: &impl Columns) -> Result<OrgAccessRow, StoreError> {
+        let state = row.text(3)?;
+        let access = Access {
+            state: AccessState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("access state {state:?}")))?,
+            level: u32::try_from(row.int(4)?)
+                .map_err(|_| StoreError::Corrupt("access level".into()))?,
+        };
+        let reload = match (row.opt_amount(7)?, row.opt_int(8)?) {
+            (Some(threshold), Some(due)) => Some(ReloadMark {
+                threshold,
+                due: ReloadDue::from_int(due),
+            }),
+            _ => None,
+        };
+        Ok(OrgAccessRow {
+            id: row.text(0)?,
+            stored: OrgAccess {
+                access,
+                cut_off: row.int(5)? != 0,
+                off_told: row.int(6)? != 0,
+            },
+            low_thresholds: decode_amounts(&row.text(1)?)?,
+            suspended: row.int(2)? != 0,
+            reload,
+        })
+    }
+
+    fn policy(&self, floor: Amount, cutoff_min: Amount) -> AccessPolicy {
+        AccessPolicy {
+            suspended: self.suspended,
+            floor,
+            low_thresholds: self.low_thresholds.clone(),
+            cutoff_min,
+        }
+    }
+}
+
+/// One statement of an after-batch plan: SQL written once (`$n` placeholders) and its values.
+pub(crate) type Statement = (&'static str, Vec<Value>);
+
+/// The statements that write one decision about an org: its stored access, the transition,
+/// its notice and the auto-reload mark. `refusal` names the refused call behind a
+/// [`Cause::Refused`] transition.
+fn decision_statements(
+    org_id: &str,
+    decision: &Decision,
+    refusal: Option<(&str, &str)>,
+    now: Timestamp,
+    out: &mut Vec<Statement>,
+) {
+    let changed_at = decision.transition.map(|_| now.unix_ms());
+    out.push((
+        UPDATE_ACCESS,
+        values![
+            org_id,
+            decision.stored.access.state.as_str(),
+            i64::from(decision.stored.access.level),
+            decision.stored.cut_off,
+            decision.stored.off_told,
+            changed_at,
+        ]
+        .to_vec(),
+    ));
+    if let Some(transition) = &decision.transition {
+        let refusal = refusal.filter(|_| transition.cause == Cause::Refused);
+        out.push((
+            INSERT_TRANSITION,
+            values![
+                org_id,
+                transition.from.state.as_str(),
+                transition.to.state.as_str(),
+                i64::from(transition.from.level),
+                i64::from(transition.to.level),
+                transition.cause.as_str(),
+                transition.available.micros(),
+                now.unix_ms(),
+                transition.refused_amount.map(Amount::micros),
+                refusal.map(|(hold, _)| hold.to_owned()),
+                refusal.map(|(_, reference)| reference.to_owned()),
+            ]
+            .to_vec(),
+        ));
+    }
+    if let Some(kind) = decision.notice {
+        let (available, level) = decision
+            .transition
+            .map_or((None, decision.stored.access.level), |t| {
+                (Some(t.available), t.to.level)
+            });
+        let suffix = if decision.transition.is_some() {
+            ""
+        } else {
+            "_off"
+        };
+        out.push(notice_statement(
+            suffix,
+            kind,
+            org_id,
+            available.unwrap_or(Amount::ZERO),
+            level,
+            None,
+            now,
+        ));
+    }
+    if let Some(due) = decision.reload_due {
+        out.push((MARK_RELOAD_DUE, values![org_id, due.as_int()].to_vec()));
+    }
+}
+
+fn notice_statement(
+    suffix: &str,
+    kind: NoticeKind,
+    org_id: &str,
+    available: Amount,
+    level: u32,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Statement {
+    (
+        INSERT_NOTICE,
+        values![
+            suffix,
+            kind.as_str(),
+            org_id,
+            available.micros(),
+            i64::from(level),
+            now.unix_ms(),
+            reason.map(str::to_owned),
+        ]
+        .to_vec(),
+    )
+}
+
+/// Records a decision made outside the writer (an org's creation or update), in the
+/// caller's transaction, which holds the org's account lock.
+pub(crate) async fn record_decision(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    decision: &Decision,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut statements = Vec::new();
+    decision_statements(org_id, decision, None, now, &mut statements);
+    for (sql, params) in statements {
+        tx.execute(sql, &params).await?;
+    }
+    Ok(())
+}
+
+/// An org's stored access (the caller holds its account lock).
+pub(crate) async fn stored_access(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+) -> Result<Option<OrgAccess>, StoreError> {
+    let rows = tx
+        .query(
+            &format!("SELECT {ACCESS_COLUMNS} FROM {ACCESS_FROM} WHERE o.id = $1"),
+            &values![org_id],
+        )
+        .await?;
+    Ok(rows
+        .first()
+        .map(OrgAccessRow::decode)
+        .transpose()?
+        .map(|row| row.stored))
+}
+
+/// Tells a refused org that its access is turned off because its auto-reload did not restore
+/// it (`reason` says why), unless it was told already or is no longer off (the pure
+/// `access::tell_after_reload`). Takes the org's account lock first, as the writer does, so
+/// it decides from the access the last batch left.
+pub(crate) async fn tell_turned_off_after_reload(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let lock = format!(
+        "SELECT posted - reserved FROM accounts WHERE id = $1{}",
+        tx.for_update()
+    );
+    let Some(available) = tx
+        .query(&lock, &values![org_id])
+        .await?
+        .first()
+        .map(|row| row.amount(0))
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    let Some(stored) = stored_access(tx, org_id).await? else {
+        return Ok(());
+    };
+    if !access::tell_after_reload(&stored) {
+        return Ok(());
+    }
+    let (sql, params) = notice_statement(
+        "_off",
+        NoticeKind::AccessTurnedOff,
+        org_id,
+        available,
+        stored.access.level,
+        Some(reason),
+        now,
+    );
+    tx.execute(sql, &params).await?;
+    tx.execute(
+        "UPDATE orgs SET access_off_told = 1 WHERE id = $1",
+        &values![org_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The org accounts whose access a batch may move: those it changed, and those it refused a
+/// call (as the batch left them), each once.
+fn org_accounts(changes: &ChangeSet) -> Vec<&Account> {
+    let mut accounts: Vec<&Account> = changes
+        .accounts
+        .iter()
+        .filter(|account| account.kind == AccountKind::OrgCredit)
+        .collect();
+    for refusal in &changes.refusals {
+        if !accounts.iter().any(|a| a.id == refusal.account.id) {
+            accounts.push(&refusal.account);
+        }
+    }
+    accounts
+}
+
+/// The statements that record what a batch did to its orgs' access (the pure
+/// `access::decide` for each org with a row; accounts without one, in ledger-only tests and
+/// benchmarks, are left alone) and the receipts of its credits.
+fn after_batch_plan(
+    changes: &ChangeSet,
+    accounts: &[&Account],
+    rows: Vec<OrgAccessRow>,
+    cutoff_min: Amount,
+    now: Timestamp,
+) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let mut with_rows = Vec::new();
+    for row in rows {
+        let Some(account) = accounts.iter().find(|a| a.id.as_str() == row.id) else {
+            continue;
+        };
+        with_rows.push(*account);
+        let floor = account.floor.unwrap_or(Amount::ZERO);
+        let policy = row.policy(floor, cutoff_min);
+        let refusal = changes.refusals.iter().find(|r| r.account.id == account.id);
+        let situation = Situation {
+            stored: row.stored,
+            policy: &policy,
+            posted: account.posted,
+            available: account.available(),
+            refused: refusal.map(|r| r.amount),
+            credited: changes
+                .transfers
+                .iter()
+                .any(|t| t.credit_account_id == account.id),
+            cause: Cause::Balance,
+            reload: row.reload,
+        };
+        let decision = access::decide(&situation);
+        if decision.stored == row.stored && decision.reload_due.is_none() {
+            continue;
+        }
+        decision_statements(
+            &row.id,
+            &decision,
+            refusal.map(|r| (r.hold_id.as_str(), r.reference.as_str())),
+            now,
+            &mut out,
+        );
+    }
+    for (id, kind, org, transfer, available) in receipts(changes, &with_rows) {
+        out.push((
+            INSERT_RECEIPT,
+            values![
+                id,
+                kind.as_str(),
+                org,
+                available,
+                now.unix_ms(),
+                transfer.amount.micros(),
+                transfer.id.as_str()
+            ]
+            .to_vec(),
+        ));
+    }
+    out
+}
+
+/// The receipts a batch calls for: one per grant or purchase into an org with an org
+/// row, with an id derived from the transfer (so a retried batch makes it once):
+/// (notice id, kind, org id, transfer, the org's available balance after the batch).
+fn receipts<'a>(
+    changes: &'a ChangeSet,
+    orgs: &[&'a Account],
+) -> Vec<(String, NoticeKind, &'a str, &'a Transfer, i64)> {
+    changes
+        .transfers
+        .iter()
+        .filter_map(|t| {
+            let kind = creditgate_domain::notice::for_credit(t.kind)?;
+            let org = orgs.iter().find(|a| a.id == t.credit_account_id)?;
+            Some((
+                receipt_id(&crate::api::letters_and_digits(t.id.as_str(), 60)),
+                kind,
+                org.id.as_str(),
+                t,
+                org.available().micros(),
+            ))
+        })
+        .collect()
 }
 
 /// A receipt's notice id from its transfer id's letters and digits (`suffix`). A suffix of
-/// digits alone takes a `t`: `ntc_<digits>` is a transition's notice (`ntc_<seq>`, inserted
-/// without `ON CONFLICT`), and a receipt there would fail every batch that reached that seq.
-/// The service's own transfer ids (`txn_…`) never need it.
+/// digits alone takes a `t`: `ntc_<digits>` is a transition's notice (`ntc_<seq>`), and a
+/// receipt there would take that transition's notice id. The service's own transfer ids
+/// (`txn_…`) never need it.
 fn receipt_id(suffix: &str) -> String {
     if suffix.bytes().all(|b| b.is_ascii_digit()) {
         format!("ntc_t{suffix}")
@@ -69,113 +399,9 @@ fn receipt_id(suffix: &str) -> String {
     }
 }
 
-fn notice_values(
-    id: &str,
-    kind: &str,
-    org_id: &str,
-    transition: &Transition,
-    now: Timestamp,
-) -> Vec<crate::sql::Value> {
-    values![
-        id,
-        kind,
-        org_id,
-        transition.available.micros(),
-        i64::from(transition.to.level),
-        now.unix_ms(),
-    ]
-    .to_vec()
-}
-const UPDATE_ACCESS: &str =
-    "UPDATE orgs SET access_state = $2, access_level = $3, access_changed_at = $4 WHERE id = $1";
-const SELECT_ACCESS: &str =
-    "SELECT o.low_thresholds, o.suspended, o.access_state, o.access_level, \
-     r.threshold, r.due FROM orgs o LEFT JOIN auto_reloads r ON r.org_id = o.id AND r.enabled = 1 \
-     WHERE o.id = $1";
-/// Marks an org due for an auto-reload decision (see `payments.rs`).
-const MARK_RELOAD_DUE: &str = "UPDATE auto_reloads SET due = 1 WHERE org_id = $1";
-
-/// Whether a batch that left an org at `available` calls for an auto-reload decision: auto-reload
-/// is on, the balance is at or below its threshold, and the org is not marked already.
-fn reload_due(available: Amount, threshold: Option<i64>, due: Option<i64>) -> bool {
-    matches!((threshold, due), (Some(threshold), Some(0)) if available.micros() <= threshold)
-}
-
-pub(crate) async fn record_transition(
-    tx: &mut Tx<'_>,
-    org_id: &str,
-    transition: &Transition,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let rows = tx
-        .query(
-            INSERT_TRANSITION,
-            &transition_values(org_id, transition, now),
-        )
-        .await?;
-    let seq = rows
-        .first()
-        .ok_or_else(|| StoreError::Corrupt("no seq returned".into()))?
-        .int(0)?;
-    if let Some((id, kind)) = notice_of(seq, transition) {
-        tx.execute(
-            INSERT_NOTICE,
-            &notice_values(&id, kind, org_id, transition, now),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-fn transition_values(
-    org_id: &str,
-    transition: &Transition,
-    now: Timestamp,
-) -> Vec<crate::sql::Value> {
-    values![
-        org_id,
-        transition.from.state.as_str(),
-        transition.to.state.as_str(),
-        i64::from(transition.from.level),
-        i64::from(transition.to.level),
-        transition.cause.as_str(),
-        transition.available.micros(),
-        now.unix_ms(),
-    ]
-    .to_vec()
-}
-
-/// An org's stored access and the policy it is derived under (the floor is the account's).
-fn access_row(
-    account: &Account,
-    thresholds: &str,
-    suspended: i64,
-    state: &str,
-    level: i64,
-) -> Result<(Access, AccessPolicy), StoreError> {
-    let previous = Access {
-        state: AccessState::parse(state)
-            .ok_or_else(|| StoreError::Corrupt(format!("access state {state:?}")))?,
-        level: u32::try_from(level).map_err(|_| StoreError::Corrupt("access level".into()))?,
-    };
-    let policy = AccessPolicy {
-        suspended: suspended != 0,
-        floor: account.floor.unwrap_or(Amount::ZERO),
-        low_thresholds: decode_amounts(thresholds)?,
-    };
-    Ok((previous, policy))
-}
-
-/// The org accounts whose access may have moved in a batch.
-fn org_accounts(accounts: &[Account]) -> impl Iterator<Item = &Account> {
-    accounts
-        .iter()
-        .filter(|account| account.kind == AccountKind::OrgCredit)
-}
-
-/// Derives the access of every org account a batch changed and records the changes, inside
-/// the batch's transaction. Accounts without an org row (ledger-only tests and benchmarks)
-/// are left alone.
+/// Derives the access of every org a batch changed or refused and records the changes,
+/// inside the batch's transaction: each backend loads the rows and runs the statements of
+/// the one plan ([`after_batch_plan`]).
 pub(crate) mod sync_after_batch {
     use super::*;
     use crate::sql::sqlite_placeholders as placeholders;
@@ -184,80 +410,26 @@ pub(crate) mod sync_after_batch {
     pub(crate) fn sqlite(
         tx: &rusqlite::Transaction<'_>,
         changes: &ChangeSet,
+        cutoff_min: Amount,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        use rusqlite::OptionalExtension;
-        let accounts = &changes.accounts;
-        let mut orgs = Vec::new();
-        let mut select = tx.prepare_cached(&placeholders(SELECT_ACCESS))?;
-        for account in org_accounts(accounts) {
-            let row = select
-                .query_row([account.id.as_str()], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, Option<i64>>(4)?,
-                        row.get::<_, Option<i64>>(5)?,
-                    ))
-                })
-                .optional()?;
-            let Some((thresholds, suspended, state, level, reload_threshold, due)) = row else {
-                continue;
-            };
-            orgs.push(account);
-            let (previous, policy) = access_row(account, &thresholds, suspended, &state, level)?;
-            let available = account.available();
-            if reload_due(available, reload_threshold, due) {
-                let mut mark = tx.prepare_cached(&placeholders(MARK_RELOAD_DUE))?;
-                mark.execute([account.id.as_str()])?;
-            }
-            let Some(transition) = access::transition(previous, available, &policy, Cause::Balance)
-            else {
-                continue;
-            };
-            let mut update = tx.prepare_cached(&placeholders(UPDATE_ACCESS))?;
-            update.execute(rusqlite::params![
-                account.id.as_str(),
-                transition.to.state.as_str(),
-                i64::from(transition.to.level),
-                now.unix_ms()
-            ])?;
-            let mut insert = tx.prepare_cached(&placeholders(INSERT_TRANSITION))?;
-            let seq: i64 = insert.query_row(
-                rusqlite::params_from_iter(
-                    transition_values(account.id.as_str(), &transition, now).iter(),
-                ),
-                |row| row.get(0),
-            )?;
-            let notice = notice_of(seq, &transition).filter(|(_, kind)| {
-                *kind != RESTORED
-                    || tx
-                        .prepare_cached(&placeholders(TURNED_OFF_BEFORE))
-                        .and_then(|mut s| {
-                            s.query_row([account.id.as_str()], |row| row.get::<_, i64>(0))
-                        })
-                        .map_or(true, |count| count > 0)
-            });
-            if let Some((id, kind)) = notice {
-                let mut notice = tx.prepare_cached(&placeholders(INSERT_NOTICE))?;
-                notice.execute(rusqlite::params_from_iter(
-                    notice_values(&id, kind, account.id.as_str(), &transition, now).iter(),
-                ))?;
+        let accounts = org_accounts(changes);
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let mut select = tx.prepare_cached(&placeholders(&format!(
+            "SELECT {ACCESS_COLUMNS} FROM {ACCESS_FROM} WHERE o.id = $1"
+        )))?;
+        let mut rows = Vec::new();
+        for account in &accounts {
+            let mut found = select.query([account.id.as_str()])?;
+            if let Some(row) = found.next()? {
+                rows.push(OrgAccessRow::decode(row)?);
             }
         }
-        let mut insert = tx.prepare_cached(&placeholders(INSERT_RECEIPT))?;
-        for (id, kind, org, transfer, available) in receipts(changes, &orgs) {
-            insert.execute(rusqlite::params![
-                id,
-                kind.as_str(),
-                org,
-                available,
-                now.unix_ms(),
-                transfer.amount.micros(),
-                transfer.id.as_str()
-            ])?;
+        for (sql, params) in after_batch_plan(changes, &accounts, rows, cutoff_min, now) {
+            tx.prepare_cached(&placeholders(sql))?
+                .execute(rusqlite::params_from_iter(params.iter()))?;
         }
         Ok(())
     }
@@ -266,134 +438,27 @@ pub(crate) mod sync_after_batch {
     pub(crate) async fn postgres(
         tx: &tokio_postgres::Transaction<'_>,
         changes: &ChangeSet,
+        cutoff_min: Amount,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let orgs: Vec<&Account> = org_accounts(&changes.accounts).collect();
-        if orgs.is_empty() {
+        let accounts = org_accounts(changes);
+        if accounts.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = orgs.iter().map(|a| a.id.as_str()).collect();
+        let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
         let rows = tx
             .query(
-                "SELECT o.id, o.low_thresholds, o.suspended, o.access_state, o.access_level,
-                 r.threshold, r.due FROM orgs o
-                 LEFT JOIN auto_reloads r ON r.org_id = o.id AND r.enabled = 1
-                 WHERE o.id = ANY($1)",
+                &format!("SELECT {ACCESS_COLUMNS} FROM {ACCESS_FROM} WHERE o.id = ANY($1)"),
                 &[&ids],
             )
-            .await?;
-        let mut with_rows = Vec::new();
-        for row in rows {
-            let id: String = row.try_get(0)?;
-            let Some(account) = orgs.iter().find(|a| a.id.as_str() == id) else {
-                continue;
-            };
-            with_rows.push(*account);
-            let (previous, policy) = access_row(
-                account,
-                &row.try_get::<_, String>(1)?,
-                row.try_get(2)?,
-                &row.try_get::<_, String>(3)?,
-                row.try_get(4)?,
-            )?;
-            if reload_due(account.available(), row.try_get(5)?, row.try_get(6)?) {
-                tx.execute(MARK_RELOAD_DUE, &[&id]).await?;
-            }
-            let Some(transition) =
-                access::transition(previous, account.available(), &policy, Cause::Balance)
-            else {
-                continue;
-            };
-            tx.execute(
-                UPDATE_ACCESS,
-                &[
-                    &id,
-                    &transition.to.state.as_str(),
-                    &i64::from(transition.to.level),
-                    &now.unix_ms(),
-                ],
-            )
-            .await?;
-            let seq: i64 = tx
-                .query_one(
-                    INSERT_TRANSITION,
-                    &[
-                        &id,
-                        &transition.from.state.as_str(),
-                        &transition.to.state.as_str(),
-                        &i64::from(transition.from.level),
-                        &i64::from(transition.to.level),
-                        &transition.cause.as_str(),
-                        &transition.available.micros(),
-                        &now.unix_ms(),
-                    ],
-                )
-                .await?
-                .try_get(0)?;
-            let told = match notice_of(seq, &transition) {
-                Some((_, kind)) if kind == RESTORED => {
-                    tx.query_one(TURNED_OFF_BEFORE, &[&id])
-                        .await?
-                        .try_get::<_, i64>(0)?
-                        > 0
-                }
-                _ => true,
-            };
-            if let Some((notice_id, kind)) = notice_of(seq, &transition).filter(|_| told) {
-                tx.execute(
-                    INSERT_NOTICE,
-                    &[
-                        &notice_id,
-                        &kind,
-                        &id,
-                        &transition.available.micros(),
-                        &i64::from(transition.to.level),
-                        &now.unix_ms(),
-                    ],
-                )
-                .await?;
-            }
-        }
-        for (id, kind, org, transfer, available) in receipts(changes, &with_rows) {
-            tx.execute(
-                INSERT_RECEIPT,
-                &[
-                    &id,
-                    &kind.as_str(),
-                    &org,
-                    &available,
-                    &now.unix_ms(),
-                    &transfer.amount.micros(),
-                    &transfer.id.as_str(),
-                ],
-            )
-            .await?;
+            .await?
+            .iter()
+            .map(OrgAccessRow::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (sql, params) in after_batch_plan(changes, &accounts, rows, cutoff_min, now) {
+            tx.execute(sql, &crate::sql::pg_params(&params)).await?;
         }
         Ok(())
-    }
-
-    /// The receipts a batch calls for: one per grant or purchase into an org with an org
-    /// row, with an id derived from the transfer (so a retried batch makes it once):
-    /// (notice id, kind, org id, transfer, the org's available balance after the batch).
-    fn receipts<'a>(
-        changes: &'a ChangeSet,
-        orgs: &[&'a Account],
-    ) -> Vec<(String, NoticeKind, &'a str, &'a Transfer, i64)> {
-        changes
-            .transfers
-            .iter()
-            .filter_map(|t| {
-                let kind = creditgate_domain::notice::for_credit(t.kind)?;
-                let org = orgs.iter().find(|a| a.id == t.credit_account_id)?;
-                Some((
-                    receipt_id(&crate::api::letters_and_digits(t.id.as_str(), 60)),
-                    kind,
-                    org.id.as_str(),
-                    t,
-                    org.available().micros(),
-                ))
-            })
-            .collect()
     }
 }
 

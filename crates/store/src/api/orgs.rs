@@ -1,10 +1,10 @@
 //! Orgs: created with their credit account, changed under its lock.
 
-use creditgate_domain::access::{self, Access, AccessPolicy, AccessState, Cause};
+use creditgate_domain::access::{self, Access, AccessPolicy, AccessState, Cause, Situation};
 use creditgate_domain::ledger::AccountKind;
 use creditgate_domain::{Amount, Timestamp};
 
-use super::access::record_transition;
+use super::access::{record_decision, stored_access};
 use super::{decode_amounts, encode_amounts, NewOrg, Org, OrgPatch, OrgUpdate, Page};
 use crate::codec::Columns;
 use crate::sql::{values, Row, Tx};
@@ -44,11 +44,12 @@ pub(super) fn org_row(row: &Row) -> Result<Org, StoreError> {
     })
 }
 
-fn policy(org: &Org) -> AccessPolicy {
+fn policy(org: &Org, cutoff_min: Amount) -> AccessPolicy {
     AccessPolicy {
         suspended: org.suspended,
         floor: org.floor,
         low_thresholds: org.low_thresholds.clone(),
+        cutoff_min,
     }
 }
 
@@ -71,8 +72,27 @@ impl Store {
             suspended: false,
             floor: org.floor,
             low_thresholds: org.low_thresholds.clone(),
+            cutoff_min: self.access_cutoff_min(),
         };
-        let access = access::derive(Amount::ZERO, &policy);
+        let mut decision = access::decide(&Situation {
+            stored: access::OrgAccess::INITIAL,
+            policy: &policy,
+            posted: Amount::ZERO,
+            available: Amount::ZERO,
+            refused: None,
+            credited: false,
+            cause: Cause::Created,
+            reload: None,
+        });
+        let access = decision.stored.access;
+        // Every org's history starts with its creation, whatever it derived.
+        decision.transition.get_or_insert(access::Transition {
+            from: Access::INITIAL,
+            to: access,
+            cause: Cause::Created,
+            available: Amount::ZERO,
+            refused_amount: None,
+        });
         tx.execute(
             "INSERT INTO orgs (id, name, billing_emails, low_thresholds, suspended, spend_limit_monthly,
              access_state, access_level, access_changed_at, created_at, updated_at)
@@ -89,13 +109,7 @@ impl Store {
             ],
         )
         .await?;
-        let transition = access::Transition {
-            from: Access::INITIAL,
-            to: access,
-            cause: Cause::Created,
-            available: Amount::ZERO,
-        };
-        record_transition(&mut tx, &org.id, &transition, now).await?;
+        record_decision(&mut tx, &org.id, &decision, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -144,18 +158,21 @@ impl Store {
     ) -> Result<OrgUpdate, StoreError> {
         let mut tx = self.db().transaction().await?;
         let lock = format!(
-            "SELECT posted - reserved FROM accounts WHERE id = $1{}",
+            "SELECT posted, reserved FROM accounts WHERE id = $1{}",
             tx.for_update()
         );
-        let Some(available) = tx
+        let Some((posted, reserved)) = tx
             .query(&lock, &values![id])
             .await?
             .first()
-            .map(|r| r.int(0))
+            .map(|r| Ok::<_, StoreError>((r.amount(0)?, r.amount(1)?)))
+            .transpose()?
         else {
             return Ok(OrgUpdate::NotFound);
         };
-        let available = Amount::from_micros(available?);
+        let available = posted
+            .checked_sub(reserved)
+            .ok_or_else(|| StoreError::Corrupt("available balance out of range".into()))?;
         let rows = tx
             .query(
                 &format!("SELECT {ORG_COLUMNS} FROM {ORG_FROM} WHERE o.id = $1"),
@@ -177,14 +194,25 @@ impl Store {
             _ => Cause::Settings,
         };
         let mut after = after;
-        if let Some(transition) =
-            access::transition(before.access, available, &policy(&after), cause)
-        {
-            after.access = transition.to;
+        let stored = stored_access(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("org {id} has no access row")))?;
+        let decision = access::decide(&Situation {
+            stored,
+            policy: &policy(&after, self.access_cutoff_min()),
+            posted,
+            available,
+            refused: None,
+            credited: false,
+            cause,
+            reload: None,
+        });
+        after.access = decision.stored.access;
+        if decision.transition.is_some() {
             after.access_changed_at = now;
-            record_transition(&mut tx, id, &transition, now).await?;
         }
         write_org(&mut tx, &after).await?;
+        record_decision(&mut tx, id, &decision, now).await?;
         tx.commit().await?;
         Ok(OrgUpdate::Updated(after))
     }

@@ -21,6 +21,8 @@ pub struct SqliteBatch {
     busy_timeout_ms: u64,
     /// Accounts and open grants as last committed (see [`RowCache`]).
     cache: RowCache,
+    /// See [`crate::StoreConfig::access_cutoff_min`].
+    cutoff_min: Amount,
 }
 
 /// The writer's page cache. Every batch reads the accounts, grants and index pages it
@@ -56,7 +58,14 @@ impl SqliteBatch {
             checkpointer: Checkpointer::start(connect(path, config)?),
             busy_timeout_ms: config.busy_timeout_ms,
             cache: RowCache::default(),
+            cutoff_min: creditgate_domain::access::CUTOFF_MIN_DEFAULT,
         })
+    }
+
+    /// The same writer deciding access with `cutoff_min`.
+    pub fn with_cutoff_min(mut self, cutoff_min: Amount) -> SqliteBatch {
+        self.cutoff_min = cutoff_min;
+        self
     }
 }
 
@@ -201,6 +210,7 @@ impl SqliteBatch {
         repeats: Repeats,
     ) -> Result<Attempt, StoreError> {
         let cache = &mut self.cache;
+        let cutoff_min = self.cutoff_min;
         let committed = (|| {
             let tx = self
                 .connection
@@ -211,7 +221,7 @@ impl SqliteBatch {
                 return Ok(None);
             }
             write(&tx, &changes)?;
-            crate::api::sync_after_batch::sqlite(&tx, &changes, now)?;
+            crate::api::sync_after_batch::sqlite(&tx, &changes, cutoff_min, now)?;
             tx.commit()?;
             Ok(Some(changes))
         })();

@@ -9,6 +9,7 @@ use super::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use creditgate_domain::access::AccessState;
 use creditgate_domain::ledger::{
     AccountId, AccountKind, HoldId, Operation, PlaceHoldRequest, Rejection, SettleHoldRequest,
     TransferId, VoidHoldRequest, HOLD_TTL_MS_MAX,
@@ -240,6 +241,11 @@ pub async fn place(
             state.billing_url(&org.id),
         ));
     }
+    if org.access.state == AccessState::Depleted {
+        // Turned off (by an earlier refusal or the floor): refused until credits bring the
+        // org back to its cut-off level, even where this one call would fit.
+        return Err(exhausted(state, &org.id));
+    }
     super::usage::check_spend_limits(state, caller, org, amount, now).await?;
     let operation = Operation::PlaceHold(PlaceHoldRequest {
         id: hold_id,
@@ -258,19 +264,56 @@ pub async fn place(
                 .hold
                 .ok_or_else(|| ApiError::internal("hold receipt without hold"))
         }
-        Err(Rejection::InsufficientFunds) => {
-            metrics::hold_refused("credit_balance_exhausted");
-            Err(ApiError::billing(
-                "credit_balance_exhausted",
-                "Your organization is out of usage credits. Add credits on the Billing page to turn API access back on.",
-                state.billing_url(&org.id),
-            ))
-        }
+        Err(Rejection::InsufficientFunds) => Err(refused_for_funds(state, org, amount).await),
         Err(other) => {
             metrics::hold_refused(other.code());
             Err(rejection(other, "amount"))
         }
     }
+}
+
+/// The 402 of a hold the ledger refused for lack of credits. The batch that refused it has
+/// recorded what that did to the org's access, so the org is read again: turned off
+/// (`credit_balance_exhausted`), or still on, when only this call's worst case is more than
+/// what is available (`request_exceeds_balance`, naming both).
+async fn refused_for_funds(
+    state: &AppState,
+    org: &creditgate_store::api::Org,
+    amount: creditgate_domain::Amount,
+) -> ApiError {
+    let now_org = state.store().org(&org.id).await.ok().flatten();
+    let account = state
+        .store()
+        .account(&AccountId::new(org.id.clone()))
+        .await
+        .ok()
+        .flatten();
+    match (now_org, account) {
+        (Some(now_org), Some(account)) if now_org.access.state != AccessState::Depleted => {
+            metrics::hold_refused("request_exceeds_balance");
+            ApiError::billing(
+                "request_exceeds_balance",
+                format!(
+                    "This request may cost up to {} {currency} (its worst case), more than the {} {currency} your organization has available. Lower max_tokens or the input, or add credits on the Billing page.",
+                    amount,
+                    account.available(),
+                    currency = state.config().currency,
+                ),
+                state.billing_url(&org.id),
+            )
+        }
+        _ => exhausted(state, &org.id),
+    }
+}
+
+/// The 402 of an org whose API access is turned off for lack of credits.
+fn exhausted(state: &AppState, org_id: &str) -> ApiError {
+    metrics::hold_refused("credit_balance_exhausted");
+    ApiError::billing(
+        "credit_balance_exhausted",
+        "Your organization is out of usage credits, so its API access is turned off. Add credits on the Billing page to turn it back on.",
+        state.billing_url(org_id),
+    )
 }
 
 /// Settles `hold` for `amount` under the id derived from the hold (so a repeat is `exists`).

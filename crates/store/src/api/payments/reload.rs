@@ -2,6 +2,7 @@
 //! (the pure `reload::decide`) that writes the attempt, and what a failed attempt does
 //! (the pure `reload::after_failure`).
 
+use creditgate_domain::access::AccessState;
 use creditgate_domain::notice::NoticeKind;
 use creditgate_domain::payment::{PaymentKind, PaymentState};
 use creditgate_domain::reload::{
@@ -11,6 +12,7 @@ use creditgate_domain::reload::{
 use creditgate_domain::Timestamp;
 
 use super::{corrupt, insert_payment, notice, opt, Payment};
+use crate::api::access::tell_turned_off_after_reload;
 use crate::codec::Columns;
 use crate::sql::{values, Row, Tx};
 use crate::{Store, StoreError};
@@ -144,7 +146,7 @@ impl Store {
             .db()
             .query(
                 "SELECT org_id FROM auto_reloads WHERE enabled = 1
-                 AND (due = 1 OR (retry_at IS NOT NULL AND retry_at <= $1))
+                 AND (due <> 0 OR (retry_at IS NOT NULL AND retry_at <= $1))
                  ORDER BY org_id LIMIT $2",
                 &values![now.unix_ms(), i64::try_from(limit).unwrap_or(i64::MAX)],
             )
@@ -206,7 +208,11 @@ impl Store {
         let row = rows
             .first()
             .ok_or_else(|| StoreError::Corrupt("no aggregate row".into()))?;
+        let refused = crate::api::access::stored_access(&mut tx, org_id)
+            .await?
+            .is_some_and(|stored| stored.access.state == AccessState::Depleted && stored.cut_off);
         let state = ReloadState {
+            refused,
             available,
             in_flight: row.int(0)? > 0,
             charged_this_month: row.amount(1)?,
@@ -229,7 +235,13 @@ impl Store {
         )
         .await?;
         let begun = match decision {
-            Decision::Skip(skip) => ReloadBegun::Skipped(skip),
+            Decision::Skip(skip) => {
+                // A refused org that this skip leaves off is told now, with why.
+                if let Some(reason) = skip.refused_reason().filter(|_| refused) {
+                    tell_turned_off_after_reload(&mut tx, org_id, reason, now).await?;
+                }
+                ReloadBegun::Skipped(skip)
+            }
             Decision::Charge(amount) => {
                 let payment = Payment {
                     id: payment_id.to_owned(),
@@ -268,6 +280,18 @@ pub(super) async fn reload_failed(
     policy: &FailurePolicy,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    // A refused org that this failure leaves off is told now, with why (the account is
+    // locked before the settings row, in the order `begin_reload` takes them).
+    tell_turned_off_after_reload(
+        tx,
+        &payment.org_id,
+        payment
+            .failure_message
+            .as_deref()
+            .unwrap_or("Auto-reload could not charge your card."),
+        now,
+    )
+    .await?;
     let select = format!(
         "SELECT failures FROM auto_reloads WHERE org_id = $1{}",
         tx.for_update()

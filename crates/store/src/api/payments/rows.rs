@@ -221,6 +221,15 @@ impl Store {
                 .await?;
             }
             (PaymentState::RequiresAction, _) if off_session => {
+                if after.kind == PaymentKind::AutoReload {
+                    crate::api::access::tell_turned_off_after_reload(
+                        &mut tx,
+                        &after.org_id,
+                        "Your bank asks you to confirm the auto-reload payment before your card is charged.",
+                        now,
+                    )
+                    .await?;
+                }
                 notice(
                     &mut tx,
                     NoticeKind::PaymentActionRequired,
