@@ -34,6 +34,24 @@ impl Timestamp {
         let (year, month, _) = civil_from_days(days);
         Timestamp(days_from_civil(year, month, 1).saturating_mul(DAY_MS))
     }
+
+    /// The first instant of the next calendar month (UTC): when a monthly spend limit resets.
+    pub fn next_month_start(self) -> Timestamp {
+        let days = self.0.div_euclid(DAY_MS);
+        let (year, month, _) = civil_from_days(days);
+        let (year, month) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+        Timestamp(days_from_civil(year, month, 1).saturating_mul(DAY_MS))
+    }
+
+    /// `yyyymm` of this timestamp's calendar month (UTC): names a monthly period in ids.
+    pub fn month_number(self) -> i64 {
+        let (year, month, _) = civil_from_days(self.0.div_euclid(DAY_MS));
+        year * 100 + month
+    }
 }
 
 /// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Howard Hinnant's

@@ -115,6 +115,7 @@ async fn forward(
         model: Some(facts.model.clone()),
         price_id: Some(price.id.clone()),
         key_id: caller.key_id().map(str::to_owned),
+        request_id: None,
     };
     let ttl_ms = i64::try_from(state.config().hold_ttl_s_default.saturating_mul(1000))
         .unwrap_or(HOLD_TTL_MS_MAX)
@@ -395,6 +396,14 @@ async fn balance_headers(state: &AppState, org: &Org, headers: &mut HeaderMap) {
         "creditgate-access-state",
         HeaderValue::from_static(org.access.state.as_str()),
     );
+    // Why calls are refused, when they are (the same as the balance API's `calls_refused`).
+    if let Ok(Some(refused)) = super::routes::credits::calls_refused(state, &org, state.now()).await
+    {
+        headers.insert(
+            "creditgate-calls-refused",
+            HeaderValue::from_static(refused.code),
+        );
+    }
 }
 
 /// The upstream headers a client may see.

@@ -96,13 +96,34 @@ pub struct BalanceView {
     pub overspend: String,
     /// `active`, `low`, `depleted` or `suspended`.
     pub access_state: String,
+    /// Why metered calls are refused now, as the code of their 402
+    /// (`credit_balance_exhausted`, `org_suspended`, `spend_limit_reached` for the org's own
+    /// monthly limit); `null` while they are accepted.
+    pub calls_refused: Option<String>,
+    /// With `spend_limit_reached`: when the limit resets (unix seconds).
+    pub spend_limit_resets_at: Option<i64>,
     /// ISO 4217.
     pub currency: String,
 }
 
+/// Why an org's metered calls are refused now, if they are: the code of their 402, and for a
+/// spend limit, when it resets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallsRefused {
+    /// `credit_balance_exhausted`, `org_suspended` or `spend_limit_reached`.
+    pub code: &'static str,
+    /// When a spend limit resets.
+    pub resets_at: Option<creditgate_domain::Timestamp>,
+}
+
 impl BalanceView {
-    /// From the org and its account.
-    pub fn new(org: &Org, account: &Account, currency: &str) -> BalanceView {
+    /// From the org, its account, and why its calls are refused.
+    pub fn new(
+        org: &Org,
+        account: &Account,
+        currency: &str,
+        refused: Option<CallsRefused>,
+    ) -> BalanceView {
         BalanceView {
             object: "balance",
             org_id: org.id.clone(),
@@ -112,6 +133,8 @@ impl BalanceView {
             floor: show(org.floor),
             overspend: show(account.overspend),
             access_state: org.access.state.as_str().to_owned(),
+            calls_refused: refused.map(|r| r.code.to_owned()),
+            spend_limit_resets_at: refused.and_then(|r| r.resets_at).map(seconds),
             currency: currency.to_owned(),
         }
     }
@@ -180,10 +203,12 @@ pub struct HoldTerms {
     pub price_id: Option<String>,
     /// The key it was placed with.
     pub key_id: Option<String>,
+    /// The request that placed it (`req_…`).
+    pub request_id: Option<String>,
 }
 
 impl HoldTerms {
-    /// `m=…;p=…;k=…` (fields absent when unknown).
+    /// `m=…;p=…;r=…;k=…` (fields absent when unknown).
     pub fn encode(&self) -> String {
         let mut parts = Vec::new();
         if let Some(model) = &self.model {
@@ -191,6 +216,10 @@ impl HoldTerms {
         }
         if let Some(price) = &self.price_id {
             parts.push(format!("p={price}"));
+        }
+        // The key stays last: spend by key is read with `LIKE '%k=<key>'`.
+        if let Some(request) = &self.request_id {
+            parts.push(format!("r={request}"));
         }
         if let Some(key) = &self.key_id {
             parts.push(format!("k={key}"));
@@ -206,6 +235,7 @@ impl HoldTerms {
                 Some(("m", v)) => terms.model = Some(v.to_owned()),
                 Some(("p", v)) => terms.price_id = Some(v.to_owned()),
                 Some(("k", v)) => terms.key_id = Some(v.to_owned()),
+                Some(("r", v)) => terms.request_id = Some(v.to_owned()),
                 _ => {}
             }
         }
@@ -373,12 +403,17 @@ pub struct TransitionView {
     pub from_level: u32,
     /// Thresholds the balance is below, after.
     pub to_level: u32,
-    /// balance, suspended, unsuspended, settings, created.
+    /// balance, refused (a call refused for lack of credits turned access off), suspended,
+    /// unsuspended, settings, created.
     pub cause: String,
     /// Available balance after the change.
     pub available: String,
     /// Unix seconds.
     pub at: i64,
+    /// `refused`: the refused call's worst case.
+    pub refused_amount: Option<String>,
+    /// `refused`: the refused call's request id (`req_…`).
+    pub refused_request_id: Option<String>,
 }
 
 impl From<&AccessTransitionRecord> for TransitionView {
@@ -392,6 +427,11 @@ impl From<&AccessTransitionRecord> for TransitionView {
             cause: t.cause.clone(),
             available: show(t.available),
             at: seconds(t.at),
+            refused_amount: t.refused_amount.map(show),
+            refused_request_id: t
+                .refused_reference
+                .as_deref()
+                .and_then(|reference| HoldTerms::decode(reference).request_id),
         }
     }
 }

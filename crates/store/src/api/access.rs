@@ -25,12 +25,18 @@ pub struct AccessTransitionRecord {
     pub from: Access,
     /// After.
     pub to: Access,
-    /// Why (`balance`, `suspended`, `unsuspended`, `settings`, `created`).
+    /// Why (`balance`, `refused`, `suspended`, `unsuspended`, `settings`, `created`).
     pub cause: String,
     /// The available balance after the change.
     pub available: Amount,
     /// When.
     pub at: Timestamp,
+    /// `refused`: the worst case of the refused call.
+    pub refused_amount: Option<Amount>,
+    /// `refused`: the refused call's hold id.
+    pub refused_hold_id: Option<String>,
+    /// `refused`: the refused call's hold reference (what the call was).
+    pub refused_reference: Option<String>,
 }
 
 const INSERT_TRANSITION: &str = "INSERT INTO access_transitions (org_id, from_state, to_state, \
@@ -484,6 +490,9 @@ fn transition_row(row: &Row) -> Result<AccessTransitionRecord, StoreError> {
         cause: row.text(6)?,
         available: row.amount(7)?,
         at: row.time(8)?,
+        refused_amount: row.opt_amount(9)?,
+        refused_hold_id: row.opt_text(10)?,
+        refused_reference: row.opt_text(11)?,
     })
 }
 
@@ -498,8 +507,8 @@ impl Store {
         let rows = self
             .db()
             .query(
-                "SELECT seq, org_id, from_state, to_state, from_level, to_level, cause, available, at
-                 FROM access_transitions WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                "SELECT seq, org_id, from_state, to_state, from_level, to_level, cause, available, at,
+                 refused_amount, refused_hold_id, refused_reference FROM access_transitions WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 &values![org_id, after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
             )
             .await?;

@@ -3,7 +3,7 @@
 //! about to expire ([`Store::warn_expiring_grants`]).
 
 use creditgate_domain::notice::NoticeKind;
-use creditgate_domain::Timestamp;
+use creditgate_domain::{Amount, Timestamp};
 
 use super::Notice;
 use crate::codec::Columns;
@@ -70,6 +70,48 @@ fn warning_id(grant_id: &str) -> String {
 }
 
 impl Store {
+    /// Writes the notice of the first call of a period refused for a spend limit: one per org,
+    /// limit (the org's, or key `key_id`'s) and calendar month, whatever the number of
+    /// refusals or processes racing (the id names all three). The limit is in `amount`, when
+    /// it resets in `retry_at`.
+    pub async fn spend_limit_reached(
+        &self,
+        org_id: &str,
+        key_id: Option<&str>,
+        limit: Amount,
+        resets_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let whose = key_id.map_or_else(
+            || "org".to_owned(),
+            |key| crate::api::letters_and_digits(key, 40),
+        );
+        let id = format!(
+            "ntc_spend{}{}{}",
+            crate::api::letters_and_digits(org_id, 40),
+            whose,
+            now.month_number()
+        );
+        self.db()
+            .execute(
+                "INSERT INTO notices (id, kind, org_id, available, level, state, attempts,
+                 next_attempt_at, last_error, created_at, sent_at, amount, transfer_id, payment_id,
+                 reason, retry_at, member_id, secret)
+                 VALUES ($1, $2, $3, 0, 0, 'pending', 0, $4, NULL, $4, NULL, $5, NULL, NULL, NULL,
+                 $6, NULL, NULL) ON CONFLICT (id) DO NOTHING",
+                &values![
+                    id,
+                    NoticeKind::SpendLimitReached.as_str(),
+                    org_id,
+                    now.unix_ms(),
+                    limit.micros(),
+                    resets_at.unix_ms()
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Pending notices due at `now`, oldest first, at most `limit`.
     pub async fn due_notices(
         &self,

@@ -6,6 +6,7 @@ use super::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use creditgate_domain::access::AccessState;
 use creditgate_domain::ledger::{
     AccountId, AccountKind, GrantTerms, Operation, Origin, TransferId, TransferKind,
     TransferRequest, GRANT_PRIORITY_DEFAULT, GRANT_PRIORITY_MAX,
@@ -20,7 +21,7 @@ use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::ids::derived;
 use crate::server::json::{Money, SignedMoney};
-use crate::server::views::{BalanceView, ListView, TransferView};
+use crate::server::views::{BalanceView, CallsRefused, ListView, TransferView};
 use crate::server::AppState;
 
 /// Credits to add.
@@ -249,11 +250,47 @@ pub async fn get_balance(
         .account(&AccountId::new(org.id.clone()))
         .await?
         .ok_or_else(|| ApiError::internal("org without account"))?;
+    let refused = calls_refused(&state, &org, state.now()).await?;
     Ok(Json(BalanceView::new(
         &org,
         &account,
         &state.config().currency,
+        refused,
     )))
+}
+
+/// Why `org`'s metered calls are refused at `now`, if they are: suspended, turned off for
+/// lack of credits (its stored access state), or its own monthly spend limit used up
+/// (charged and held this month at the limit). A key's own limit refuses only that key's
+/// calls, and is said in their 402.
+pub async fn calls_refused(
+    state: &AppState,
+    org: &creditgate_store::api::Org,
+    now: creditgate_domain::Timestamp,
+) -> Result<Option<CallsRefused>, ApiError> {
+    let code = match org.access.state {
+        AccessState::Suspended => Some("org_suspended"),
+        AccessState::Depleted => Some("credit_balance_exhausted"),
+        AccessState::Active | AccessState::Low => None,
+    };
+    if let Some(code) = code {
+        return Ok(Some(CallsRefused {
+            code,
+            resets_at: None,
+        }));
+    }
+    let Some(cap) = org.spend_limit_monthly else {
+        return Ok(None);
+    };
+    let spend = state
+        .store()
+        .spend(&org.id, now.month_start(), None)
+        .await?;
+    let used = spend.charged.checked_add(spend.reserved);
+    Ok(used.is_none_or(|used| used >= cap).then_some(CallsRefused {
+        code: "spend_limit_reached",
+        resets_at: Some(now.next_month_start()),
+    }))
 }
 
 /// A transfer list's cursor: any id a stored transfer could have, so client ids and derived

@@ -247,6 +247,14 @@ pub async fn place(
         return Err(exhausted(state, &org.id));
     }
     super::usage::check_spend_limits(state, caller, org, amount, now).await?;
+    // The request's id rides in the reference, so a refusal that turns access off names it.
+    let terms = HoldTerms {
+        request_id: crate::server::error::REQUEST_ID
+            .try_with(Clone::clone)
+            .ok()
+            .filter(|id| !id.is_empty()),
+        ..terms.clone()
+    };
     let operation = Operation::PlaceHold(PlaceHoldRequest {
         id: hold_id,
         debit_account_id: AccountId::new(org.id.clone()),

@@ -212,6 +212,7 @@ async fn usage_operation(
         model: Some(event.model.clone()),
         price_id: Some(price.id),
         key_id,
+        request_id: None,
     };
     Ok(Ok(Operation::RecordUsage(UsageRequest {
         id: TransferId::new(derived("txn", &[org_id, "usage", &event.id])),
@@ -253,9 +254,21 @@ pub async fn check_spend_limits(
             .and_then(|s| s.checked_add(amount));
         if total.is_none_or(|total| total > cap) {
             metrics::hold_refused("spend_limit_reached");
+            let resets_at = now.next_month_start();
+            // The first refusal of the period tells the org (email and webhook), once.
+            state
+                .store()
+                .spend_limit_reached(&org.id, key_id, cap, resets_at, now)
+                .await?;
+            let (year, month, day) = creditgate_domain::time::civil_from_days(
+                resets_at.unix_ms().div_euclid(86_400_000),
+            );
             return Err(ApiError::billing(
                 "spend_limit_reached",
-                format!("This call would pass {whose} monthly spend limit of {cap}."),
+                format!(
+                    "This call would pass {whose} monthly spend limit of {cap} {currency}. It resets on {year:04}-{month:02}-{day:02} 00:00 UTC.",
+                    currency = state.config().currency
+                ),
                 state.billing_url(&org.id),
             ));
         }

@@ -16,7 +16,7 @@ use crate::server::AppState;
 /// Days of usage the runway's burn rate is measured over.
 const BURN_DAYS: i64 = 7;
 
-fn banner(ctx: &Ctx, access_state: &str) -> String {
+fn banner(ctx: &Ctx, access_state: &str, calls_refused: Option<&str>) -> String {
     let base = ctx.base();
     let can_pay = allows(ctx.role(), Action::AddCredits);
     let fix = if can_pay {
@@ -27,18 +27,24 @@ fn banner(ctx: &Ctx, access_state: &str) -> String {
     } else {
         "<p>Ask an owner, admin or billing member of your org to add credits.</p>".to_owned()
     };
-    match access_state {
-        "depleted" => format!(
+    match (access_state, calls_refused) {
+        ("active" | "low", Some("spend_limit_reached")) => format!(
+            "<section class=\"banner off\" role=\"alert\" id=\"access-banner\"><h2>API calls are refused: spend limit reached</h2>\
+             <p>{org} has used its monthly spend limit, so API calls are refused until it resets on the 1st of next month \
+             or an owner, admin or billing member raises it in Settings.</p></section>",
+            org = esc(&ctx.org.name)
+        ),
+        ("depleted", _) => format!(
             "<section class=\"banner off\" role=\"alert\" id=\"access-banner\"><h2>API access is off</h2>\
              <p>{org} is out of usage credits, so API calls are refused. Add credits and access comes back \
              within a second. With auto-reload, credits are added automatically when the balance reaches \
              a minimum you choose.</p>{fix}</section>",
             org = esc(&ctx.org.name)
         ),
-        "suspended" => "<section class=\"banner off\" role=\"alert\" id=\"access-banner\"><h2>API access is suspended</h2>\
+        ("suspended", _) => "<section class=\"banner off\" role=\"alert\" id=\"access-banner\"><h2>API access is suspended</h2>\
              <p>The provider has suspended this org. Contact support.</p></section>"
             .to_owned(),
-        "low" => format!(
+        ("low", _) => format!(
             "<section class=\"banner low\" role=\"status\" id=\"access-banner\"><h2>Your balance is low</h2>\
              <p>API access is on, but credits are running low.</p>{fix}</section>"
         ),
@@ -107,7 +113,7 @@ pub(super) async fn overview(
          <div class=\"figure\"><div class=\"label\">Runway at the last 7 days' rate</div><div class=\"value\" id=\"runway\">{runway}</div></div>\
          <div class=\"figure\"><div class=\"label\">Spent in the last 7 days</div><div class=\"value\">{spent}</div></div>\
          </section>",
-        banner = banner(&ctx, &balance.access_state),
+        banner = banner(&ctx, &balance.access_state, balance.calls_refused.as_deref()),
         available = money(&balance.available),
         reserved = money(&balance.reserved),
         spent = ctx.money(spent),
