@@ -112,6 +112,27 @@ install_deps() {
         "$localstripe_venv/bin/python" -c "$localstripe_check" || die "localstripe did not install"
     fi
 
+    # The official Python SDKs (PyPI anthropic and openai, pinned), the customer's code of
+    # crates/creditgate/tests/sdk_cutoff.rs, in one virtualenv under target/ (the test installs them the same way if
+    # they are missing; both hold target/venv-sdk.lock).
+    local anthropic_version=2.10.0 openai_version=3.51.0 sdk_venv="$ROOT/target/venv-sdk"
+    local sdk_check="import sys, anthropic, openai; sys.exit((anthropic.__version__, openai.__version__) != ('$anthropic_version', '$openai_version'))"
+    if ! "$sdk_venv/bin/python" -c "$sdk_check" >/dev/null 2>&1; then
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install python3 python3-venv
+        fi
+        log "installing anthropic==$anthropic_version openai==$openai_version into $sdk_venv"
+        mkdir -p "$ROOT/target"
+        (
+            flock 9
+            "$sdk_venv/bin/python" -c "$sdk_check" >/dev/null 2>&1 && exit 0
+            python3 -m venv --clear "$sdk_venv"
+            "$sdk_venv/bin/pip" install -q --disable-pip-version-check --no-input \
+                "anthropic==$anthropic_version" "openai==$openai_version" </dev/null
+        ) 9>"$ROOT/target/venv-sdk.lock"
+        "$sdk_venv/bin/python" -c "$sdk_check" || die "the Python SDKs did not install"
+    fi
+
     # Debian's Chromium and its WebDriver, driven by the browser tests (crates/creditgate/tests/browser_support/)
     # through chromedriver; no tool downloads a browser of its own.
     have_chromedriver() { command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ]; }

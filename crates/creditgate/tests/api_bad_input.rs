@@ -534,9 +534,10 @@ fn rows(f: &Fixture) -> Vec<Row> {
         hold(json!({ "amount": "-1" })).invalid("parameter_invalid", "amount"),
         hold(json!({ "amount": 1 })).invalid("parameter_invalid", "amount"),
         hold(json!({ "amount": "1.00", "colour": "red" })).invalid("parameter_unknown", "colour"),
+        // More than the org has, while it is well above its cut-off level: refused alone.
         hold(json!({ "amount": "1000.00" })).expect(
             StatusCode::PAYMENT_REQUIRED,
-            "credit_balance_exhausted",
+            "request_exceeds_balance",
             None,
         ),
         hold(json!({ "org_id": "not-an-id", "amount": "1.00" })).invalid("invalid_id", "org_id"),

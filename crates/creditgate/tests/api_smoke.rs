@@ -58,7 +58,8 @@ async fn hold_settle_and_usage_move_the_balance() {
 async fn metrics_count_requests_holds_and_batches() {
     let app = spawn_app(creditgate_store::testing::sqlite()).await;
     let org = app.create_org("Metrics").await;
-    app.grant(&org, "1.00").await;
+    // Below the cut-off level (1.00), so the refusal below turns access off.
+    app.grant(&org, "0.90").await;
     let (_, secret) = app.create_key(&org).await;
     let key = As::Key(secret);
     assert_eq!(

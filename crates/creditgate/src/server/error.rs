@@ -223,6 +223,14 @@ tokio::task_local! {
     pub static REQUEST_ID: String;
 }
 
+/// The id of the request being served (`req_…`), when there is one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .ok()
+        .filter(|id| !id.is_empty())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();

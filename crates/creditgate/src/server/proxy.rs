@@ -115,7 +115,8 @@ async fn forward(
         model: Some(facts.model.clone()),
         price_id: Some(price.id.clone()),
         key_id: caller.key_id().map(str::to_owned),
-        request_id: None,
+        // Names the call in the transition a refusal of it records.
+        request_id: super::error::current_request_id(),
     };
     let ttl_ms = i64::try_from(state.config().hold_ttl_s_default.saturating_mul(1000))
         .unwrap_or(HOLD_TTL_MS_MAX)

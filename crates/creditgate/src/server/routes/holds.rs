@@ -201,7 +201,13 @@ pub async fn place_hold(
     };
     let hold_id = match &request.key {
         Some(key) => derived("hold", &[&scope(&caller), key]),
-        None => state.new_id("hold"),
+        None => {
+            // The request's id rides in the reference, so a refusal that turns access off
+            // names it; not behind an Idempotency-Key, whose retries must repeat the
+            // reference exactly.
+            terms.request_id = crate::server::error::current_request_id();
+            state.new_id("hold")
+        }
     };
     let hold = place(
         &state,
@@ -247,14 +253,6 @@ pub async fn place(
         return Err(exhausted(state, &org.id));
     }
     super::usage::check_spend_limits(state, caller, org, amount, now).await?;
-    // The request's id rides in the reference, so a refusal that turns access off names it.
-    let terms = HoldTerms {
-        request_id: crate::server::error::REQUEST_ID
-            .try_with(Clone::clone)
-            .ok()
-            .filter(|id| !id.is_empty()),
-        ..terms.clone()
-    };
     let operation = Operation::PlaceHold(PlaceHoldRequest {
         id: hold_id,
         debit_account_id: AccountId::new(org.id.clone()),
@@ -297,7 +295,12 @@ async fn refused_for_funds(
         .ok()
         .flatten();
     match (now_org, account) {
-        (Some(now_org), Some(account)) if now_org.access.state != AccessState::Depleted => {
+        // Still on, and this call is more than what is available: refused alone. (Credits
+        // that landed since the refusal, an auto-reload say, leave it `exhausted`: what
+        // turned the call away was the org being off.)
+        (Some(now_org), Some(account))
+            if now_org.access.state != AccessState::Depleted && amount > account.available() =>
+        {
             metrics::hold_refused("request_exceeds_balance");
             ApiError::billing(
                 "request_exceeds_balance",
