@@ -231,7 +231,12 @@ fn the_tour_runs_out_of_credits_gets_402_and_recovers() {
     assert!(balance_line.ends_with("access active"), "{balance_line}");
     // The refused call is served again, access active.
     let paid_at = after.find("  paid with test card ").unwrap();
-    let served_again: Vec<&str> = after[paid_at..]
+    let rescue_at = after
+        .find("\nNext, the admin turns on auto-reload")
+        .unwrap_or_else(|| {
+            panic!("no auto-reload rescue in:\n{out}");
+        });
+    let served_again: Vec<&str> = after[paid_at..rescue_at]
         .lines()
         .filter(|line| line.starts_with("call ") && line.contains(" 200 "))
         .collect();
@@ -245,6 +250,53 @@ fn the_tour_runs_out_of_credits_gets_402_and_recovers() {
     assert!(
         after.contains("served again right after the payment: access active again"),
         "{out}"
+    );
+    // The emails the billing contacts got: turned off at the refusal, back on after the
+    // payment, each shown with its subject and the file it was written to.
+    let emailed = |subject: &str| -> String {
+        let at = out
+            .find(&format!("  email \"{subject}\"\n  written to "))
+            .unwrap_or_else(|| panic!("no {subject:?} email shown in:\n{out}"));
+        let path = out[at..].lines().nth(1).unwrap().trim_start();
+        let path = path.strip_prefix("written to ").unwrap();
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let off = emailed("[action needed] Your Example API access is turned off");
+    assert!(off.contains("Subject: [action needed] Your Example API access is turned off"));
+    assert!(out.find("access is turned off\"").unwrap() < out.find("checkout top-up").unwrap());
+    let back = emailed("Your Example API access is back on");
+    assert!(back.contains("Subject: Your Example API access is back on"));
+    // The rescue: auto-reload catches the next refusal, the call is served again, and nobody
+    // is told access was off.
+    let rescue = &after[rescue_at..];
+    let refused_again = rescue
+        .lines()
+        .find(|line| line.contains(" refused: HTTP 402"))
+        .unwrap_or_else(|| panic!("no second refusal in:\n{rescue}"));
+    let reloaded = rescue
+        .lines()
+        .find(|line| line.starts_with("  auto-reload succeeded 5.00 USD (pay_"))
+        .unwrap_or_else(|| panic!("no auto-reload in:\n{rescue}"));
+    assert!(reloaded.contains("access active again"), "{reloaded}");
+    let last_call = rescue
+        .lines()
+        .rfind(|line| line.starts_with("call ") && line.contains(" 200 "))
+        .unwrap_or_else(|| panic!("no call after the rescue:\n{rescue}"));
+    assert!(
+        last_call.starts_with(refused_again.split(" refused").next().unwrap().trim_end()),
+        "the refused call is made again: {last_call}"
+    );
+    assert!(last_call.ends_with("active"), "{last_call}");
+    let turned_off_emails = std::fs::read_dir(data_dir.0.join("mail"))
+        .expect("the mail directory")
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+        .filter(|text| {
+            text.contains("Subject: [action needed] Your Example API access is turned off")
+        })
+        .count();
+    assert_eq!(
+        turned_off_emails, 1,
+        "one turned-off email for the two cut-offs:\n{out}"
     );
 }
 

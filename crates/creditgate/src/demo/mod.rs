@@ -15,7 +15,11 @@
 //! [`TOUR_TOP_UP`] (`POST /v1/orgs/{org_id}/top_ups`), paid on the sandbox's checkout page
 //! (the stand-in for Stripe Checkout) with the test card `pm_card_visa`. It checks the payment
 //! succeeded, prints the balance after, shows the next call succeeding with access active
-//! again, and exits 0. Everything is bounded: at most [`TOUR_CALLS_MAX`] calls,
+//! again. At the cut-off and at the restore it prints the email the billing contacts got (its
+//! subject and the `.eml` file it was written to). Then the rescue: the admin turns on
+//! auto-reload with a test card (threshold 0.00), a batch job's usage takes most of the
+//! credits, calls go on until one is refused, the card is charged at once and the call is
+//! served again, with no "turned off" email. It exits 0. Everything is bounded: at most [`TOUR_CALLS_MAX`] calls,
 //! [`TOUR_TIME_MAX`] in all, [`REQUEST_TIMEOUT`] per request.
 //!
 //! `--tour` while a demo already serves `--listen` (say, in another terminal) drives that one
@@ -131,6 +135,7 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = demo_config(&args)?;
     let data_dir = config.data_dir.clone();
+    let consent_text_version = config.consent_text_version.clone();
     if args.tour {
         if let Some(base) = running_demo(&config.listen).await {
             return tour_of_running(&base, &config).await;
@@ -152,7 +157,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "creditgate demo: serving on {base} (data in {}; sandbox payments).",
                 data_dir.display()
             ));
-            tour(&api, &billing_url).await
+            tour(
+                &api,
+                &billing_url,
+                &data_dir.join("mail"),
+                &consent_text_version,
+            )
+            .await
         } else {
             print_try(&api, &data_dir, &demo, &billing_url).await?;
             shutdown_signal().await;
@@ -245,7 +256,8 @@ async fn tour_of_running(base: &str, config: &Config) -> anyhow::Result<()> {
         config.public_url.trim_end_matches('/').to_owned()
     };
     let billing_url = |org_id: &str| format!("{public}/billing/{org_id}");
-    let story = tour(&api, &billing_url);
+    let mail_dir = config.data_dir.join("mail");
+    let story = tour(&api, &billing_url, &mail_dir, &config.consent_text_version);
     tokio::select! {
         result = story => result,
         () = shutdown_signal() => Err(anyhow!("interrupted")),

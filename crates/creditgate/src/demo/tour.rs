@@ -3,6 +3,7 @@
 //! served again.
 
 use std::io::IsTerminal as _;
+use std::path::Path;
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,12 @@ use super::{
 };
 
 /// The story: a new org calls until cut off, is refused, gets credits, and is served again.
-pub(super) async fn tour(api: &Api, billing_url: &dyn Fn(&str) -> String) -> anyhow::Result<()> {
+pub(super) async fn tour(
+    api: &Api,
+    billing_url: &dyn Fn(&str) -> String,
+    mail_dir: &Path,
+    consent_text_version: &str,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let full = Amount::from_str(TOUR_CREDIT).expect("a valid amount");
     let org = new_org(api, TOUR_ORG_NAME, TOUR_LOW_THRESHOLD, TOUR_CREDIT, "tour").await?;
@@ -82,6 +88,11 @@ pub(super) async fn tour(api: &Api, billing_url: &dyn Fn(&str) -> String) -> any
         body.trim(),
     ));
     say(&format!(
+        "\nAPI access is turned off, in the same commit that refused the call, and the org's \
+         billing contacts are told:\n{}",
+        told(api, &org, "access.turned_off", mail_dir).await?
+    ));
+    say(&format!(
         "\n{} calls were served for {spent} {currency} in all. Now the org's admin adds credits, as on \
          its billing page ({}): a {TOUR_TOP_UP} {currency} checkout top-up, paid with a test card on the \
          sandbox's checkout page (in production this page is Stripe Checkout).",
@@ -111,12 +122,186 @@ pub(super) async fn tour(api: &Api, billing_url: &dyn Fn(&str) -> String) -> any
         );
     }
     say(&format!(
-        "\nCall {n} was served again right after the payment: access active again, {} available. \
-         Tour done in {:.1?}.",
+        "\nCall {n} was served again right after the payment: access active again, {} available, \
+         and the org is told:\n{}",
         now.available,
-        started.elapsed(),
+        told(api, &org, "access.restored", mail_dir).await?,
     ));
+    auto_reload_rescue(api, &org, n + 1, consent_text_version).await?;
+    say(&format!("\nTour done in {:.1?}.", started.elapsed()));
     Ok(())
+}
+
+/// The second cut-off, caught by auto-reload: the admin turns it on with a test card
+/// (threshold 0.00, so here only a refused call triggers it), the org's batch job records
+/// most of its credits as usage, calls go on until one is refused, and the card is charged at
+/// once: access is back without anyone being told it was off. Calls are numbered from `n`.
+async fn auto_reload_rescue(
+    api: &Api,
+    org: &DemoOrg,
+    mut n: u32,
+    consent_text_version: &str,
+) -> anyhow::Result<()> {
+    let settings = format!("/v1/orgs/{}/auto_reload", org.org_id);
+    api.operator(
+        Method::PUT,
+        &settings,
+        Some(&json!({
+            "enabled": true,
+            "threshold": "0.00",
+            "amount": TOUR_TOP_UP,
+            "monthly_limit": "50.00",
+            "payment_method": TOUR_CARD,
+            "consent": {"accepted_by": "admin@tour.example", "text_version": consent_text_version},
+        })),
+        None,
+    )
+    .await?;
+    say(&format!(
+        "\nNext, the admin turns on auto-reload with the test card {TOUR_CARD}: add {TOUR_TOP_UP} \
+         when the balance reaches 0.00, at most 50.00 a month (PUT {settings}). A threshold of \
+         0.00 means only a refused call triggers it here."
+    ));
+    let before = api.balance(org).await?;
+    let keep = Amount::from_micros(1_500);
+    let batch = before.available.checked_sub(keep).unwrap_or(Amount::ZERO);
+    // The batch job's usage at claude-demo's output price (15.00 per million tokens).
+    let output_tokens = u64::try_from(batch.micros() / 15).unwrap_or(0);
+    let event = json!({"events": [{"id": format!("tour-batch-{}", org.org_id),
+        "model": PRICES[0].model, "usage": {"input_tokens": 0, "output_tokens": output_tokens}}]});
+    let recorded = api
+        .send(
+            Method::POST,
+            "/v1/usage",
+            As::ApiKey(&org.key),
+            Some(&event),
+            &[],
+        )
+        .await?;
+    if !recorded.status.is_success() {
+        bail!(
+            "POST /v1/usage: {} {}",
+            recorded.status,
+            recorded.text.trim()
+        );
+    }
+    let after = api.balance(org).await?;
+    say(&format!(
+        "The org's nightly batch job records its usage through the metering API (POST /v1/usage, \
+         {output_tokens} output tokens): {} {} left.",
+        after.available, before.currency
+    ));
+    for _ in 0..TOUR_RESCUE_CALLS_MAX {
+        let (style, stream) = call_kind(n);
+        match proxied_call(api, org, style, stream).await? {
+            Outcome::Served(balance) => {
+                say(&call_line(
+                    n,
+                    style,
+                    stream,
+                    "200",
+                    &balance,
+                    before.available,
+                ));
+                n += 1;
+            }
+            Outcome::Refused(status, _) => {
+                say(&format!(
+                    "call {n:>3}  {:<9} refused: HTTP {}: access off, and auto-reload charges the card \
+                     at once.",
+                    style.name(),
+                    status.as_u16()
+                ));
+                let started = Instant::now();
+                let back = loop {
+                    let balance = api.balance(org).await?;
+                    if balance.access_state != "depleted" {
+                        break balance;
+                    }
+                    if started.elapsed() > RESCUE_WAIT_MAX {
+                        bail!("auto-reload did not restore access within {RESCUE_WAIT_MAX:?}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                let payments = api
+                    .operator(
+                        Method::GET,
+                        &format!("/v1/orgs/{}/payments", org.org_id),
+                        None,
+                        None,
+                    )
+                    .await?;
+                let reload = payments["data"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|p| p["kind"] == "auto_reload"))
+                    .cloned()
+                    .unwrap_or_default();
+                say(&format!(
+                    "  auto-reload {} {} {} ({}), access {} again with {} available; no \"turned off\" \
+                     email this time, since access was off only until the card was charged.",
+                    reload["state"].as_str().unwrap_or("?"),
+                    reload["amount"].as_str().unwrap_or("?"),
+                    back.currency,
+                    reload["id"].as_str().unwrap_or("?"),
+                    back.access_state,
+                    back.available,
+                ));
+                let Outcome::Served(balance) = proxied_call(api, org, style, stream).await? else {
+                    bail!("call {n} was refused again after the auto-reload");
+                };
+                say(&call_line(
+                    n,
+                    style,
+                    stream,
+                    "200",
+                    &balance,
+                    before.available,
+                ));
+                return Ok(());
+            }
+        }
+    }
+    bail!("{TOUR_RESCUE_CALLS_MAX} calls after the batch job and still not refused")
+}
+
+/// Most calls the rescue makes after the batch job before giving up on a refusal.
+const TOUR_RESCUE_CALLS_MAX: u32 = 40;
+/// Longest the tour waits for auto-reload to bring access back.
+const RESCUE_WAIT_MAX: Duration = Duration::from_secs(15);
+/// Longest the tour waits for a notice to be delivered.
+const TOLD_WAIT_MAX: Duration = Duration::from_secs(15);
+
+/// Waits for the org's `kind` notice to be delivered and says what reached its billing
+/// contacts: the subject and the `.eml` file it was written to (or that it went over SMTP).
+async fn told(api: &Api, org: &DemoOrg, kind: &str, mail_dir: &Path) -> anyhow::Result<String> {
+    let path = format!("/v1/notices?org_id={}&limit=100", org.org_id);
+    let started = Instant::now();
+    let id = loop {
+        let notices = api.operator(Method::GET, &path, None, None).await?;
+        let sent = notices["data"].as_array().and_then(|all| {
+            all.iter()
+                .find(|n| n["kind"] == kind && n["state"] == "sent")
+                .and_then(|n| n["id"].as_str().map(str::to_owned))
+        });
+        if let Some(id) = sent {
+            break id;
+        }
+        if started.elapsed() > TOLD_WAIT_MAX {
+            bail!("no {kind} notice was delivered within {TOLD_WAIT_MAX:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let file = mail_dir.join(format!("{id}.eml"));
+    Ok(match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let subject = text
+                .lines()
+                .find_map(|line| line.strip_prefix("Subject: "))
+                .unwrap_or("?");
+            format!("  email \"{subject}\"\n  written to {}", file.display())
+        }
+        Err(_) => format!("  email {id} (sent by the configured mailer)"),
+    })
 }
 
 /// A [`TOUR_TOP_UP`] checkout top-up of `org`, paid on the sandbox's checkout page with
