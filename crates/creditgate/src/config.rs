@@ -58,8 +58,21 @@ pub struct Config {
     pub openai_upstream: String,
     /// The provider's key sent upstream as `Authorization: Bearer`.
     pub openai_upstream_key: String,
-    /// Longest wait for an upstream's response headers, and between two chunks of a stream.
+    /// Longest wait for an upstream's response headers (the first byte), and between two
+    /// chunks of a body or a stream.
     pub upstream_timeout_ms: u64,
+    /// Longest wait to connect to an upstream (nothing is forwarded before it connects).
+    pub upstream_connect_timeout_ms: u64,
+    /// Longest a proxied call may take as a whole, from forwarding to its last byte. Proxied
+    /// routes are outside `request_timeout_ms`; a proxied call's hold lives this long plus
+    /// a minute, so it never expires while its call runs.
+    pub proxy_call_ms_max: u64,
+    /// On shutdown, longest wait for proxied calls in flight to finish and settle.
+    pub proxy_drain_ms_max: u64,
+    /// This node's id (hex), marking the holds of the calls it proxies so that, after a crash,
+    /// its next start settles the ones left open; empty: generated once and kept in
+    /// `data_dir`. Each node of a shared database needs its own.
+    pub node_id: String,
     /// Largest upstream response body read whole (non-streamed responses).
     pub upstream_body_bytes_max: usize,
     /// How notices are delivered: `files` (`.eml` files in `data_dir/mail`) or `smtp`.
@@ -164,6 +177,10 @@ impl Default for Config {
             openai_upstream: "demo".into(),
             openai_upstream_key: String::new(),
             upstream_timeout_ms: 60_000,
+            upstream_connect_timeout_ms: 10_000,
+            proxy_call_ms_max: 600_000,
+            proxy_drain_ms_max: 30_000,
+            node_id: String::new(),
             upstream_body_bytes_max: 16 << 20,
             mail: "files".into(),
             mail_from: "billing@creditgate.localhost".into(),

@@ -175,6 +175,22 @@ fn routes() -> Vec<Route> {
                 json!({ "model": MODEL, "max_tokens": 16, "messages": [{ "role": "user", "content": "hi" }] }),
             )
         }),
+        // The proxy's other endpoints act for the calling key's org the same way; the free
+        // ones (models, token counts) pass through to the demo upstream.
+        route("post", "/openai/v1/responses", AnyCaller, |_| {
+            Some(json!({ "model": MODEL, "max_output_tokens": 16, "input": "hi" }))
+        }),
+        route("post", "/openai/v1/embeddings", AnyCaller, |_| {
+            Some(json!({ "model": MODEL, "input": "hi" }))
+        }),
+        route("post", "/anthropic/v1/messages/count_tokens", AnyCaller, |_| {
+            Some(json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }] }))
+        }),
+        route("get", "/anthropic/v1/models", AnyCaller, no_body),
+        route("get", "/anthropic/v1/models/{model}", AnyCaller, no_body),
+        route("get", "/openai/v1/models", AnyCaller, no_body),
+        route("get", "/openai/v1/models/{model}", AnyCaller, no_body),
+        route("get", "/v1/proxy/recoveries", OperatorOnly, no_body),
         route("get", "/v1/notices", OperatorOnly, no_body),
         route(
             "post",
@@ -302,6 +318,7 @@ fn substitute(path: &str, target: &Tenant, hold: &str, key_id: &str) -> String {
         .replace("{key_id}", key_id)
         .replace("{hold_id}", hold)
         .replace("{model}", MODEL)
+        .replace("{model_id}", MODEL)
         .replace("{notice_id}", "ntc_1")
         .replace("{endpoint_id}", "whk_1")
         .replace("{delivery_id}", "wdl_ntc_1_1")

@@ -1255,9 +1255,10 @@ async fn a_client_leaving_mid_stream_leaves_no_open_hold() {
 }
 
 /// An upstream that accepts and never answers hits `upstream_timeout_ms`: 504 in the
-/// style's envelope, promptly, and the hold is voided.
+/// style's envelope, promptly, with `x-should-retry: false`; the request was forwarded, so the
+/// upstream may bill it, and the hold is charged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_upstream_times_out_with_504_and_nothing_charged() {
+async fn a_silent_upstream_times_out_with_504_and_the_hold_charged() {
     let silent = silent_upstream().await;
     for database in databases().await {
         let app = app_with(database, &silent.url, |config| {
@@ -1282,9 +1283,19 @@ async fn a_silent_upstream_times_out_with_504_and_nothing_charged() {
                     took >= Duration::from_millis(200) && took < Duration::from_secs(5),
                     "{took:?}"
                 );
+                assert_eq!(answer.header("x-should-retry"), Some("false"));
             }
         }
-        assert_uncharged(&app, &org, "10.00").await;
+        settled_balance(&app, &org).await;
+        let charges = usage_transfers(&app, &org).await;
+        assert_eq!(charges.len(), 4, "{charges:#?}");
+        for transfer in charges {
+            let hold_id = transfer["hold_id"].as_str().expect("its hold");
+            let hold = app
+                .get(&As::Operator, &format!("/v1/holds/{hold_id}"))
+                .await;
+            assert_eq!(transfer["amount"], hold.body["amount"], "charged the hold");
+        }
         app.assert_invariants().await;
         app.stop().await;
     }
@@ -1484,7 +1495,7 @@ async fn refusals_and_gateway_errors_carry_the_balance_headers() {
         .await;
         set_prices(&app).await;
         let (_, empty_secret) = org_with(&app, "Empty", None).await;
-        let (_, secret) = org_with(&app, "Waiting", Some("10.00")).await;
+        let (org, secret) = org_with(&app, "Waiting", Some("10.00")).await;
         for style in STYLES {
             let refused = call(&app, &empty_secret, style, &style.body("Hello", false)).await;
             style.assert_billing_error(&refused);
@@ -1494,14 +1505,19 @@ async fn refusals_and_gateway_errors_carry_the_balance_headers() {
                 "{style:?} 402 on {}",
                 app.backend
             );
+            let before = micros(&app.balance(&org).await.str("available"));
             let timed_out = call(&app, &secret, style, &style.body("Hello?", false)).await;
             assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
+            // Forwarded, so charged its hold: the headers say what is left after that.
+            let (available, state) = timed_out.balance_headers();
+            assert!(available < before, "{style:?} 504 on {}", app.backend);
             assert_eq!(
-                timed_out.balance_headers(),
-                (10_000_000, "active".to_owned()),
+                available,
+                micros(&app.balance(&org).await.str("available")),
                 "{style:?} 504 on {}",
                 app.backend
             );
+            assert_eq!(state, "active");
         }
         app.assert_invariants().await;
         app.stop().await;

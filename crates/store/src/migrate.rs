@@ -10,6 +10,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_payments.sql")),
     (7, include_str!("../migrations/sqlite/0007_members.sql")),
     (8, include_str!("../migrations/sqlite/0008_access.sql")),
+    (9, include_str!("../migrations/sqlite/0009_proxy.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -22,6 +23,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_payments.sql")),
     (7, include_str!("../migrations/postgres/0007_members.sql")),
     (8, include_str!("../migrations/postgres/0008_access.sql")),
+    (9, include_str!("../migrations/postgres/0009_proxy.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

@@ -242,7 +242,7 @@ pub fn request_facts(style: Style, body: &Value) -> Result<RequestFacts, Request
     }
 }
 
-fn bad_field(field: &'static str, message: impl Into<String>) -> RequestError {
+pub(super) fn bad_field(field: &'static str, message: impl Into<String>) -> RequestError {
     RequestError::BadField {
         field,
         message: message.into(),
@@ -250,7 +250,10 @@ fn bad_field(field: &'static str, message: impl Into<String>) -> RequestError {
 }
 
 /// An optional output-token cap: absent or null → `None`; else an integer in 1..=TOKENS_MAX.
-fn output_cap(obj: &Map<String, Value>, field: &'static str) -> Result<Option<u64>, RequestError> {
+pub(super) fn output_cap(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<u64>, RequestError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
@@ -278,7 +281,7 @@ impl io::Write for ByteCount {
 }
 
 /// The bytes of `value` serialized as compact JSON.
-fn json_len(value: &Value) -> u64 {
+pub(super) fn json_len(value: &Value) -> u64 {
     let mut count = ByteCount(0);
     // Writing to a counter cannot fail, and a `Value` always serializes.
     let _ = serde_json::to_writer(&mut count, value);
@@ -286,22 +289,22 @@ fn json_len(value: &Value) -> u64 {
 }
 
 /// A running input-token upper bound.
-struct Estimate(u64);
+pub(super) struct Estimate(pub(super) u64);
 
 impl Estimate {
-    fn add(&mut self, tokens: u64) {
+    pub(super) fn add(&mut self, tokens: u64) {
         self.0 = self.0.saturating_add(tokens);
     }
 
     /// The serialized JSON bytes of `value` (at least the bytes of every string in it:
     /// serde_json writes non-ASCII characters as raw UTF-8 and escapes only grow).
-    fn json(&mut self, value: &Value) {
+    pub(super) fn json(&mut self, value: &Value) {
         self.add(json_len(value));
     }
 
     /// A field the model reads as text: a string's bytes, anything else's JSON bytes, absent
     /// or null nothing.
-    fn text(&mut self, value: Option<&Value>) {
+    pub(super) fn text(&mut self, value: Option<&Value>) {
         match value {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => self.add(s.len() as u64),
@@ -511,7 +514,10 @@ pub fn usage_from_value(style: Style, body: &Value) -> Result<Usage, UsageError>
 }
 
 /// A token count: absent or null → `None`; else an integer in 0..=TOKENS_MAX.
-fn token_count(usage: &Map<String, Value>, field: &str) -> Result<Option<u64>, UsageError> {
+pub(super) fn token_count(
+    usage: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<u64>, UsageError> {
     match usage.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
@@ -523,7 +529,7 @@ fn token_count(usage: &Map<String, Value>, field: &str) -> Result<Option<u64>, U
     }
 }
 
-fn required_count(usage: &Map<String, Value>, field: &str) -> Result<u64, UsageError> {
+pub(super) fn required_count(usage: &Map<String, Value>, field: &str) -> Result<u64, UsageError> {
     token_count(usage, field)?
         .ok_or_else(|| UsageError::Malformed(format!("usage.{field} is missing")))
 }
@@ -628,6 +634,12 @@ pub struct StreamMeter {
     openai_usage: Option<Usage>,
     openai_usage_chunk_seen: bool,
     openai_done: bool,
+    /// An OpenAI Responses stream (`response.*` events; see [`StreamMeter::responses`]).
+    responses: bool,
+    /// The usage of its terminal event, once seen.
+    responses_usage: Option<Usage>,
+    /// Whether its terminal event (`response.completed`, `.incomplete` or `.failed`) was seen.
+    responses_done: bool,
 }
 
 impl StreamMeter {
@@ -651,6 +663,21 @@ impl StreamMeter {
             openai_usage: None,
             openai_usage_chunk_seen: false,
             openai_done: false,
+            responses: false,
+            responses_usage: None,
+            responses_done: false,
+        }
+    }
+
+    /// A meter for an OpenAI Responses API stream: every event passes through unchanged; the
+    /// usage is the `response.usage` of its terminal event (`response.completed`,
+    /// `response.incomplete` or `response.failed`, read by
+    /// [`super::endpoints::responses_event`]), and the stream is complete once that event
+    /// carried a well-formed usage.
+    pub fn responses() -> StreamMeter {
+        StreamMeter {
+            responses: true,
+            ..StreamMeter::new(Style::OpenAi, true)
         }
     }
 
@@ -707,6 +734,13 @@ impl StreamMeter {
 
     /// The usage seen so far (without finishing).
     pub fn usage(&self) -> StreamUsage {
+        if self.responses {
+            return StreamUsage {
+                usage: self.responses_usage,
+                complete: self.responses_done && self.responses_usage.is_some(),
+                malformed: self.malformed,
+            };
+        }
         let (usage, complete) = match self.style {
             Style::Anthropic => {
                 let usage = match (self.anthropic_start, self.anthropic_delta) {
@@ -825,6 +859,10 @@ impl StreamMeter {
     fn dispatch(&mut self) -> bool {
         let data = std::mem::take(&mut self.data);
         let swallow = match self.style {
+            Style::OpenAi if self.responses => {
+                self.responses_event(&data);
+                false
+            }
             Style::OpenAi => self.openai_event(&data),
             Style::Anthropic => {
                 self.anthropic_event(&data);
@@ -860,6 +898,24 @@ impl StreamMeter {
             Some(_) => {
                 self.malformed = true;
                 false
+            }
+        }
+    }
+
+    fn responses_event(&mut self, data: &[u8]) {
+        match super::endpoints::responses_event(data) {
+            super::endpoints::ResponsesEvent::Other => {}
+            super::endpoints::ResponsesEvent::Malformed => self.malformed = true,
+            super::endpoints::ResponsesEvent::Terminal(usage) => {
+                // The first terminal event counts: a stream has one.
+                if !self.responses_done {
+                    self.responses_done = true;
+                    match usage {
+                        Ok(usage) => self.responses_usage = Some(usage),
+                        Err(UsageError::Missing) => {}
+                        Err(UsageError::Malformed(_)) => self.malformed = true,
+                    }
+                }
             }
         }
     }

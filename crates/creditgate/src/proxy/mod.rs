@@ -1,3 +1,4 @@
 //! The metering proxy.
 
+pub mod endpoints;
 pub mod formats;

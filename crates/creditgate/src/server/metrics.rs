@@ -77,3 +77,15 @@ pub fn overspend(micros: i64) {
 pub fn proxy_usage_unknown() {
     metrics::counter!("creditgate_proxy_usage_unknown_total").increment(1);
 }
+
+/// A proxied call whose hold was closed before it settled (expired, or voided by a caller):
+/// its usage recorded as a usage event instead.
+pub fn proxy_usage_after_hold_closed() {
+    metrics::counter!("creditgate_proxy_usage_after_hold_closed_total").increment(1);
+}
+
+/// Proxied calls found in flight at start (the process stopped mid-call): settled at their
+/// holds.
+pub fn proxy_calls_recovered(count: u64) {
+    metrics::counter!("creditgate_proxy_calls_recovered_total").increment(count);
+}

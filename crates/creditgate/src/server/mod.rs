@@ -57,6 +57,13 @@ struct Inner {
     provider: payments::Provider,
     payment_limits: creditgate_domain::reload::PaymentLimits,
     payments_wake: tokio::sync::Notify,
+    /// The proxied calls' metering tasks, waited for (bounded) at shutdown.
+    proxy_calls: tokio_util::task::TaskTracker,
+    /// This node's id (marks its proxied calls' holds).
+    node_id: String,
+    /// When this process started: its node's open proxy holds placed before were in flight
+    /// when it last stopped.
+    started_at: creditgate_domain::Timestamp,
 }
 
 impl AppState {
@@ -123,6 +130,18 @@ impl AppState {
     /// Wakes the payments worker (auto-reload settings changed).
     pub fn wake_payments(&self) {
         self.0.payments_wake.notify_one();
+    }
+    /// The proxied calls in flight (their metering tasks).
+    pub fn proxy_calls(&self) -> &tokio_util::task::TaskTracker {
+        &self.0.proxy_calls
+    }
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.0.node_id
+    }
+    /// When this process started.
+    pub fn started_at(&self) -> creditgate_domain::Timestamp {
+        self.0.started_at
     }
 }
 
@@ -230,6 +249,12 @@ impl Application {
             "key_hash_secret",
             "",
         )?;
+        let node_id = secret_or_file(&config.node_id, &config.data_dir, "node_id", "")?;
+        if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(StartError::Config(
+                "node_id: letters and digits only".into(),
+            ));
+        }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -259,9 +284,13 @@ impl Application {
         let openai_upstream = upstream(&config.openai_upstream);
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(UPSTREAM_IDLE_CONNECTIONS_MAX)
+            .connect_timeout(Duration::from_millis(
+                config.upstream_connect_timeout_ms.max(1),
+            ))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| StartError::Config(format!("the upstream client: {e}")))?;
+        let started_at = parts.clock.now();
         let state = AppState(Arc::new(Inner {
             http,
             anthropic_upstream,
@@ -277,6 +306,9 @@ impl Application {
             provider,
             payment_limits,
             payments_wake: tokio::sync::Notify::new(),
+            proxy_calls: tokio_util::task::TaskTracker::new(),
+            node_id,
+            started_at,
         }));
         Ok(Application {
             listener,
@@ -327,11 +359,24 @@ impl Application {
                 async move { webhook_step(&state, &shutdown).await }
             }
         }));
+        // Calls this node had in flight when it last stopped: settled by the one rule.
+        proxy::recover_calls(&self.state).await;
         let app = router(self.state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
         shutdown.cancel();
+        // Proxied calls still streaming finish and settle, for at most proxy_drain_ms_max;
+        // whatever is left is settled at the next start (see proxy.rs).
+        let calls = self.state.proxy_calls();
+        calls.close();
+        let drain = Duration::from_millis(config.proxy_drain_ms_max);
+        if tokio::time::timeout(drain, calls.wait()).await.is_err() {
+            tracing::warn!(
+                in_flight = calls.len(),
+                "shutdown: proxied calls still in flight after proxy_drain_ms_max"
+            );
+        }
         let _ = expiry.await;
         let _ = notices.await;
         let _ = webhooks.await;
@@ -503,12 +548,23 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-async fn not_found() -> error::ApiError {
-    error::ApiError::not_found("route_not_found", "No such route.")
+async fn not_found(state: axum::extract::State<AppState>, request: Request) -> Response {
+    // Under the proxy's prefixes, in the upstream style's own envelope.
+    if crate::proxy::endpoints::style_of_path(request.uri().path()).is_some() {
+        return proxy::unknown_route(state, request).await;
+    }
+    axum::response::IntoResponse::into_response(error::ApiError::not_found(
+        "route_not_found",
+        "No such route.",
+    ))
 }
 
-async fn method_not_allowed() -> error::ApiError {
-    error::ApiError::method_not_allowed()
+async fn method_not_allowed(state: axum::extract::State<AppState>, request: Request) -> Response {
+    // A method the proxy does not serve on one of its paths is an unknown URL to an SDK.
+    if crate::proxy::endpoints::style_of_path(request.uri().path()).is_some() {
+        return proxy::unknown_route(state, request).await;
+    }
+    axum::response::IntoResponse::into_response(error::ApiError::method_not_allowed())
 }
 
 /// Gives every request an id (`req_…`, in the `request-id` header and in error bodies), a log
@@ -523,7 +579,13 @@ async fn around_request(request: Request, next: Next, timeout: Duration) -> Resp
     let method = request.method().clone();
     let started = std::time::Instant::now();
     let span = tracing::info_span!("request", id = %request_id, %method, %route);
+    // A proxied call owns its lifetime (proxy.rs: connect, first byte, idle, whole call):
+    // cutting it off here would answer a retryable 503 while the upstream may still bill.
+    let proxied = route.starts_with("/anthropic/") || route.starts_with("/openai/");
     let run = error::REQUEST_ID.scope(request_id.clone(), async move {
+        if proxied {
+            return next.run(request).await;
+        }
         match tokio::time::timeout(timeout, next.run(request)).await {
             Ok(response) => response,
             Err(_) => axum::response::IntoResponse::into_response(error::ApiError::unavailable()),

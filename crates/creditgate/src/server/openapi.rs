@@ -10,7 +10,8 @@ use utoipa_axum::routes;
 
 use super::proxy;
 use super::routes::{
-    credits, holds, keys, members, notices, orgs, payments, prices, system, usage, webhooks,
+    credits, holds, keys, members, notices, orgs, payments, prices, recoveries, system, usage,
+    webhooks,
 };
 use super::AppState;
 
@@ -73,6 +74,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi_json))
         .routes(routes!(notices::list_notices))
+        .routes(routes!(recoveries::list_recoveries))
         .routes(routes!(notices::retry_notice))
         .routes(routes!(
             webhooks::create_webhook_endpoint,
@@ -93,6 +95,13 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(members::update_member, members::remove_member))
         .routes(routes!(proxy::anthropic_messages))
         .routes(routes!(proxy::openai_chat_completions))
+        .routes(routes!(proxy::openai_responses))
+        .routes(routes!(proxy::openai_embeddings))
+        .routes(routes!(proxy::anthropic_count_tokens))
+        .routes(routes!(proxy::anthropic_models))
+        .routes(routes!(proxy::anthropic_model))
+        .routes(routes!(proxy::openai_models))
+        .routes(routes!(proxy::openai_model))
 }
 
 /// The document.

@@ -205,10 +205,16 @@ pub struct HoldTerms {
     pub key_id: Option<String>,
     /// The request that placed it (`req_…`).
     pub request_id: Option<String>,
+    /// The proxy node whose call it is (its open holds are settled at that node's next
+    /// start).
+    pub node_id: Option<String>,
 }
 
 impl HoldTerms {
-    /// `m=…;p=…;r=…;k=…` (fields absent when unknown).
+    /// The field naming a proxy node, as it appears in a reference (`n=<node id>`).
+    pub const NODE_FIELD: &'static str = "n=";
+
+    /// `m=…;p=…;r=…;n=…;k=…` (fields absent when unknown).
     pub fn encode(&self) -> String {
         let mut parts = Vec::new();
         if let Some(model) = &self.model {
@@ -220,6 +226,9 @@ impl HoldTerms {
         // The key stays last: spend by key is read with `LIKE '%k=<key>'`.
         if let Some(request) = &self.request_id {
             parts.push(format!("r={request}"));
+        }
+        if let Some(node) = &self.node_id {
+            parts.push(format!("{}{node}", HoldTerms::NODE_FIELD));
         }
         if let Some(key) = &self.key_id {
             parts.push(format!("k={key}"));
@@ -236,6 +245,7 @@ impl HoldTerms {
                 Some(("p", v)) => terms.price_id = Some(v.to_owned()),
                 Some(("k", v)) => terms.key_id = Some(v.to_owned()),
                 Some(("r", v)) => terms.request_id = Some(v.to_owned()),
+                Some(("n", v)) => terms.node_id = Some(v.to_owned()),
                 _ => {}
             }
         }

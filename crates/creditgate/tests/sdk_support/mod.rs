@@ -118,6 +118,28 @@ pub enum Sdk {
     Openai,
 }
 
+/// Which SDK method a call makes (see `sdk_calls.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `messages.create` / `chat.completions.create`.
+    Default,
+    /// OpenAI `responses.create` (`prompt` the input, `system` the instructions,
+    /// `max_tokens` the `max_output_tokens`).
+    Responses,
+    /// OpenAI `embeddings.create` (`prompt` the input, unless `extra` gives one).
+    Embeddings,
+    /// Anthropic `messages.count_tokens`.
+    CountTokens,
+    /// `models.list()`.
+    Models,
+    /// `models.retrieve(model)`.
+    Model,
+    /// An endpoint the proxy does not serve (Anthropic `messages.batches.list()`, OpenAI
+    /// `batches.list()`).
+    Unknown,
+}
+
 /// One call a customer's code makes.
 #[derive(Clone, Debug, Serialize)]
 pub struct Call {
@@ -130,6 +152,9 @@ pub struct Call {
     pub max_tokens: u64,
     pub stream: bool,
     pub extra_headers: BTreeMap<String, String>,
+    pub endpoint: Endpoint,
+    /// More keyword arguments of the SDK method (an endpoint's other than `Default`).
+    pub extra: Option<Value>,
 }
 
 impl Call {
@@ -142,7 +167,23 @@ impl Call {
             max_tokens,
             stream: false,
             extra_headers: BTreeMap::new(),
+            endpoint: Endpoint::Default,
+            extra: None,
         }
+    }
+
+    /// A call of `endpoint` with `sdk`.
+    pub fn to(endpoint: Endpoint, sdk: Sdk, model: &str, prompt: &str, max_tokens: u64) -> Call {
+        Call {
+            endpoint,
+            ..Call::new(sdk, model, prompt, max_tokens)
+        }
+    }
+
+    /// More keyword arguments for the SDK method.
+    pub fn extra(mut self, extra: Value) -> Call {
+        self.extra = Some(extra);
+        self
     }
 
     pub fn anthropic(model: &str, prompt: &str, max_tokens: u64) -> Call {
@@ -245,6 +286,17 @@ pub struct Outcome {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub text: Option<String>,
+    /// Responses: `usage.input_tokens_details.cached_tokens`.
+    pub cached_tokens: Option<u64>,
+    /// Responses: `usage.output_tokens_details.reasoning_tokens`.
+    pub reasoning_tokens: Option<u64>,
+    /// Responses: the response's `status`.
+    pub response_status: Option<String>,
+    /// Models: the ids listed or retrieved.
+    pub ids: Option<Vec<String>>,
+    /// Embeddings: the vectors and the components of the first.
+    pub vectors: Option<u64>,
+    pub dimensions: Option<u64>,
 }
 
 impl Outcome {

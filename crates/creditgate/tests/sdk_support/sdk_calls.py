@@ -9,11 +9,25 @@ then reads one JSON *phase* a line from stdin and answers one JSON line for it:
               "calls": [call, ...]}
     call   = {"sdk": "anthropic" | "openai", "model": "...", "prompt": "...",
               "system": null | "...", "max_tokens": 300, "stream": false,
-              "extra_headers": {}}
+              "extra_headers": {}, "endpoint": "default", "extra": null | {...}}
     answer = {"results": [result, ...], "elapsed_s": 1.2}   (or {"error": "traceback"})
     result = {"index", "ok", "status", "exception", "body_type", "error_type", "error_code",
               "billing_url", "message", "access_state", "balance_available", "attempts",
-              "retries_taken", "input_tokens", "output_tokens", "text"}
+              "retries_taken", "input_tokens", "output_tokens", "text",
+              "cached_tokens", "reasoning_tokens", "response_status", "ids", "vectors",
+              "dimensions"}
+
+A call's `endpoint` says which SDK method it makes (`default`: `messages.create` /
+`chat.completions.create`, as above):
+
+    "responses"     openai    responses.create(model, input=prompt, instructions=system,
+                              max_output_tokens=max_tokens, stream=stream, **extra)
+    "embeddings"    openai    embeddings.create(model, input=extra.input or prompt, **extra)
+    "count_tokens"  anthropic messages.count_tokens(model, messages=[prompt], system, **extra)
+    "models"        both      models.list()                    (ids: the models listed)
+    "model"         both      models.retrieve(model)           (ids: [its id])
+    "unknown"       both      anthropic messages.batches.list(), openai batches.list():
+                              endpoints the proxy does not serve
 
 Calls run on `concurrency` threads, each with SDK clients of its own; thread `t` makes calls
 `t`, `t + concurrency`, ... in order, all threads starting together, and stops early once a call
@@ -143,6 +157,97 @@ def openai_call(client, call):
     return raw, usage, "".join(text)
 
 
+def responses_call(client, call):
+    kwargs = {
+        "model": call["model"],
+        "input": call["prompt"],
+        "max_output_tokens": call["max_tokens"],
+    }
+    if call.get("system"):
+        kwargs["instructions"] = call["system"]
+    kwargs.update(call.get("extra") or {})
+    if call.get("extra_headers"):
+        kwargs["extra_headers"] = call["extra_headers"]
+    extras, text, final = {}, [], None
+    if call.get("stream"):
+        raw = client.responses.with_raw_response.create(stream=True, **kwargs)
+        for event in raw.parse():
+            if event.type == "response.output_text.delta":
+                text.append(event.delta)
+            elif event.type in ("response.completed", "response.incomplete", "response.failed"):
+                final = event.response
+    else:
+        raw = client.responses.with_raw_response.create(**kwargs)
+        final = raw.parse()
+        text.append(final.output_text)
+    usage = {}
+    if final is not None:
+        extras["response_status"] = final.status
+        if final.usage is not None:
+            usage = {
+                "input_tokens": final.usage.input_tokens,
+                "output_tokens": final.usage.output_tokens,
+            }
+            extras["cached_tokens"] = final.usage.input_tokens_details.cached_tokens
+            extras["reasoning_tokens"] = final.usage.output_tokens_details.reasoning_tokens
+    return raw, usage, "".join(text), extras
+
+
+def embeddings_call(client, call):
+    kwargs = {"model": call["model"], "input": call["prompt"]}
+    kwargs.update(call.get("extra") or {})
+    if call.get("extra_headers"):
+        kwargs["extra_headers"] = call["extra_headers"]
+    raw = client.embeddings.with_raw_response.create(**kwargs)
+    result = raw.parse()
+    usage = {"input_tokens": result.usage.prompt_tokens, "output_tokens": 0}
+    extras = {
+        "vectors": len(result.data),
+        "dimensions": len(result.data[0].embedding) if result.data else 0,
+    }
+    return raw, usage, "", extras
+
+
+def count_tokens_call(client, call):
+    kwargs = {"model": call["model"], "messages": [{"role": "user", "content": call["prompt"]}]}
+    if call.get("system"):
+        kwargs["system"] = call["system"]
+    kwargs.update(call.get("extra") or {})
+    if call.get("extra_headers"):
+        kwargs["extra_headers"] = call["extra_headers"]
+    raw = client.messages.with_raw_response.count_tokens(**kwargs)
+    return raw, {"input_tokens": raw.parse().input_tokens}, "", {}
+
+
+def models_call(client, call):
+    raw = client.models.with_raw_response.list()
+    page = raw.parse()
+    return raw, {}, "", {"ids": [model.id for model in page.data]}
+
+
+def model_call(client, call):
+    raw = client.models.with_raw_response.retrieve(call["model"])
+    return raw, {}, "", {"ids": [raw.parse().id]}
+
+
+def unknown_call(client, call):
+    if call["sdk"] == "anthropic":
+        raw = client.messages.batches.with_raw_response.list()
+    else:
+        raw = client.batches.with_raw_response.list()
+    return raw, {}, "", {}
+
+
+ENDPOINT_CALLS = {
+    "responses": responses_call,
+    "embeddings": embeddings_call,
+    "count_tokens": count_tokens_call,
+    "models": models_call,
+    "model": model_call,
+    "unknown": unknown_call,
+}
+
+
 def qualified(error):
     return type(error).__module__.split(".")[0] + "." + type(error).__name__
 
@@ -176,15 +281,26 @@ def one_call(clients, index, call):
         "input_tokens": None,
         "output_tokens": None,
         "text": None,
+        "cached_tokens": None,
+        "reasoning_tokens": None,
+        "response_status": None,
+        "ids": None,
+        "vectors": None,
+        "dimensions": None,
     }
     sdk = call["sdk"]
     before = clients.attempts
     headers = None
     try:
-        if sdk == "anthropic":
-            raw, usage, text = anthropic_call(clients.anthropic(), call)
+        client = clients.anthropic() if sdk == "anthropic" else clients.openai()
+        endpoint = call.get("endpoint") or "default"
+        if endpoint != "default":
+            raw, usage, text, extras = ENDPOINT_CALLS[endpoint](client, call)
+            result.update(extras)
+        elif sdk == "anthropic":
+            raw, usage, text = anthropic_call(client, call)
         else:
-            raw, usage, text = openai_call(clients.openai(), call)
+            raw, usage, text = openai_call(client, call)
         result.update(
             ok=True,
             status=raw.status_code,

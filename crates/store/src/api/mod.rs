@@ -13,6 +13,7 @@ mod notices;
 mod orgs;
 mod payments;
 mod prices;
+mod proxy;
 mod reads;
 mod webhooks;
 
@@ -36,6 +37,7 @@ pub use payments::{
     Advanced, AutoReload, Payment, PaymentDetails, PaymentProfile, ReloadBegun, SandboxCharge,
     ACTION_WAIT_MS,
 };
+pub use proxy::ProxyRecovery;
 pub use reads::{Spend, UsageGroup};
 pub use webhooks::delivery_id;
 

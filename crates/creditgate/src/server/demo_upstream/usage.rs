@@ -19,6 +19,44 @@ pub fn openai_input_tokens(request: &Value) -> u64 {
     tokens_of_bytes(messages_bytes(request))
 }
 
+/// Input tokens of an OpenAI Responses request (see the module docs): the bytes of
+/// `instructions` and of `input` (a string, or each item's `content`: a string or the `text` of
+/// each of its parts).
+pub fn responses_input_tokens(request: &Value) -> u64 {
+    let mut bytes = request.get("instructions").map_or(0, text_bytes);
+    bytes += match request.get("input") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.get("content").map_or(0, text_bytes))
+            .sum(),
+        Some(input) => text_bytes(input),
+        None => 0,
+    };
+    tokens_of_bytes(bytes)
+}
+
+/// Input tokens of one embeddings input text: `max(1, ⌈bytes / 4⌉)`.
+pub fn embedding_input_tokens(text: &str) -> u64 {
+    tokens_of_bytes(text.len())
+}
+
+/// The cached input tokens a Responses answer reports: none below 1,024 input tokens, else
+/// half the input rounded down to a multiple of 128 (`128 × ⌊input / 256⌋`).
+pub fn cached_tokens(input_tokens: u64) -> u64 {
+    if input_tokens < CACHE_MIN_TOKENS {
+        0
+    } else {
+        128 * (input_tokens / 256)
+    }
+}
+
+/// The fewest input tokens a Responses answer reports cached tokens for.
+pub const CACHE_MIN_TOKENS: u64 = 1024;
+/// The reasoning tokens of a Responses request with `reasoning` (before the reply's words).
+pub const REASONING_TOKENS: u64 = 8;
+/// The most `dimensions` an embeddings request may ask for.
+pub const EMBEDDING_DIMENSIONS_MAX: u64 = 3072;
+
 /// Output tokens for an output limit: `min(limit, REPLY_WORDS)`.
 pub fn output_tokens(limit: u64) -> u64 {
     limit.min(REPLY_WORDS)

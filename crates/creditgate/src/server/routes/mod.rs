@@ -9,6 +9,7 @@ pub mod notices;
 pub mod orgs;
 pub mod payments;
 pub mod prices;
+pub mod recoveries;
 pub mod system;
 pub mod usage;
 pub mod webhooks;

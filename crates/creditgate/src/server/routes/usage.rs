@@ -213,6 +213,7 @@ async fn usage_operation(
         price_id: Some(price.id),
         key_id,
         request_id: None,
+        node_id: None,
     };
     Ok(Ok(Operation::RecordUsage(UsageRequest {
         id: TransferId::new(derived("txn", &[org_id, "usage", &event.id])),

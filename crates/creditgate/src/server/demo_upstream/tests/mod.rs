@@ -1,12 +1,14 @@
 //! Tests of the demo upstream through its router: the shared request builders and body
 //! readers here; the usage and each style's responses in `responses.rs`, the test hooks (and
-//! serving over TCP) in `hooks.rs`.
+//! serving over TCP) in `hooks.rs`, the Responses API, embeddings, token counts and models in
+//! `endpoints.rs`.
 
 use super::*;
 use axum::http::Request;
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
+mod endpoints;
 mod hooks;
 mod responses;
 
@@ -16,6 +18,14 @@ fn post(path: &str, headers: &[(&str, &str)], body: &Value) -> Request<Body> {
         request = request.header(*name, *value);
     }
     request.body(Body::from(body.to_string())).unwrap()
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Body::empty()).unwrap()
 }
 
 async fn call(request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
