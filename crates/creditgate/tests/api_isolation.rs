@@ -183,9 +183,12 @@ fn routes() -> Vec<Route> {
         route("post", "/openai/v1/embeddings", AnyCaller, |_| {
             Some(json!({ "model": MODEL, "input": "hi" }))
         }),
-        route("post", "/anthropic/v1/messages/count_tokens", AnyCaller, |_| {
-            Some(json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }] }))
-        }),
+        route(
+            "post",
+            "/anthropic/v1/messages/count_tokens",
+            AnyCaller,
+            |_| Some(json!({ "model": MODEL, "messages": [{ "role": "user", "content": "hi" }] })),
+        ),
         route("get", "/anthropic/v1/models", AnyCaller, no_body),
         route("get", "/anthropic/v1/models/{model}", AnyCaller, no_body),
         route("get", "/openai/v1/models", AnyCaller, no_body),

@@ -354,26 +354,7 @@ async fn a_hold_closed_under_a_running_call_still_gets_its_usage_recorded() {
             .await
         });
         // Someone voids the call's hold while it streams.
-        let started = Instant::now();
-        let hold = loop {
-            let open = app
-                .store
-                .open_holds_marked(
-                    "n=",
-                    creditgate_domain::Timestamp::from_unix_ms(i64::MAX),
-                    10,
-                )
-                .await
-                .unwrap();
-            if let Some(hold) = open.into_iter().next() {
-                break hold;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "no hold in flight"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+        let hold = in_flight(&app.store).await;
         let voided = app
             .post(
                 &As::Operator,

@@ -7,7 +7,11 @@
 //! - [`upstream_body`]: the body to forward (an OpenAI stream is made to report its usage).
 //! - [`usage_from_body`]: the usage of a non-streamed response.
 //! - [`StreamMeter`]: watches a server-sent-events response as it passes, meters its usage, and
-//!   drops the usage chunk the proxy asked for on behalf of a client that did not.
+//!   drops the usage chunk the proxy asked for on behalf of a client that did not
+//!   ([`StreamMeter::responses`]: an OpenAI Responses stream, metered from its terminal event).
+//!
+//! The other endpoints (Responses, embeddings) and the dispatch by endpoint are
+//! [`super::endpoints`].
 //!
 //! # The input estimate is an upper bound
 //! Both providers tokenize text with byte-level BPE: every token stands for at least one UTF-8
