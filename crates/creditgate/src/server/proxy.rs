@@ -80,7 +80,7 @@ use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use creditgate_domain::ledger::{
-    AccountId, Hold, HoldId, Operation, Rejection, TransferId, UsageRequest, HOLD_TTL_MS_MAX,
+    Hold, HoldId, Operation, Rejection, TransferId, UsageRequest, HOLD_TTL_MS_MAX,
 };
 use creditgate_domain::pricing::{self, PriceVersion, Usage};
 use creditgate_store::api::Org;
@@ -805,24 +805,22 @@ async fn void(state: &AppState, call: &Call) {
 /// The balance headers: the account read now, the access derived from it.
 async fn balance_headers(state: &AppState, org: &Org, headers: &mut HeaderMap) {
     // The access as the last batch recorded it (the same the balance API and the page read),
-    // with the balance as of now.
-    let account_id = AccountId::new(org.id.clone());
-    let (Ok(Some(account)), Ok(Some(org))) = tokio::join!(
-        state.store().account(&account_id),
-        state.store().org(&org.id),
-    ) else {
+    // with the balance as of now: one read on every call's path.
+    let Ok(Some((access_state, available))) = state.store().access_now(&org.id).await else {
         return;
     };
-    let available = account.available();
     if let Ok(value) = HeaderValue::from_str(&available.to_string()) {
         headers.insert("creditgate-balance-available", value);
     }
     headers.insert(
         "creditgate-access-state",
-        HeaderValue::from_static(org.access.state.as_str()),
+        HeaderValue::from_static(access_state.as_str()),
     );
-    // Why calls are refused, when they are (the same as the balance API's `calls_refused`).
-    if let Ok(Some(refused)) = super::routes::credits::calls_refused(state, &org, state.now()).await
+    // Why calls are refused, when they are (the same as the balance API's `calls_refused`);
+    // the settings are the request's, the state is the one just read.
+    let mut now = org.clone();
+    now.access.state = access_state;
+    if let Ok(Some(refused)) = super::routes::credits::calls_refused(state, &now, state.now()).await
     {
         headers.insert(
             "creditgate-calls-refused",

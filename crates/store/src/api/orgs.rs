@@ -126,6 +126,27 @@ impl Store {
         rows.first().map(org_row).transpose()
     }
 
+    /// An org's recorded access state and available balance, in one read (the proxy's
+    /// headers, on every call's path).
+    pub async fn access_now(&self, id: &str) -> Result<Option<(AccessState, Amount)>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT o.access_state, a.posted - a.reserved FROM orgs o
+                 JOIN accounts a ON a.id = o.id WHERE o.id = $1",
+                &values![id],
+            )
+            .await?;
+        rows.first()
+            .map(|row| {
+                let state = row.text(0)?;
+                let state = AccessState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("access state {state:?}")))?;
+                Ok((state, row.amount(1)?))
+            })
+            .transpose()
+    }
+
     /// Orgs in id order, after `starting_after`, at most `limit`.
     pub async fn orgs(
         &self,
