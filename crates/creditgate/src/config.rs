@@ -69,6 +69,9 @@ pub struct Config {
     pub proxy_call_ms_max: u64,
     /// On shutdown, longest wait for proxied calls in flight to finish and settle.
     pub proxy_drain_ms_max: u64,
+    /// Largest proxied request body (images and documents travel as base64): 32 MiB, the
+    /// providers' own request limit; `body_bytes_max` bounds the API's bodies.
+    pub proxy_body_bytes_max: usize,
     /// This node's id (hex), marking the holds of the calls it proxies so that, after a crash,
     /// its next start settles the ones left open; empty: generated once and kept in
     /// `data_dir`. Each node of a shared database needs its own.
@@ -180,6 +183,7 @@ impl Default for Config {
             upstream_connect_timeout_ms: 10_000,
             proxy_call_ms_max: 600_000,
             proxy_drain_ms_max: 30_000,
+            proxy_body_bytes_max: 32 << 20,
             node_id: String::new(),
             upstream_body_bytes_max: 16 << 20,
             mail: "files".into(),

@@ -1149,13 +1149,16 @@ async fn an_unknown_model_is_400_in_its_style() {
     }
 }
 
-/// A body over `body_bytes_max` is refused with 413 in the style's envelope; a body under it
+/// A body over `proxy_body_bytes_max` is refused with 413 in the style's envelope; a body under it
 /// goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_413() {
     let Some(fake) = fakellm().await else { return };
     for database in databases().await {
-        let app = app_with(database, &fake.url, |config| config.body_bytes_max = 4096).await;
+        let app = app_with(database, &fake.url, |config| {
+            config.proxy_body_bytes_max = 4096
+        })
+        .await;
         set_prices(&app).await;
         let (org, secret) = org_with(&app, "Verbose", Some("10.00")).await;
         let before = fake.requests().await;

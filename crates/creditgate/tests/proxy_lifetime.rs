@@ -593,3 +593,59 @@ async fn sigterm_lets_a_stream_in_flight_finish_and_settle() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A 1 MB image (base64 in the body, 1.3 MB) with a balance of 0.20: its worst case is bounded
+/// by the per-image allowance, not its bytes, so the official SDK's call is answered and
+/// charged the usage the upstream reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_image_whose_cost_fits_a_small_balance_is_answered() {
+    for database in databases().await {
+        let app = spawn_app_with(database, |_| {}).await;
+        app.set_price("claude-demo", "3.00", "15.00").await;
+        let org = app.create_org("Pictures").await;
+        app.grant(&org, "0.20").await;
+        let (_, secret) = app.create_key(&org).await;
+        let Some(python) = sdk_support::sdk_python().await else {
+            app.stop().await;
+            return;
+        };
+        let script = format!(
+            "import anthropic, base64, os\n\
+             data = base64.b64encode(os.urandom(1_000_000)).decode()\n\
+             c = anthropic.Anthropic(base_url={base:?} + '/anthropic', api_key={secret:?}, max_retries=0)\n\
+             m = c.messages.create(model='claude-demo', max_tokens=256, messages=[{{'role': 'user', 'content': [\n\
+               {{'type': 'image', 'source': {{'type': 'base64', 'media_type': 'image/png', 'data': data}}}},\n\
+               {{'type': 'text', 'text': 'What is in this picture?'}}]}}])\n\
+             print(len(data), m.usage.input_tokens, m.usage.output_tokens)\n",
+            base = app.base,
+        );
+        let out = tokio::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .output()
+            .await
+            .expect("python runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<u64> = stdout
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        assert_eq!(
+            fields.len(),
+            3,
+            "answered: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(fields[0] > 1_300_000, "a 1.3 MB body");
+        let charges = settled(&app, &org, 1).await;
+        let expected = (fields[1] * 3 + fields[2] * 15) as i64; // micro-units, per million tokens
+        assert_eq!(
+            sdk_support::micros(&charges[0].0),
+            expected,
+            "charged its usage on {}",
+            app.backend
+        );
+        app.assert_invariants().await;
+        app.stop().await;
+    }
+}

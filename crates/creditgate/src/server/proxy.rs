@@ -291,7 +291,7 @@ async fn forward(
     };
     let org = org.clone();
     *known_org = Some(org.clone());
-    let bytes = axum::body::to_bytes(body, state.config().body_bytes_max)
+    let bytes = axum::body::to_bytes(body, state.config().proxy_body_bytes_max)
         .await
         .map_err(|_| ApiError::too_large("The request body is too large."))?;
     let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -422,7 +422,7 @@ async fn pass_through(
             state.billing_url(&org.id),
         ));
     }
-    let bytes = axum::body::to_bytes(body, state.config().body_bytes_max)
+    let bytes = axum::body::to_bytes(body, state.config().proxy_body_bytes_max)
         .await
         .map_err(|_| ApiError::too_large("The request body is too large."))?;
     let deadline = tokio::time::Instant::now()
