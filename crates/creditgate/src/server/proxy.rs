@@ -36,6 +36,9 @@
 //!   unknown); 502 / 504 in the style's envelope with `x-should-retry: false`, which the
 //!   official SDKs obey, so they do not send again a call the upstream may bill (they retry
 //!   408, 409, 429 and 5xx otherwise).
+//! * A stream that ends cleanly with its last line unterminated: that line ends its event (as
+//!   the SDKs read it); the `anthropic` package's recorded streams end so, and each is charged
+//!   the usage it reports (`tests/proxy_fixtures.rs`).
 //! * Client gone mid-stream: the proxy keeps reading the upstream (each chunk within
 //!   `upstream_timeout_ms`) to learn the usage it reports, then settles as above.
 //! * The hold closed before the settlement (it expired, or someone voided it): the usage is
@@ -628,6 +631,10 @@ fn stream(
         let mut meter = endpoints::stream_meter(call.endpoint, client_wants_usage);
         let mut upstream = response.bytes_stream();
         let mut client_open = true;
+        // Whether the body ended cleanly with its last line unterminated: that line is the
+        // end of an event (the SDKs read it so, and the `anthropic` package's own recorded
+        // streams end that way), not a line cut short.
+        let mut last_byte = b'\n';
         loop {
             let Some(wait) = next_chunk_wait(&state, deadline) else {
                 tracing::warn!(hold = %call.hold.id.as_str(), "stream passed proxy_call_ms_max; cut off");
@@ -635,6 +642,7 @@ fn stream(
             };
             match tokio::time::timeout(wait, upstream.next()).await {
                 Ok(Some(Ok(chunk))) => {
+                    last_byte = chunk.last().copied().unwrap_or(last_byte);
                     let out = meter.feed(&chunk);
                     if client_open
                         && !out.is_empty()
@@ -645,7 +653,15 @@ fn stream(
                         tracing::info!(hold = %call.hold.id.as_str(), "client left mid-stream; draining the upstream for its usage");
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if last_byte != b'\n' {
+                        let out = meter.feed(b"\n\n");
+                        if client_open && !out.is_empty() {
+                            let _ = sender.send(Ok(Bytes::from(out))).await;
+                        }
+                    }
+                    break;
+                }
                 Ok(Some(Err(error))) => {
                     tracing::warn!(%error, "upstream stream broke off");
                     break;
