@@ -23,6 +23,8 @@ const RUN_MS_MIN: u64 = 100;
 const RUN_MS_MAX: u64 = 400;
 const ORG: &str = "acct_org_crash";
 const SIGKILL: i32 = 9;
+/// Longest wait for a load's first acknowledgement.
+const START_WAIT_MAX: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_keeps_every_acknowledged_operation_through_kill_9() {
@@ -117,6 +119,16 @@ async fn survives_kill_9(database: TestDatabase) {
 async fn run_then_kill(database_url: &str, run: &LoadRun, run_for: Duration) -> Vec<Ack> {
     let mut child = run.spawn(database_url);
     let mut reader = AckReader::new(&mut child);
+    // The kill falls `run_for` after the load's first acknowledgement, not after its spawn: a
+    // process that starts slowly on a busy machine (connecting, migrating) is still killed
+    // mid-load rather than before it did anything.
+    let started = Instant::now() + START_WAIT_MAX;
+    while reader.acks.is_empty() && Instant::now() < started {
+        let ended = reader
+            .read_until(Instant::now() + Duration::from_millis(20))
+            .await;
+        assert!(!ended, "{run:?} stopped before it was killed");
+    }
     let ended = reader.read_until(Instant::now() + run_for).await;
     assert!(!ended, "{run:?} stopped before it was killed");
     child.start_kill().expect("kill -9 the load");
