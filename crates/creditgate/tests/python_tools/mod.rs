@@ -52,39 +52,11 @@ pub fn venv_with(
     entry: &str,
     installed: impl Fn(&Path) -> bool,
 ) -> Result<PathBuf, String> {
-    let target = target_dir();
-    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    let venv = target.join(format!("venv-{name}"));
-    let entry = venv.join("bin").join(entry);
-    if installed(&entry) {
-        return Ok(entry);
-    }
-    // One installer at a time (test binaries, scripts/test.sh): flock on a file beside it.
-    let lock_path = target.join(format!("venv-{name}.lock"));
-    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    if installed(&entry) {
-        return Ok(entry);
-    }
-    run(Command::new("python3")
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv))
-    .map_err(|e| {
-        format!("{e}\n(python3 with the venv module is needed: apt-get install python3-venv)")
-    })?;
-    run(Command::new(venv.join("bin").join("pip")).args(["install", "--quiet", requirement]))?;
-    if installed(&entry) {
-        Ok(entry)
-    } else {
-        Err(format!(
-            "{} does not pass its check after the install",
-            entry.display()
-        ))
-    }
+    venv_with_all(name, &[requirement], entry, installed)
 }
 
-/// Like [`venv_with`], for a virtualenv of several packages installed together:
+/// Finds or installs a virtualenv of several packages installed together (one installer at
+/// a time: test binaries and scripts/test.sh share a file lock beside it):
 /// finds or installs every one of `requirements` (`name==version`) into
 /// `target/venv-<name>` under the lock `target/venv-<name>.lock`; answers `bin/<entry>`
 /// inside it once `installed` accepts it.
