@@ -509,6 +509,17 @@ fn rows(f: &Fixture) -> Vec<Row> {
         price("model-b", json!({ "input": "1", "output": "1", "effective_at": -1 }))
             .invalid("parameter_invalid", "effective_at"),
         price("bad%20model", json!({ "input": "1", "output": "1" })).invalid("parameter_invalid", "model"),
+        price("model-b", json!({ "input": "1", "output": "1", "cache_write_1h": "-1" }))
+            .invalid("parameter_invalid", "cache_write_1h"),
+        price("model-b", json!({ "input": "1", "output": "1", "web_search_request": 0.01 }))
+            .invalid("parameter_invalid", "web_search_request"),
+        price("model-b", json!({ "input": "1", "output": "1",
+            "long_input": { "above_input_tokens": 0, "input": "2", "output": "2" } }))
+            .invalid("parameter_invalid", "long_input.above_input_tokens"),
+        price("model-b", json!({ "input": "1", "output": "1", "long_input": { "input": "2", "output": "2" } }))
+            .invalid("parameter_missing", "long_input.above_input_tokens"),
+        hold(json!({ "model": MODEL, "max_input_tokens": 10, "max_web_search_requests": 1_000_001 }))
+            .invalid("parameter_invalid", "max_web_search_requests"),
         get(&op, "/v1/prices?model=bad%20model".into()).invalid("parameter_invalid", "model"),
         // Holds.
         hold(json!({ "model": "no-such-model", "max_input_tokens": 10 })).invalid("unknown_model", "model"),

@@ -451,6 +451,56 @@ fn operator_commands_drive_the_api() {
     assert_eq!(price.field("cache write"), "3.00");
     assert_eq!(price.field("cache read"), "0.30");
     assert_eq!(price.field("request fee"), "0.001");
+    assert_eq!(price.field("cache write 1h"), "3.00");
+    assert_eq!(price.field("long input"), "none");
+    // Sonnet's book: both cache lifetimes, web search per request, long-input rates.
+    let sonnet = server
+        .cli(&[
+            "price",
+            "set",
+            "claude-sonnet-4-5",
+            "--input",
+            "3",
+            "--output",
+            "15",
+            "--cache-write",
+            "3.75",
+            "--cache-write-1h",
+            "6",
+            "--cache-read",
+            "0.30",
+            "--web-search-request",
+            "0.01",
+            "--long-above-input-tokens",
+            "200000",
+            "--long-input",
+            "6",
+            "--long-output",
+            "22.50",
+        ])
+        .ok();
+    assert_eq!(sonnet.field("cache write 1h"), "6.00");
+    assert_eq!(sonnet.field("web search"), "0.01");
+    assert_eq!(sonnet.field("web fetch"), "0.00");
+    assert_eq!(
+        sonnet.field("long input"),
+        "above 200000 tokens: input 6.00, output 22.50, cache write 6.00, cache write 1h 6.00, \
+         cache read 6.00"
+    );
+    let missing = server
+        .cli(&[
+            "price",
+            "set",
+            "m2",
+            "--input",
+            "1",
+            "--output",
+            "1",
+            "--long-input",
+            "2",
+        ])
+        .fails(1);
+    assert!(missing.stderr.contains("long_input"), "{}", missing.stderr);
     server
         .cli(&[
             "price",

@@ -1,14 +1,23 @@
 //! Pricing: what one metered call costs, from its usage and the model's price version.
 //!
+//! A price version has per-million-token rates for plain input, output, cache writes (the
+//! 5-minute cache and the 1-hour cache apart, as Anthropic bills them), and cache reads; a fee
+//! per call; a fee per server-tool request (web search, web fetch); and, for models billed
+//! that way, a second set of token rates for calls whose input is large (`long_input`: every
+//! token of a call whose input, cache reads and writes included, is above N tokens is priced
+//! at those rates, as Anthropic's and Google's long-context prices are).
+//!
 //! Rounding rule. A call is one line item. Its exact cost is
-//! `Σ tokens × price_per_million / 1_000_000 + request_fee`, computed in `i128` micro-units
-//! × tokens; the sum is rounded **up** to a whole micro-unit **once**, at the end. So a call
-//! never costs less than its exact price, and splitting the sum differently can never make
-//! it cheaper or dearer by more than one micro-unit.
+//! `Σ tokens × price_per_million / 1_000_000 + request_fee + Σ requests × request_price`,
+//! computed in `i128` micro-units × tokens; the sum is rounded **up** to a whole micro-unit
+//! **once**, at the end. So a call never costs less than its exact price, and splitting the
+//! sum differently can never make it cheaper or dearer by more than one micro-unit.
 //!
 //! Worst case (for holds). Before a call, its input may turn out to be cache writes (dearer
 //! than plain input on Anthropic-style price books) or cache reads, so the worst case prices
-//! every input token at the dearest of `input`, `cache_write` and `cache_read`.
+//! every input token at the dearest of the input, cache-write (both) and cache-read rates;
+//! when the input bound is above the long-input threshold, the dearer of the two rate sets,
+//! rate by rate. Server-tool requests count at most the bound the request allows.
 
 use crate::money::Amount;
 use crate::time::Timestamp;
@@ -18,22 +27,100 @@ const TOKENS_PER_PRICE_UNIT: i128 = 1_000_000;
 /// Most tokens of one kind in one call the pricing accepts (10^12: far beyond any model's
 /// context, and small enough that no product of tokens × price overflows `i128`).
 pub const TOKENS_MAX: u64 = 1_000_000_000_000;
+/// Most server-tool requests of one kind in one call the pricing accepts.
+pub const TOOL_REQUESTS_MAX: u64 = 1_000_000;
 /// Longest model name.
 pub const MODEL_LEN_MAX: usize = 128;
 
-/// Prices of one model, per million tokens, plus an optional per-call fee.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Per-million-token rates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenRates {
+    /// Per million input tokens.
+    pub input: Amount,
+    /// Per million output tokens.
+    pub output: Amount,
+    /// Per million tokens written to the 5-minute prompt cache (and cache writes that do not
+    /// say which cache).
+    pub cache_write: Amount,
+    /// Per million tokens written to the 1-hour prompt cache.
+    pub cache_write_1h: Amount,
+    /// Per million tokens read from the prompt cache.
+    pub cache_read: Amount,
+}
+
+impl TokenRates {
+    /// The dearer of `self` and `other`, rate by rate.
+    fn max(self, other: TokenRates) -> TokenRates {
+        TokenRates {
+            input: self.input.max(other.input),
+            output: self.output.max(other.output),
+            cache_write: self.cache_write.max(other.cache_write),
+            cache_write_1h: self.cache_write_1h.max(other.cache_write_1h),
+            cache_read: self.cache_read.max(other.cache_read),
+        }
+    }
+
+    /// The dearest rate an input token can be charged at.
+    fn dearest_input(&self) -> Amount {
+        self.input
+            .max(self.cache_write)
+            .max(self.cache_write_1h)
+            .max(self.cache_read)
+    }
+}
+
+/// Token rates for calls with a large input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongInput {
+    /// A call whose input tokens (plain, cache writes and cache reads together) are above
+    /// this is priced at `rates`, all its tokens.
+    pub above_input_tokens: u64,
+    /// The rates of such a call.
+    pub rates: TokenRates,
+}
+
+/// Prices of one model, per million tokens, plus per-call and per-tool-request fees.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenPrices {
     /// Per million input tokens.
     pub input: Amount,
     /// Per million output tokens.
     pub output: Amount,
-    /// Per million tokens written to the prompt cache.
+    /// Per million tokens written to the 5-minute prompt cache.
     pub cache_write: Amount,
+    /// Per million tokens written to the 1-hour prompt cache.
+    pub cache_write_1h: Amount,
     /// Per million tokens read from the prompt cache.
     pub cache_read: Amount,
     /// Charged once per call, whatever its usage.
     pub request_fee: Amount,
+    /// Per web search the provider ran for the call (`server_tool_use.web_search_requests`).
+    pub web_search_request: Amount,
+    /// Per web fetch the provider ran for the call (`server_tool_use.web_fetch_requests`).
+    pub web_fetch_request: Amount,
+    /// Other token rates for calls with a large input, if the model has them.
+    pub long_input: Option<LongInput>,
+}
+
+impl TokenPrices {
+    /// The rates that are not the long-input ones.
+    pub fn base_rates(&self) -> TokenRates {
+        TokenRates {
+            input: self.input,
+            output: self.output,
+            cache_write: self.cache_write,
+            cache_write_1h: self.cache_write_1h,
+            cache_read: self.cache_read,
+        }
+    }
+
+    /// The rates a call with `input_tokens` of input (cache included) is priced at.
+    pub fn rates_for(&self, input_tokens: u64) -> TokenRates {
+        match self.long_input {
+            Some(long) if input_tokens > long.above_input_tokens => long.rates,
+            _ => self.base_rates(),
+        }
+    }
 }
 
 /// One version of a model's prices, in force from `effective_at` until the next version.
@@ -61,10 +148,39 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
-    /// Input tokens written to the prompt cache.
+    /// Input tokens written to the 5-minute prompt cache (or to a cache not named).
     pub cache_write_tokens: u64,
+    /// Input tokens written to the 1-hour prompt cache.
+    pub cache_write_1h_tokens: u64,
     /// Input tokens read from the prompt cache.
     pub cache_read_tokens: u64,
+    /// Web searches the provider ran.
+    pub web_search_requests: u64,
+    /// Web fetches the provider ran.
+    pub web_fetch_requests: u64,
+}
+
+impl Usage {
+    /// Every input token: plain, written to either cache, and read from it (saturating).
+    pub fn input_total(&self) -> u64 {
+        self.input_tokens
+            .saturating_add(self.cache_write_tokens)
+            .saturating_add(self.cache_write_1h_tokens)
+            .saturating_add(self.cache_read_tokens)
+    }
+}
+
+/// The most a call may use: what a hold's worst case prices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageBound {
+    /// Input tokens, cache included.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Web searches.
+    pub web_search_requests: u64,
+    /// Web fetches.
+    pub web_fetch_requests: u64,
 }
 
 /// Why a cost could not be computed.
@@ -73,6 +189,9 @@ pub enum PricingError {
     /// A token count above [`TOKENS_MAX`].
     #[error("a token count is above {TOKENS_MAX}")]
     TooManyTokens,
+    /// A server-tool request count above [`TOOL_REQUESTS_MAX`].
+    #[error("a server-tool request count is above {TOOL_REQUESTS_MAX}")]
+    TooManyRequests,
     /// The cost does not fit an amount.
     #[error("the cost is too large")]
     Overflow,
@@ -80,44 +199,62 @@ pub enum PricingError {
 
 /// The cost of `usage` at `prices`: one line item, rounded up once.
 pub fn cost(prices: &TokenPrices, usage: &Usage) -> Result<Amount, PricingError> {
+    let rates = prices.rates_for(usage.input_total());
     let lines = [
-        (usage.input_tokens, prices.input),
-        (usage.output_tokens, prices.output),
-        (usage.cache_write_tokens, prices.cache_write),
-        (usage.cache_read_tokens, prices.cache_read),
+        (usage.input_tokens, rates.input),
+        (usage.output_tokens, rates.output),
+        (usage.cache_write_tokens, rates.cache_write),
+        (usage.cache_write_1h_tokens, rates.cache_write_1h),
+        (usage.cache_read_tokens, rates.cache_read),
     ];
     let mut scaled: i128 = 0;
     for (tokens, price) in lines {
         if tokens > TOKENS_MAX {
             return Err(PricingError::TooManyTokens);
         }
-        // ≤ 10^12 × 9.2·10^18 per line: four lines stay far inside i128.
+        // ≤ 10^12 × 9.2·10^18 per line: five lines stay far inside i128.
         scaled += i128::from(tokens) * i128::from(price.micros());
     }
-    let tokens_cost = ceil_div(scaled, TOKENS_PER_PRICE_UNIT);
-    let total = tokens_cost + i128::from(prices.request_fee.micros());
+    let mut fees = i128::from(prices.request_fee.micros());
+    for (requests, price) in [
+        (usage.web_search_requests, prices.web_search_request),
+        (usage.web_fetch_requests, prices.web_fetch_request),
+    ] {
+        if requests > TOOL_REQUESTS_MAX {
+            return Err(PricingError::TooManyRequests);
+        }
+        fees += i128::from(requests) * i128::from(price.micros());
+    }
+    // The fees are whole micro-units: adding them after the rounding is rounding once.
+    let total = ceil_div(scaled, TOKENS_PER_PRICE_UNIT) + fees;
     i64::try_from(total)
         .map(Amount::from_micros)
         .map_err(|_| PricingError::Overflow)
 }
 
-/// The most a call of at most `input_tokens` in and `output_tokens` out can cost: every
-/// input token priced at the dearest input rate (see the module docs).
-pub fn worst_case(
-    prices: &TokenPrices,
-    input_tokens: u64,
-    output_tokens: u64,
-) -> Result<Amount, PricingError> {
-    let dearest_input = prices.input.max(prices.cache_write).max(prices.cache_read);
+/// The most a call within `bound` can cost: every input token priced at the dearest input
+/// rate, at the dearer of the base and long-input rates when the input may be long (see the
+/// module docs).
+pub fn worst_case(prices: &TokenPrices, bound: &UsageBound) -> Result<Amount, PricingError> {
+    let rates = match prices.long_input {
+        Some(long) if bound.input_tokens > long.above_input_tokens => {
+            prices.base_rates().max(long.rates)
+        }
+        _ => prices.base_rates(),
+    };
     let worst = TokenPrices {
-        input: dearest_input,
+        input: rates.dearest_input(),
+        output: rates.output,
+        long_input: None,
         ..prices.clone()
     };
     cost(
         &worst,
         &Usage {
-            input_tokens,
-            output_tokens,
+            input_tokens: bound.input_tokens,
+            output_tokens: bound.output_tokens,
+            web_search_requests: bound.web_search_requests,
+            web_fetch_requests: bound.web_fetch_requests,
             ..Usage::default()
         },
     )
@@ -162,7 +299,7 @@ mod tests {
             output: Amount::parse(output).unwrap(),
             cache_write: Amount::parse(cache_write).unwrap(),
             cache_read: Amount::parse(cache_read).unwrap(),
-            request_fee: Amount::ZERO,
+            ..TokenPrices::default()
         }
     }
 
@@ -172,6 +309,45 @@ mod tests {
             output_tokens: output,
             cache_write_tokens: cache_write,
             cache_read_tokens: cache_read,
+            ..Usage::default()
+        }
+    }
+
+    fn bound(input: u64, output: u64) -> UsageBound {
+        UsageBound {
+            input_tokens: input,
+            output_tokens: output,
+            ..UsageBound::default()
+        }
+    }
+
+    fn money(s: &str) -> Amount {
+        Amount::parse(s).unwrap()
+    }
+
+    /// Claude Sonnet 4.5's published book: 3 / 15, 5-minute writes 3.75, 1-hour writes 6,
+    /// reads 0.30, web search 10 per 1,000; above 200K input tokens 6 / 22.50 / 7.50 / 12 /
+    /// 0.60.
+    fn sonnet() -> TokenPrices {
+        TokenPrices {
+            input: money("3"),
+            output: money("15"),
+            cache_write: money("3.75"),
+            cache_write_1h: money("6"),
+            cache_read: money("0.30"),
+            request_fee: Amount::ZERO,
+            web_search_request: money("0.01"),
+            web_fetch_request: Amount::ZERO,
+            long_input: Some(LongInput {
+                above_input_tokens: 200_000,
+                rates: TokenRates {
+                    input: money("6"),
+                    output: money("22.50"),
+                    cache_write: money("7.50"),
+                    cache_write_1h: money("12"),
+                    cache_read: money("0.60"),
+                },
+            }),
         }
     }
 
@@ -216,12 +392,93 @@ mod tests {
 
     #[test]
     fn worst_case_prices_input_at_the_dearest_rate() {
-        let p = prices("3.00", "15.00", "3.75", "0.30");
-        assert_eq!(worst_case(&p, 1_000_000, 0).unwrap().to_string(), "3.75");
+        let mut p = prices("3.00", "15.00", "3.75", "0.30");
         assert_eq!(
-            worst_case(&p, 1_000_000, 1_000_000).unwrap().to_string(),
+            worst_case(&p, &bound(1_000_000, 0)).unwrap().to_string(),
+            "3.75"
+        );
+        assert_eq!(
+            worst_case(&p, &bound(1_000_000, 1_000_000))
+                .unwrap()
+                .to_string(),
             "18.75"
         );
+        p.cache_write_1h = money("6");
+        assert_eq!(
+            worst_case(&p, &bound(1_000_000, 0)).unwrap().to_string(),
+            "6.00"
+        );
+    }
+
+    #[test]
+    fn cache_writes_by_lifetime_and_server_tools() {
+        // (usage: input, output, 5m writes, 1h writes, reads, searches, fetches; expected)
+        let table = [
+            ((1_000, 200, 0, 0, 0, 0, 0), "0.006"),
+            // 2,051 tokens to the 5-minute cache: 2051 × 3.75 / 10^6 = 0.00769125 → up.
+            ((10, 50, 2_051, 0, 0, 0, 0), "0.008472"),
+            // The same tokens to the 1-hour cache: 2051 × 6 = 0.012306.
+            ((10, 50, 0, 2_051, 0, 0, 0), "0.013086"),
+            ((10, 50, 1_000, 1_051, 4_000, 0, 0), "0.012036"),
+            // Three searches at 0.01 each; fetches are free in this book.
+            ((10, 50, 0, 0, 0, 3, 2), "0.03078"),
+        ];
+        for (u, expected) in table {
+            let usage = Usage {
+                input_tokens: u.0,
+                output_tokens: u.1,
+                cache_write_tokens: u.2,
+                cache_write_1h_tokens: u.3,
+                cache_read_tokens: u.4,
+                web_search_requests: u.5,
+                web_fetch_requests: u.6,
+            };
+            assert_eq!(
+                cost(&sonnet(), &usage).unwrap().to_string(),
+                expected,
+                "{u:?}"
+            );
+        }
+        let mut p = sonnet();
+        p.web_fetch_request = money("0.002");
+        let fetched = Usage {
+            web_fetch_requests: 4,
+            ..Usage::default()
+        };
+        assert_eq!(cost(&p, &fetched).unwrap().to_string(), "0.008");
+        let too_many = Usage {
+            web_search_requests: TOOL_REQUESTS_MAX + 1,
+            ..Usage::default()
+        };
+        assert_eq!(cost(&p, &too_many), Err(PricingError::TooManyRequests));
+    }
+
+    #[test]
+    fn long_input_rates_apply_above_the_threshold_to_every_token() {
+        let p = sonnet();
+        // 200,000 input tokens exactly: the base rates.
+        let at = usage(150_000, 1_000, 30_000, 20_000);
+        assert_eq!(at.input_total(), 200_000);
+        assert_eq!(cost(&p, &at).unwrap().to_string(), "0.5835");
+        // One more token read from the cache: every token at the long-input rates
+        // (1.1595006, rounded up once).
+        let above = usage(150_000, 1_000, 30_000, 20_001);
+        assert_eq!(cost(&p, &above).unwrap().to_string(), "1.159501");
+        // The worst case of a bound below the threshold uses the base rates only.
+        assert_eq!(
+            worst_case(&p, &bound(200_000, 1_000)).unwrap().to_string(),
+            "1.215"
+        );
+        // Above it, the dearer set: 200,001 × 12 (1-hour writes) + 1,000 × 22.50.
+        assert_eq!(
+            worst_case(&p, &bound(200_001, 1_000)).unwrap().to_string(),
+            "2.422512"
+        );
+        let searches = UsageBound {
+            web_search_requests: 5,
+            ..bound(10, 10)
+        };
+        assert_eq!(worst_case(&p, &searches).unwrap().to_string(), "0.05021");
     }
 
     #[test]
@@ -275,9 +532,7 @@ mod tests {
             let p = TokenPrices {
                 input: Amount::from_micros(price),
                 output: Amount::from_micros(price),
-                cache_write: Amount::ZERO,
-                cache_read: Amount::ZERO,
-                request_fee: Amount::ZERO,
+                ..TokenPrices::default()
             };
             let got = i128::from(cost(&p, &usage(tokens, 0, 0, 0)).unwrap().micros());
             let exact_scaled = i128::from(tokens) * i128::from(price);
@@ -285,8 +540,64 @@ mod tests {
             prop_assert!((got - 1) * 1_000_000 < exact_scaled);
             let more = i128::from(cost(&p, &usage(tokens, extra, 0, 0)).unwrap().micros());
             prop_assert!(more >= got);
-            let worst = i128::from(worst_case(&p, tokens, extra).unwrap().micros());
+            let worst = i128::from(worst_case(&p, &bound(tokens, extra)).unwrap().micros());
             prop_assert!(worst >= more);
+        }
+
+        /// No usage within a bound costs more than the bound's worst case, whatever the
+        /// rates, the long-input threshold, and how the input splits between plain, cache
+        /// writes and reads.
+        #[test]
+        fn worst_case_covers_every_usage_within_its_bound(
+            rates in proptest::collection::vec(0i64..50_000_000, 10),
+            above in 0u64..400_000,
+            long in any::<bool>(),
+            input in 0u64..500_000,
+            split in proptest::collection::vec(0u64..=100, 4),
+            output in 0u64..100_000,
+            searches in 0u64..20,
+            fetches in 0u64..20,
+        ) {
+            let r = |i: usize| Amount::from_micros(rates[i]);
+            let p = TokenPrices {
+                input: r(0),
+                output: r(1),
+                cache_write: r(2),
+                cache_write_1h: r(3),
+                cache_read: r(4),
+                request_fee: money("0.001"),
+                web_search_request: money("0.01"),
+                web_fetch_request: money("0.002"),
+                long_input: long.then_some(LongInput {
+                    above_input_tokens: above,
+                    rates: TokenRates {
+                        input: r(5),
+                        output: r(6),
+                        cache_write: r(7),
+                        cache_write_1h: r(8),
+                        cache_read: r(9),
+                    },
+                }),
+            };
+            let b = UsageBound {
+                input_tokens: input,
+                output_tokens: output,
+                web_search_requests: searches,
+                web_fetch_requests: fetches,
+            };
+            // Some of the bound, split four ways.
+            let part = |i: usize| input * split[i] / 400;
+            let used = Usage {
+                input_tokens: part(0),
+                output_tokens: output * split[1] / 100,
+                cache_write_tokens: part(1),
+                cache_write_1h_tokens: part(2),
+                cache_read_tokens: part(3),
+                web_search_requests: searches * split[2] / 100,
+                web_fetch_requests: fetches * split[3] / 100,
+            };
+            prop_assert!(used.input_total() <= input);
+            prop_assert!(cost(&p, &used).unwrap() <= worst_case(&p, &b).unwrap());
         }
     }
 }

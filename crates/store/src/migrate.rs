@@ -11,6 +11,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_members.sql")),
     (8, include_str!("../migrations/sqlite/0008_access.sql")),
     (9, include_str!("../migrations/sqlite/0009_proxy.sql")),
+    (10, include_str!("../migrations/sqlite/0010_prices.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -24,6 +25,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_members.sql")),
     (8, include_str!("../migrations/postgres/0008_access.sql")),
     (9, include_str!("../migrations/postgres/0009_proxy.sql")),
+    (10, include_str!("../migrations/postgres/0010_prices.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

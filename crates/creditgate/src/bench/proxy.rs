@@ -763,7 +763,7 @@ async fn check_ledger(state: &AppState, org_id: &str, calls: u64) -> anyhow::Res
         output: amount(PRICE_OUTPUT)?,
         cache_write: amount(PRICE_INPUT)?,
         cache_read: amount(PRICE_INPUT)?,
-        request_fee: Amount::ZERO,
+        ..TokenPrices::default()
     };
     let usage = Usage {
         input_tokens: STUB_INPUT_TOKENS,

@@ -6,7 +6,7 @@ use creditgate::proxy::formats;
 use creditgate::server::demo_upstream::{
     anthropic_input_tokens, openai_input_tokens, output_tokens, REPLY_WORDS,
 };
-use creditgate_domain::pricing::{cost, worst_case, TokenPrices, Usage};
+use creditgate_domain::pricing::{cost, worst_case, TokenPrices, Usage, UsageBound};
 use creditgate_domain::Amount;
 
 use super::print::{bar, percent, percent_text};
@@ -21,7 +21,7 @@ fn prices(price: &DemoPrice) -> TokenPrices {
         output: amount(price.output),
         cache_write: amount(price.cache_write),
         cache_read: amount(price.cache_read),
-        request_fee: Amount::ZERO,
+        ..TokenPrices::default()
     }
 }
 
@@ -46,12 +46,12 @@ fn tour_credit_is_cut_off_after_20_to_40_calls() {
             ),
         };
         let facts = formats::request_facts(format, &tour_request(style, stream)).unwrap();
-        let worst = worst_case(
-            &price,
-            facts.input_tokens_max,
-            facts.output_tokens_max(4096),
-        )
-        .unwrap();
+        let bound = UsageBound {
+            input_tokens: facts.input_tokens_max,
+            output_tokens: facts.output_tokens_max(4096),
+            ..UsageBound::default()
+        };
+        let worst = worst_case(&price, &bound).unwrap();
         if available < worst {
             refused = Some((n, style));
             break;

@@ -47,10 +47,10 @@ use creditgate_domain::Amount;
 use serde_json::{Map, Value};
 
 use super::formats::{
-    self, bad_field, output_cap, required_count, token_count, Estimate, RequestError, RequestFacts,
-    StreamMeter, Style, UsageError, BUILTIN_TOOL_TOKENS_MAX, CONTENT_BLOCK_OVERHEAD_TOKENS,
-    DOCUMENT_TOKENS_MAX, IMAGE_TOKENS_MAX, MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS,
-    TOOLS_PROMPT_TOKENS_MAX, TOOL_OVERHEAD_TOKENS,
+    self, bad_field, output_cap, required_count, Estimate, RequestError, RequestFacts, StreamMeter,
+    Style, UsageError, BUILTIN_TOOL_TOKENS_MAX, CONTENT_BLOCK_OVERHEAD_TOKENS, DOCUMENT_TOKENS_MAX,
+    IMAGE_TOKENS_MAX, MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, TOOLS_PROMPT_TOKENS_MAX,
+    TOOL_OVERHEAD_TOKENS,
 };
 
 /// Input-token allowance, once per request, for input the provider keeps and the request only
@@ -138,8 +138,12 @@ pub fn worst_case(
         ),
         _ => pricing::worst_case(
             prices,
-            facts.input_tokens_max,
-            facts.output_tokens_max(model_max_output_tokens),
+            &pricing::UsageBound {
+                input_tokens: facts.input_tokens_max,
+                output_tokens: facts.output_tokens_max(model_max_output_tokens),
+                web_search_requests: facts.web_search_requests_max,
+                web_fetch_requests: facts.web_fetch_requests_max,
+            },
         ),
     }
 }
@@ -241,6 +245,9 @@ fn responses_facts(obj: &Map<String, Value>) -> Result<RequestFacts, RequestErro
         // A Responses stream always ends with its usage.
         client_wants_usage: true,
         input_tokens_max: responses_input_tokens_max(obj),
+        web_search_requests_max: 0,
+        web_fetch_requests_max: 0,
+        server_tools_unbounded: false,
     })
 }
 
@@ -382,6 +389,9 @@ fn embeddings_facts(obj: &Map<String, Value>) -> Result<RequestFacts, RequestErr
         stream: false,
         client_wants_usage: false,
         input_tokens_max,
+        web_search_requests_max: 0,
+        web_fetch_requests_max: 0,
+        server_tools_unbounded: false,
     })
 }
 
@@ -395,20 +405,7 @@ fn embedding_text(text: &str) -> u64 {
 
 /// A count in a `usage.…_details` object, named by its path for errors.
 fn detail_count(usage: &Map<String, Value>, details: &str, field: &str) -> Result<u64, UsageError> {
-    match usage.get(details) {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::Object(d)) => token_count(d, field)
-            .map_err(|e| match e {
-                UsageError::Malformed(m) => {
-                    UsageError::Malformed(m.replacen("usage.", &format!("usage.{details}."), 1))
-                }
-                other => other,
-            })
-            .map(Option::unwrap_or_default),
-        Some(_) => Err(UsageError::Malformed(format!(
-            "usage.{details} is not an object"
-        ))),
-    }
+    formats::detail(usage, details, field).map(Option::unwrap_or_default)
 }
 
 /// A Responses API `usage` object (see the module docs).
@@ -438,6 +435,7 @@ pub fn responses_usage(usage: &Map<String, Value>) -> Result<Usage, UsageError> 
         output_tokens: output,
         cache_write_tokens: cache_write,
         cache_read_tokens: cached,
+        ..Usage::default()
     })
 }
 

@@ -30,12 +30,22 @@
 //! 100-page PDF can exceed [`DOCUMENT_TOKENS_MAX`]); and input the provider fetches by itself
 //! (Anthropic server tools such as web search or web fetch, `mcp_servers`) is not in the request
 //! and cannot be bounded from it. Settlement charges the usage the upstream reports in any case.
+//!
+//! Server-tool requests (Anthropic web search and web fetch, billed per request) are bounded
+//! by each tool's `max_uses`; a tool that sets none is sent upstream with `max_uses`
+//! [`SERVER_TOOL_USES_MAX`] (see [`upstream_body`]), so the hold's worst case covers every
+//! request the provider can run.
 
 use std::io;
 
 use creditgate_domain::pricing::{Usage, TOKENS_MAX};
 use serde_json::{Map, Value};
 
+/// The `max_uses` the proxy gives an Anthropic server tool (web search, web fetch) that sets
+/// none, so that the requests it can bill are bounded before the call.
+pub const SERVER_TOOL_USES_MAX: u64 = 20;
+/// The largest `max_uses` a request may set on a server tool.
+pub const SERVER_TOOL_USES_LIMIT: u64 = 1_000;
 /// Input-token allowance for one image (an Anthropic `image` block, an OpenAI `image_url` part).
 /// Claude scales images down to well under 5,000 tokens and OpenAI's high-detail images cost a
 /// few thousand at most; the allowance covers both with room.
@@ -103,6 +113,14 @@ pub struct RequestFacts {
     pub client_wants_usage: bool,
     /// A conservative upper bound of the request's input tokens (see the module documentation).
     pub input_tokens_max: u64,
+    /// The most web searches the provider may run for the call: the sum of the `max_uses` of
+    /// the request's Anthropic `web_search_*` tools ([`SERVER_TOOL_USES_MAX`] for one that
+    /// sets none); 0 for OpenAI styles.
+    pub web_search_requests_max: u64,
+    /// The same for `web_fetch_*` tools.
+    pub web_fetch_requests_max: u64,
+    /// Whether some server tool sets no `max_uses` (the proxy sets it upstream).
+    pub server_tools_unbounded: bool,
 }
 
 impl RequestFacts {
@@ -196,6 +214,7 @@ pub fn request_facts(style: Style, body: &Value) -> Result<RequestFacts, Request
         Style::Anthropic => {
             let max_tokens = output_cap(obj, "max_tokens")?
                 .ok_or_else(|| bad_field("max_tokens", "Field required."))?;
+            let tools = server_tool_bounds(obj)?;
             Ok(RequestFacts {
                 model,
                 max_output_tokens: Some(max_tokens),
@@ -203,6 +222,9 @@ pub fn request_facts(style: Style, body: &Value) -> Result<RequestFacts, Request
                 stream,
                 client_wants_usage: true,
                 input_tokens_max: anthropic_input_tokens_max(obj),
+                web_search_requests_max: tools.search,
+                web_fetch_requests_max: tools.fetch,
+                server_tools_unbounded: tools.unbounded,
             })
         }
         Style::OpenAi => {
@@ -241,9 +263,67 @@ pub fn request_facts(style: Style, body: &Value) -> Result<RequestFacts, Request
                 stream,
                 client_wants_usage,
                 input_tokens_max: openai_input_tokens_max(obj),
+                web_search_requests_max: 0,
+                web_fetch_requests_max: 0,
+                server_tools_unbounded: false,
             })
         }
     }
+}
+
+/// What an Anthropic request's server tools may run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ServerToolBounds {
+    search: u64,
+    fetch: u64,
+    unbounded: bool,
+}
+
+/// Which server tool a `tools` entry is, by its versioned `type` (`web_search_20250305`).
+fn server_tool_kind(tool: &Map<String, Value>) -> Option<ServerTool> {
+    match tool.get("type").and_then(Value::as_str) {
+        Some(t) if t.starts_with("web_search_") => Some(ServerTool::WebSearch),
+        Some(t) if t.starts_with("web_fetch_") => Some(ServerTool::WebFetch),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerTool {
+    WebSearch,
+    WebFetch,
+}
+
+fn server_tool_bounds(obj: &Map<String, Value>) -> Result<ServerToolBounds, RequestError> {
+    let mut bounds = ServerToolBounds::default();
+    let Some(Value::Array(tools)) = obj.get("tools") else {
+        return Ok(bounds);
+    };
+    for tool in tools.iter().filter_map(Value::as_object) {
+        let Some(kind) = server_tool_kind(tool) else {
+            continue;
+        };
+        let uses = match tool.get("max_uses") {
+            None | Some(Value::Null) => {
+                bounds.unbounded = true;
+                SERVER_TOOL_USES_MAX
+            }
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=SERVER_TOOL_USES_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(bad_field(
+                        "tools.max_uses",
+                        format!("Must be an integer from 1 to {SERVER_TOOL_USES_LIMIT}."),
+                    ))
+                }
+            },
+        };
+        match kind {
+            ServerTool::WebSearch => bounds.search = bounds.search.saturating_add(uses),
+            ServerTool::WebFetch => bounds.fetch = bounds.fetch.saturating_add(uses),
+        }
+    }
+    Ok(bounds)
 }
 
 pub(super) fn bad_field(field: &'static str, message: impl Into<String>) -> RequestError {
@@ -469,6 +549,9 @@ fn openai_part(e: &mut Estimate, part: &Value) {
 /// request with `stream_options.include_usage = true` added (other `stream_options` kept), since
 /// the proxy needs the final usage chunk; otherwise `None`, meaning "send the original bytes".
 pub fn upstream_body(style: Style, body: &Value, facts: &RequestFacts) -> Option<Vec<u8>> {
+    if style == Style::Anthropic && facts.server_tools_unbounded {
+        return bound_server_tools(body);
+    }
     if style != Style::OpenAi || !facts.stream || facts.client_wants_usage {
         return None;
     }
@@ -483,6 +566,19 @@ pub fn upstream_body(style: Style, body: &Value, facts: &RequestFacts) -> Option
     options
         .as_object_mut()?
         .insert("include_usage".to_owned(), Value::Bool(true));
+    serde_json::to_vec(&body).ok()
+}
+
+/// `body` with `max_uses` [`SERVER_TOOL_USES_MAX`] on each server tool that sets none.
+fn bound_server_tools(body: &Value) -> Option<Vec<u8>> {
+    let mut body = body.clone();
+    let tools = body.get_mut("tools")?.as_array_mut()?;
+    for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
+        let unset = matches!(tool.get("max_uses"), None | Some(Value::Null));
+        if unset && server_tool_kind(tool).is_some() {
+            tool.insert("max_uses".to_owned(), Value::from(SERVER_TOOL_USES_MAX));
+        }
+    }
     serde_json::to_vec(&body).ok()
 }
 
@@ -538,34 +634,92 @@ pub(super) fn required_count(usage: &Map<String, Value>, field: &str) -> Result<
         .ok_or_else(|| UsageError::Malformed(format!("usage.{field} is missing")))
 }
 
+/// A count inside an object of `usage` (`usage.{details}.{field}`): the object or the count
+/// absent or null → `None`.
+pub(super) fn detail(
+    usage: &Map<String, Value>,
+    details: &str,
+    field: &str,
+) -> Result<Option<u64>, UsageError> {
+    match usage.get(details) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(d)) => token_count(d, field).map_err(|e| match e {
+            UsageError::Malformed(m) => {
+                UsageError::Malformed(m.replacen("usage.", &format!("usage.{details}."), 1))
+            }
+            other => other,
+        }),
+        Some(_) => Err(UsageError::Malformed(format!(
+            "usage.{details} is not an object"
+        ))),
+    }
+}
+
+/// Anthropic's cache writes as reported: the total `cache_creation_input_tokens` and its split
+/// by lifetime, `cache_creation` {`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`}.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct CacheWrites {
+    total: Option<u64>,
+    /// (5-minute, 1-hour), when `cache_creation` says.
+    split: Option<(u64, u64)>,
+}
+
+impl CacheWrites {
+    /// As (5-minute, 1-hour) tokens, given the split reported earlier (a stream's
+    /// `message_start`; (0, 0) for a body) for when this report has none. Where the total is
+    /// above the split's sum, the rest counts as 5-minute writes; where it is below, the split
+    /// counts: a call is never charged less than either says.
+    fn resolve(self, earlier: (u64, u64)) -> (u64, u64) {
+        let (five, hour) = self.split.unwrap_or(earlier);
+        let rest = self
+            .total
+            .unwrap_or(0)
+            .saturating_sub(five.saturating_add(hour));
+        (five.saturating_add(rest), hour)
+    }
+}
+
+/// The cache writes a usage object reports, `None` when it has none of their fields.
+fn anthropic_cache_writes(usage: &Map<String, Value>) -> Result<Option<CacheWrites>, UsageError> {
+    let total = token_count(usage, "cache_creation_input_tokens")?;
+    let five = detail(usage, "cache_creation", "ephemeral_5m_input_tokens")?;
+    let hour = detail(usage, "cache_creation", "ephemeral_1h_input_tokens")?;
+    let split = (five.is_some() || hour.is_some()).then(|| (five.unwrap_or(0), hour.unwrap_or(0)));
+    Ok((total.is_some() || split.is_some()).then_some(CacheWrites { total, split }))
+}
+
+/// Anthropic's server-tool requests as (web searches, web fetches) from `server_tool_use`,
+/// `None` when it is absent.
+fn anthropic_tool_requests(usage: &Map<String, Value>) -> Result<Option<(u64, u64)>, UsageError> {
+    let search = detail(usage, "server_tool_use", "web_search_requests")?;
+    let fetch = detail(usage, "server_tool_use", "web_fetch_requests")?;
+    if search.is_none() && fetch.is_none() {
+        return Ok(None);
+    }
+    Ok(Some((search.unwrap_or(0), fetch.unwrap_or(0))))
+}
+
 fn anthropic_usage(usage: &Map<String, Value>) -> Result<Usage, UsageError> {
+    let (cache_write_tokens, cache_write_1h_tokens) = anthropic_cache_writes(usage)?
+        .unwrap_or_default()
+        .resolve((0, 0));
+    let (web_search_requests, web_fetch_requests) =
+        anthropic_tool_requests(usage)?.unwrap_or_default();
     Ok(Usage {
         input_tokens: required_count(usage, "input_tokens")?,
         output_tokens: required_count(usage, "output_tokens")?,
-        cache_write_tokens: token_count(usage, "cache_creation_input_tokens")?.unwrap_or(0),
+        cache_write_tokens,
+        cache_write_1h_tokens,
         cache_read_tokens: token_count(usage, "cache_read_input_tokens")?.unwrap_or(0),
+        web_search_requests,
+        web_fetch_requests,
     })
 }
 
 fn openai_usage(usage: &Map<String, Value>) -> Result<Usage, UsageError> {
     let prompt = required_count(usage, "prompt_tokens")?;
     let completion = required_count(usage, "completion_tokens")?;
-    let cached = match usage.get("prompt_tokens_details") {
-        None | Some(Value::Null) => 0,
-        Some(Value::Object(details)) => token_count(details, "cached_tokens")
-            .map_err(|e| match e {
-                UsageError::Malformed(m) => {
-                    UsageError::Malformed(m.replacen("usage.", "usage.prompt_tokens_details.", 1))
-                }
-                other => other,
-            })?
-            .unwrap_or(0),
-        Some(_) => {
-            return Err(UsageError::Malformed(
-                "usage.prompt_tokens_details is not an object".to_owned(),
-            ))
-        }
-    };
+    let cached = detail(usage, "prompt_tokens_details", "cached_tokens")?.unwrap_or(0);
     let input = prompt.checked_sub(cached).ok_or_else(|| {
         UsageError::Malformed(format!(
             "usage.prompt_tokens_details.cached_tokens ({cached}) exceeds usage.prompt_tokens ({prompt})"
@@ -574,8 +728,8 @@ fn openai_usage(usage: &Map<String, Value>) -> Result<Usage, UsageError> {
     Ok(Usage {
         input_tokens: input,
         output_tokens: completion,
-        cache_write_tokens: 0,
         cache_read_tokens: cached,
+        ..Usage::default()
     })
 }
 
@@ -602,8 +756,10 @@ pub struct StreamUsage {
 struct DeltaUsage {
     output_tokens: u64,
     input_tokens: Option<u64>,
-    cache_write_tokens: Option<u64>,
+    cache_writes: Option<CacheWrites>,
     cache_read_tokens: Option<u64>,
+    /// (web searches, web fetches).
+    tool_requests: Option<(u64, u64)>,
 }
 
 /// Watches a server-sent-events stream as it passes: meters usage, and for OpenAI streams whose
@@ -754,10 +910,16 @@ impl StreamMeter {
                         if let Some(d) = delta {
                             u.output_tokens = d.output_tokens;
                             u.input_tokens = d.input_tokens.unwrap_or(u.input_tokens);
-                            u.cache_write_tokens =
-                                d.cache_write_tokens.unwrap_or(u.cache_write_tokens);
+                            if let Some(writes) = d.cache_writes {
+                                (u.cache_write_tokens, u.cache_write_1h_tokens) =
+                                    writes.resolve((u.cache_write_tokens, u.cache_write_1h_tokens));
+                            }
                             u.cache_read_tokens =
                                 d.cache_read_tokens.unwrap_or(u.cache_read_tokens);
+                            if let Some((search, fetch)) = d.tool_requests {
+                                u.web_search_requests = search;
+                                u.web_fetch_requests = fetch;
+                            }
                         }
                         Some(u)
                     }
@@ -955,8 +1117,9 @@ fn anthropic_delta_usage(usage: &Map<String, Value>) -> Result<DeltaUsage, Usage
     Ok(DeltaUsage {
         output_tokens: required_count(usage, "output_tokens")?,
         input_tokens: token_count(usage, "input_tokens")?,
-        cache_write_tokens: token_count(usage, "cache_creation_input_tokens")?,
+        cache_writes: anthropic_cache_writes(usage)?,
         cache_read_tokens: token_count(usage, "cache_read_input_tokens")?,
+        tool_requests: anthropic_tool_requests(usage)?,
     })
 }
 
@@ -972,6 +1135,7 @@ mod tests {
             output_tokens: output,
             cache_write_tokens: cache_write,
             cache_read_tokens: cache_read,
+            ..Usage::default()
         }
     }
 
@@ -1629,6 +1793,83 @@ mod tests {
         matches!(r, Err(UsageError::Malformed(_)))
     }
 
+    /// Server tools bound the requests a call can be billed for: each tool's `max_uses`, or
+    /// the proxy's own, which it then sets upstream.
+    #[test]
+    fn server_tools_are_bounded_and_unbounded_ones_capped_upstream() {
+        let request = |tools: Value| {
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "tools": tools,
+                "messages": [{"role": "user", "content": "What's the weather in Paris today?"}]})
+        };
+        let bounded = request(json!([
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+            {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 3},
+            {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}},
+        ]));
+        let facts = request_facts(Style::Anthropic, &bounded).unwrap();
+        assert_eq!(
+            (
+                facts.web_search_requests_max,
+                facts.web_fetch_requests_max,
+                facts.server_tools_unbounded
+            ),
+            (5, 3, false)
+        );
+        assert_eq!(upstream_body(Style::Anthropic, &bounded, &facts), None);
+
+        let open = request(json!([
+            {"type": "web_search_20250305", "name": "web_search"},
+            {"type": "web_search_20250305", "name": "news_search", "max_uses": null},
+            {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 2},
+        ]));
+        let facts = request_facts(Style::Anthropic, &open).unwrap();
+        assert_eq!(facts.web_search_requests_max, 2 * SERVER_TOOL_USES_MAX);
+        assert_eq!(facts.web_fetch_requests_max, 2);
+        assert!(facts.server_tools_unbounded);
+        let sent: Value =
+            serde_json::from_slice(&upstream_body(Style::Anthropic, &open, &facts).unwrap())
+                .unwrap();
+        assert_eq!(sent["tools"][0]["max_uses"], SERVER_TOOL_USES_MAX);
+        assert_eq!(sent["tools"][1]["max_uses"], SERVER_TOOL_USES_MAX);
+        assert_eq!(sent["tools"][2]["max_uses"], 2);
+        assert_eq!(sent["messages"], open["messages"]);
+        // What is sent bounds itself: read again, nothing is left unbounded.
+        let again = request_facts(Style::Anthropic, &sent).unwrap();
+        assert!(!again.server_tools_unbounded);
+        assert_eq!(again.web_search_requests_max, facts.web_search_requests_max);
+
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(2.5),
+            json!("5"),
+            json!(SERVER_TOOL_USES_LIMIT + 1),
+        ] {
+            let body = request(
+                json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": bad}]),
+            );
+            let err = request_facts(Style::Anthropic, &body).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    RequestError::BadField {
+                        field: "tools.max_uses",
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
+        }
+        // OpenAI styles have no server tools the proxy bounds.
+        let chat =
+            json!({"model": "gpt-4o", "messages": [], "tools": [{"type": "web_search_20250305"}]});
+        let facts = request_facts(Style::OpenAi, &chat).unwrap();
+        assert_eq!(
+            (facts.web_search_requests_max, facts.server_tools_unbounded),
+            (0, false)
+        );
+    }
+
     #[test]
     fn anthropic_usage_table() {
         let cases: Vec<(Value, Result<Usage, ()>)> = vec![
@@ -1669,6 +1910,63 @@ mod tests {
                 Err(()),
             ),
             (json!([1, 2]), Err(())),
+            // Cache writes split by lifetime: the split counts.
+            (
+                json!({"input_tokens": 3, "output_tokens": 7, "cache_creation_input_tokens": 2051,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 51, "ephemeral_1h_input_tokens": 2000}}),
+                Ok(Usage {
+                    cache_write_1h_tokens: 2000,
+                    ..usage(3, 7, 51, 0)
+                }),
+            ),
+            // A total above the split: the rest is 5-minute writes.
+            (
+                json!({"input_tokens": 3, "output_tokens": 7, "cache_creation_input_tokens": 100,
+                    "cache_creation": {"ephemeral_1h_input_tokens": 40}}),
+                Ok(Usage {
+                    cache_write_1h_tokens: 40,
+                    ..usage(3, 7, 60, 0)
+                }),
+            ),
+            // A split above the total (or without one): the split.
+            (
+                json!({"input_tokens": 3, "output_tokens": 7, "cache_creation_input_tokens": 10,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 8, "ephemeral_1h_input_tokens": 9}}),
+                Ok(Usage {
+                    cache_write_1h_tokens: 9,
+                    ..usage(3, 7, 8, 0)
+                }),
+            ),
+            (
+                json!({"input_tokens": 3, "output_tokens": 7, "cache_creation": null,
+                    "server_tool_use": {"web_search_requests": 4, "web_fetch_requests": 2}}),
+                Ok(Usage {
+                    web_search_requests: 4,
+                    web_fetch_requests: 2,
+                    ..usage(3, 7, 0, 0)
+                }),
+            ),
+            (
+                json!({"input_tokens": 3, "output_tokens": 7, "server_tool_use": {"web_search_requests": 1}}),
+                Ok(Usage {
+                    web_search_requests: 1,
+                    ..usage(3, 7, 0, 0)
+                }),
+            ),
+            (
+                json!({"input_tokens": 3, "output_tokens": 7, "cache_creation": 5}),
+                Err(()),
+            ),
+            (
+                json!({"input_tokens": 3, "output_tokens": 7,
+                    "cache_creation": {"ephemeral_1h_input_tokens": "9"}}),
+                Err(()),
+            ),
+            (
+                json!({"input_tokens": 3, "output_tokens": 7,
+                    "server_tool_use": {"web_search_requests": -1}}),
+                Err(()),
+            ),
         ];
         for (u, want) in cases {
             let got = usage_from_body(Style::Anthropic, &anthropic_usage_body(u.clone()));
@@ -1993,6 +2291,33 @@ data: {\"type\":\"message_stop\"}\n\
         // After finish: passed through, not read.
         assert_eq!(meter.feed(b"data: x\n\n"), b"data: x\n\n");
         assert_eq!(meter.finish(), (Vec::new(), seen));
+    }
+
+    /// A stream whose `message_start` splits its cache writes by lifetime and whose
+    /// `message_delta` carries the cumulative counts with the server-tool requests, as
+    /// Anthropic sends a call that searched the web.
+    #[test]
+    fn anthropic_stream_with_cache_lifetimes_and_server_tools() {
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":3000,\"cache_read_input_tokens\":0,\"cache_creation\":{\"ephemeral_5m_input_tokens\":1000,\"ephemeral_1h_input_tokens\":2000},\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"server_tool_use\",\"id\":\"srvtoolu_1\",\"name\":\"web_search\",\"input\":{}}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":10682,\"cache_creation_input_tokens\":3000,\"cache_read_input_tokens\":0,\"output_tokens\":510,\"server_tool_use\":{\"web_search_requests\":3}}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let mut meter = StreamMeter::new(Style::Anthropic, true);
+        assert_eq!(meter.feed(stream.as_bytes()), stream.as_bytes());
+        let (_, seen) = meter.finish();
+        assert!(seen.complete && !seen.malformed);
+        // The delta's total (3,000) without a split keeps message_start's split.
+        assert_eq!(
+            seen.usage,
+            Some(Usage {
+                input_tokens: 10_682,
+                output_tokens: 510,
+                cache_write_tokens: 1_000,
+                cache_write_1h_tokens: 2_000,
+                web_search_requests: 3,
+                ..Usage::default()
+            })
+        );
     }
 
     #[test]

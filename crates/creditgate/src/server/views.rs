@@ -368,18 +368,43 @@ pub struct PriceView {
     pub input: String,
     /// Per million output tokens.
     pub output: String,
-    /// Per million cache-write tokens.
+    /// Per million tokens written to the 5-minute prompt cache.
     pub cache_write: String,
+    /// Per million tokens written to the 1-hour prompt cache.
+    pub cache_write_1h: String,
     /// Per million cache-read tokens.
     pub cache_read: String,
     /// Per call.
     pub request_fee: String,
+    /// Per web search the provider runs for a call.
+    pub web_search_request: String,
+    /// Per web fetch the provider runs for a call.
+    pub web_fetch_request: String,
+    /// Rates for every token of a call whose input is above `above_input_tokens`, or null.
+    pub long_input: Option<LongInputView>,
     /// Output tokens assumed when a hold does not say.
     pub max_output_tokens: u64,
     /// Unix seconds from which it is in force.
     pub effective_at: i64,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+/// Per-million-token rates of calls with a large input.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LongInputView {
+    /// A call whose input tokens (cache included) are above this is priced at these rates.
+    pub above_input_tokens: u64,
+    /// Per million input tokens.
+    pub input: String,
+    /// Per million output tokens.
+    pub output: String,
+    /// Per million 5-minute cache writes.
+    pub cache_write: String,
+    /// Per million 1-hour cache writes.
+    pub cache_write_1h: String,
+    /// Per million cache reads.
+    pub cache_read: String,
 }
 
 impl From<&creditgate_domain::pricing::PriceVersion> for PriceView {
@@ -391,8 +416,19 @@ impl From<&creditgate_domain::pricing::PriceVersion> for PriceView {
             input: show(p.prices.input),
             output: show(p.prices.output),
             cache_write: show(p.prices.cache_write),
+            cache_write_1h: show(p.prices.cache_write_1h),
             cache_read: show(p.prices.cache_read),
             request_fee: show(p.prices.request_fee),
+            web_search_request: show(p.prices.web_search_request),
+            web_fetch_request: show(p.prices.web_fetch_request),
+            long_input: p.prices.long_input.map(|long| LongInputView {
+                above_input_tokens: long.above_input_tokens,
+                input: show(long.rates.input),
+                output: show(long.rates.output),
+                cache_write: show(long.rates.cache_write),
+                cache_write_1h: show(long.rates.cache_write_1h),
+                cache_read: show(long.rates.cache_read),
+            }),
             max_output_tokens: p.max_output_tokens,
             effective_at: seconds(p.effective_at),
             created_at: seconds(p.created_at),

@@ -297,6 +297,16 @@ pub struct Outcome {
     /// Embeddings: the vectors and the components of the first.
     pub vectors: Option<u64>,
     pub dimensions: Option<u64>,
+    /// Anthropic: `usage.cache_creation` (of `message_start` when streamed).
+    #[serde(default)]
+    pub cache_write_5m_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_write_1h_tokens: Option<u64>,
+    /// Anthropic: `usage.server_tool_use` (of `message_delta` when streamed).
+    #[serde(default)]
+    pub web_search_requests: Option<u64>,
+    #[serde(default)]
+    pub web_fetch_requests: Option<u64>,
 }
 
 impl Outcome {

@@ -15,9 +15,10 @@ then reads one JSON *phase* a line from stdin and answers one JSON line for it:
               "billing_url", "message", "access_state", "balance_available", "attempts",
               "retries_taken", "input_tokens", "output_tokens", "text",
               "cached_tokens", "reasoning_tokens", "response_status", "ids", "vectors",
-              "dimensions"}
+              "dimensions", "cache_write_5m_tokens", "cache_write_1h_tokens",
+              "web_search_requests", "web_fetch_requests"}
 
-A call's `endpoint` says which SDK method it makes (`default`: `messages.create` /
+A call's `endpoint` says which SDK method it makes (`default`: `messages.create(**extra)` /
 `chat.completions.create`, as above):
 
     "responses"     openai    responses.create(model, input=prompt, instructions=system,
@@ -97,16 +98,19 @@ def anthropic_call(client, call):
     }
     if call.get("system"):
         kwargs["system"] = call["system"]
+    kwargs.update(call.get("extra") or {})
     if call.get("extra_headers"):
         kwargs["extra_headers"] = call["extra_headers"]
-    usage, text = {}, []
+    usage, text, extras = {}, [], {}
     if call.get("stream"):
         raw = client.messages.with_raw_response.create(stream=True, **kwargs)
         for event in raw.parse():
             if event.type == "message_start":
                 usage["input_tokens"] = event.message.usage.input_tokens
+                extras.update(cache_extras(event.message.usage))
             elif event.type == "message_delta":
                 usage["output_tokens"] = event.usage.output_tokens
+                extras.update(tool_extras(event.usage))
             elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                 text.append(event.delta.text)
     else:
@@ -116,8 +120,32 @@ def anthropic_call(client, call):
             "input_tokens": message.usage.input_tokens,
             "output_tokens": message.usage.output_tokens,
         }
+        extras.update(cache_extras(message.usage))
+        extras.update(tool_extras(message.usage))
         text = [block.text for block in message.content if block.type == "text"]
-    return raw, usage, "".join(text)
+    return raw, usage, "".join(text), extras
+
+
+def cache_extras(usage):
+    """The cache writes by lifetime, as the SDK's typed usage reads them."""
+    split = getattr(usage, "cache_creation", None)
+    if split is None:
+        return {}
+    return {
+        "cache_write_5m_tokens": split.ephemeral_5m_input_tokens,
+        "cache_write_1h_tokens": split.ephemeral_1h_input_tokens,
+    }
+
+
+def tool_extras(usage):
+    """The server-tool requests, as the SDK's typed usage reads them."""
+    tools = getattr(usage, "server_tool_use", None)
+    if tools is None:
+        return {}
+    return {
+        "web_search_requests": tools.web_search_requests,
+        "web_fetch_requests": getattr(tools, "web_fetch_requests", None),
+    }
 
 
 def openai_call(client, call):
@@ -287,6 +315,10 @@ def one_call(clients, index, call):
         "ids": None,
         "vectors": None,
         "dimensions": None,
+        "cache_write_5m_tokens": None,
+        "cache_write_1h_tokens": None,
+        "web_search_requests": None,
+        "web_fetch_requests": None,
     }
     sdk = call["sdk"]
     before = clients.attempts
@@ -298,7 +330,8 @@ def one_call(clients, index, call):
             raw, usage, text, extras = ENDPOINT_CALLS[endpoint](client, call)
             result.update(extras)
         elif sdk == "anthropic":
-            raw, usage, text = anthropic_call(client, call)
+            raw, usage, text, extras = anthropic_call(client, call)
+            result.update(extras)
         else:
             raw, usage, text = openai_call(client, call)
         result.update(

@@ -1,13 +1,37 @@
 //! Price versions: appended, never changed; the one in force is chosen by time.
 
-use creditgate_domain::pricing::{PriceVersion, TokenPrices};
+use creditgate_domain::pricing::{LongInput, PriceVersion, TokenPrices, TokenRates};
 
 use crate::codec::Columns;
 use crate::sql::{values, Row};
 use crate::{Store, StoreError};
 
 const PRICE_COLUMNS: &str = "id, model, effective_at, input, output, cache_write, cache_read, \
-     request_fee, max_output_tokens, created_at";
+     request_fee, max_output_tokens, created_at, cache_write_1h, web_search_request, \
+     web_fetch_request, long_above_input_tokens, long_input, long_output, long_cache_write, \
+     long_cache_write_1h, long_cache_read";
+
+/// The long-input rates of a row: all six columns set, or none.
+fn long_input(row: &Row) -> Result<Option<LongInput>, StoreError> {
+    let Some(above) = row.opt_int(13)? else {
+        return Ok(None);
+    };
+    let rate = |index: usize| {
+        row.opt_amount(index)?
+            .ok_or_else(|| StoreError::Corrupt("long-input rates".into()))
+    };
+    Ok(Some(LongInput {
+        above_input_tokens: u64::try_from(above)
+            .map_err(|_| StoreError::Corrupt("long_above_input_tokens".into()))?,
+        rates: TokenRates {
+            input: rate(14)?,
+            output: rate(15)?,
+            cache_write: rate(16)?,
+            cache_write_1h: rate(17)?,
+            cache_read: rate(18)?,
+        },
+    }))
+}
 
 fn price_row(row: &Row) -> Result<PriceVersion, StoreError> {
     Ok(PriceVersion {
@@ -20,6 +44,10 @@ fn price_row(row: &Row) -> Result<PriceVersion, StoreError> {
             cache_write: row.amount(5)?,
             cache_read: row.amount(6)?,
             request_fee: row.amount(7)?,
+            cache_write_1h: row.amount(10)?,
+            web_search_request: row.amount(11)?,
+            web_fetch_request: row.amount(12)?,
+            long_input: long_input(row)?,
         },
         max_output_tokens: u64::try_from(row.int(8)?)
             .map_err(|_| StoreError::Corrupt("max_output_tokens".into()))?,
@@ -31,9 +59,16 @@ impl Store {
     /// Appends a price version.
     pub async fn insert_price(&self, price: &PriceVersion) -> Result<(), StoreError> {
         let p = &price.prices;
+        let long = p.long_input;
+        let long_rate = |rate: fn(&TokenRates) -> creditgate_domain::Amount| {
+            long.map(|l| rate(&l.rates).micros())
+        };
         self.db()
             .execute(
-                &format!("INSERT INTO prices ({PRICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                &format!(
+                    "INSERT INTO prices ({PRICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                ),
                 &values![
                     price.id.as_str(),
                     price.model.as_str(),
@@ -45,6 +80,15 @@ impl Store {
                     p.request_fee.micros(),
                     i64::try_from(price.max_output_tokens).unwrap_or(i64::MAX),
                     price.created_at.unix_ms(),
+                    p.cache_write_1h.micros(),
+                    p.web_search_request.micros(),
+                    p.web_fetch_request.micros(),
+                    long.map(|l| i64::try_from(l.above_input_tokens).unwrap_or(i64::MAX)),
+                    long_rate(|r| r.input),
+                    long_rate(|r| r.output),
+                    long_rate(|r| r.cache_write),
+                    long_rate(|r| r.cache_write_1h),
+                    long_rate(|r| r.cache_read),
                 ],
             )
             .await?;

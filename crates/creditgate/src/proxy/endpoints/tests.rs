@@ -11,6 +11,7 @@ fn usage(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Usage {
         output_tokens: output,
         cache_write_tokens: cache_write,
         cache_read_tokens: cache_read,
+        ..Usage::default()
     }
 }
 
@@ -376,6 +377,7 @@ fn prices(input: i64, output: i64, cache_write: i64, cache_read: i64, fee: i64) 
         cache_write: Amount::from_micros(cache_write),
         cache_read: Amount::from_micros(cache_read),
         request_fee: Amount::from_micros(fee),
+        ..TokenPrices::default()
     }
 }
 

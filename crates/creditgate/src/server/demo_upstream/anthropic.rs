@@ -25,13 +25,36 @@ pub(super) fn anthropic_message(ask: &Ask, malformed: bool) -> Value {
         "content": [{"type": "text", "text": ask.words().join(" ")}],
         "stop_reason": anthropic_stop_reason(ask),
         "stop_sequence": null,
-        "usage": {
-            "input_tokens": input_count(ask, malformed),
-            "output_tokens": output_count(ask.output_tokens, malformed),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
+        "usage": usage(ask, output_count(ask.output_tokens, malformed), malformed),
     })
+}
+
+/// A Messages usage object: the input and cache counts, `output`, and `server_tool_use` when
+/// the request has server tools.
+fn usage(ask: &Ask, output: Value, malformed: bool) -> Value {
+    let (five, hour) = ask.cache_writes;
+    let mut usage = json!({
+        "input_tokens": input_count(ask, malformed),
+        "output_tokens": output,
+        "cache_creation_input_tokens": five + hour,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": hour},
+    });
+    if let Some((search, fetch)) = ask.server_tools {
+        usage["server_tool_use"] =
+            json!({"web_search_requests": search, "web_fetch_requests": fetch});
+    }
+    usage
+}
+
+/// The usage of `message_delta`: the output tokens and, as Anthropic sends them at the end of
+/// a call that used server tools, the cumulative counts with `server_tool_use`.
+fn delta_usage(ask: &Ask, malformed: bool) -> Value {
+    let output = output_count(ask.output_tokens, malformed);
+    match ask.server_tools {
+        Some(_) => usage(ask, output, malformed),
+        None => json!({"output_tokens": output}),
+    }
 }
 
 fn sse(event: &str, data: &Value) -> Bytes {
@@ -50,12 +73,7 @@ pub(super) fn anthropic_events(ask: &Ask, malformed: bool) -> Vec<Bytes> {
                 "content": [],
                 "stop_reason": null,
                 "stop_sequence": null,
-                "usage": {
-                    "input_tokens": input_count(ask, malformed),
-                    "output_tokens": 1,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                },
+                "usage": usage(ask, json!(1), malformed),
             }}),
         ),
         sse(
@@ -85,7 +103,7 @@ pub(super) fn anthropic_events(ask: &Ask, malformed: bool) -> Vec<Bytes> {
         "message_delta",
         &json!({"type": "message_delta",
             "delta": {"stop_reason": anthropic_stop_reason(ask), "stop_sequence": null},
-            "usage": {"output_tokens": output_count(ask.output_tokens, malformed)}}),
+            "usage": delta_usage(ask, malformed)}),
     ));
     events.push(sse("message_stop", &json!({"type": "message_stop"})));
     events

@@ -33,9 +33,19 @@
 //!   Anthropic `max_tokens`, OpenAI `max_completion_tokens` else `max_tokens`, and
 //!   [`DEFAULT_MAX_TOKENS`] (64) when the request gives none. [`REPLY_WORDS`] is 32, the
 //!   number of words of [`REPLY`].
-//! * Cache tokens are 0 (Anthropic `cache_creation_input_tokens` and
-//!   `cache_read_input_tokens`, OpenAI `prompt_tokens_details.cached_tokens`), except in
-//!   Responses answers: `input_tokens_details.cached_tokens` = `128 × ⌊input / 256⌋` once the
+//! * Anthropic cache writes: each text block (of `system` or of a message) with
+//!   `cache_control` writes its own `max(1, ⌈b / 4⌉)` tokens, to the 1-hour cache when its
+//!   `ttl` is `"1h"`, else to the 5-minute one ([`anthropic_cache_writes`]); they are reported
+//!   as `cache_creation_input_tokens` and split in `cache_creation`
+//!   {`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`}, and taken out of the input
+//!   tokens (`max(1, input − writes)`). A token count still reports the whole input.
+//! * Anthropic server tools: each `web_search_*` (`web_fetch_*`) tool runs
+//!   `min(max_uses, SERVER_TOOL_RUNS)` (2) searches (fetches), reported as `server_tool_use`
+//!   {`web_search_requests`, `web_fetch_requests`} in the message's usage and in the stream's
+//!   `message_delta` (which then carries every count, as Anthropic's does);
+//!   [`anthropic_server_tool_requests`]. Without server tools there is no `server_tool_use`.
+//! * Other cache tokens are 0 (Anthropic `cache_read_input_tokens`, OpenAI
+//!   `prompt_tokens_details.cached_tokens`), except in Responses answers: `input_tokens_details.cached_tokens` = `128 × ⌊input / 256⌋` once the
 //!   input reaches [`CACHE_MIN_TOKENS`] (1,024), else 0 ([`cached_tokens`]); they are part of
 //!   `input_tokens`, as OpenAI reports them.
 //! * Reasoning (Responses with a non-null `reasoning`): [`REASONING_TOKENS`] (8) reasoning
@@ -142,8 +152,9 @@ use openai::{openai_completion, openai_events};
 use openai_responses::{openai_response, openai_response_events};
 use request::{Ask, EmbeddingsAsk, Hooks};
 pub use usage::{
-    anthropic_input_tokens, cached_tokens, embedding_input_tokens, openai_input_tokens,
-    output_tokens, responses_input_tokens, CACHE_MIN_TOKENS, REASONING_TOKENS,
+    anthropic_cache_writes, anthropic_input_tokens, anthropic_server_tool_requests, cached_tokens,
+    embedding_input_tokens, openai_input_tokens, output_tokens, responses_input_tokens,
+    CACHE_MIN_TOKENS, REASONING_TOKENS, SERVER_TOOL_RUNS,
 };
 
 /// The canned reply; a response carries its first *output tokens* words.

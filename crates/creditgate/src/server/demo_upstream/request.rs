@@ -8,8 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use super::usage::{
-    anthropic_input_tokens, cached_tokens, embedding_input_tokens, openai_input_tokens,
-    output_tokens, responses_input_tokens, EMBEDDING_DIMENSIONS_MAX, REASONING_TOKENS,
+    anthropic_cache_writes, anthropic_input_tokens, anthropic_server_tool_requests, cached_tokens,
+    embedding_input_tokens, openai_input_tokens, output_tokens, responses_input_tokens,
+    EMBEDDING_DIMENSIONS_MAX, REASONING_TOKENS,
 };
 use super::{
     Style, DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_MAX_TOKENS, DELAY_MS_MAX, REPLY, REPLY_WORDS,
@@ -72,6 +73,11 @@ pub(super) struct Ask {
     pub(super) reasoning_tokens: u64,
     /// Of the input tokens, those read from the cache (Responses only).
     pub(super) cached_tokens: u64,
+    /// Tokens written to the 5-minute and the 1-hour cache (Anthropic only), not counted in
+    /// `input_tokens`.
+    pub(super) cache_writes: (u64, u64),
+    /// Web searches and fetches run (Anthropic requests with server tools only).
+    pub(super) server_tools: Option<(u64, u64)>,
     /// The request as sent (a Responses answer echoes some of it).
     pub(super) request: Value,
 }
@@ -105,9 +111,19 @@ impl Ask {
             .and_then(|options| options.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let input_tokens = match style {
-            Style::Anthropic => anthropic_input_tokens(&request),
-            Style::OpenAi => openai_input_tokens(&request),
+        let (input_tokens, cache_writes, server_tools) = match style {
+            Style::Anthropic => {
+                let (five, hour) = anthropic_cache_writes(&request);
+                let input = anthropic_input_tokens(&request)
+                    .saturating_sub(five.saturating_add(hour))
+                    .max(1);
+                (
+                    input,
+                    (five, hour),
+                    anthropic_server_tool_requests(&request),
+                )
+            }
+            Style::OpenAi => (openai_input_tokens(&request), (0, 0), None),
         };
         Ok(Ask {
             model,
@@ -117,6 +133,8 @@ impl Ask {
             output_tokens: output_tokens(limit),
             reasoning_tokens: 0,
             cached_tokens: 0,
+            cache_writes,
+            server_tools,
             request,
         })
     }
@@ -148,6 +166,8 @@ impl Ask {
             output_tokens: limit.min(reasoning + REPLY_WORDS),
             reasoning_tokens: limit.min(reasoning),
             cached_tokens: cached_tokens(input_tokens),
+            cache_writes: (0, 0),
+            server_tools: None,
             request,
         })
     }

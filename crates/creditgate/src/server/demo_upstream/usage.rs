@@ -14,6 +14,71 @@ pub fn anthropic_input_tokens(request: &Value) -> u64 {
     tokens_of_bytes(bytes)
 }
 
+/// The tokens an Anthropic Messages request writes to the prompt cache, as (5-minute,
+/// 1-hour): each text block (of `system` or of a message's `content`) that carries
+/// `cache_control` writes its own `max(1, ⌈bytes / 4⌉)` tokens, to the 1-hour cache when its
+/// `ttl` is `"1h"`, else to the 5-minute one. (Anthropic caches the whole prefix up to a
+/// breakpoint; the demo counts the marked blocks only, which keeps the rule simple.)
+pub fn anthropic_cache_writes(request: &Value) -> (u64, u64) {
+    let mut blocks: Vec<&Value> = Vec::new();
+    if let Some(Value::Array(system)) = request.get("system") {
+        blocks.extend(system);
+    }
+    for message in request
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(Value::Array(content)) = message.get("content") {
+            blocks.extend(content);
+        }
+    }
+    let (mut five, mut hour) = (0u64, 0u64);
+    for block in blocks {
+        let (Some(control), Some(text)) = (
+            block.get("cache_control").filter(|c| c.is_object()),
+            block.get("text").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let tokens = tokens_of_bytes(text.len());
+        if control.get("ttl").and_then(Value::as_str) == Some("1h") {
+            hour = hour.saturating_add(tokens);
+        } else {
+            five = five.saturating_add(tokens);
+        }
+    }
+    (five, hour)
+}
+
+/// The server-tool requests an Anthropic Messages request runs, as (web searches, web
+/// fetches): each `tools` entry whose `type` starts with `web_search_` (`web_fetch_`) runs
+/// `min(max_uses, SERVER_TOOL_RUNS)` of them (`SERVER_TOOL_RUNS` when it sets no `max_uses`).
+/// `None` when the request has no server tool (the usage then has no `server_tool_use`).
+pub fn anthropic_server_tool_requests(request: &Value) -> Option<(u64, u64)> {
+    let tools = request.get("tools")?.as_array()?;
+    let (mut search, mut fetch) = (0u64, 0u64);
+    for tool in tools {
+        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
+        let runs = tool
+            .get("max_uses")
+            .and_then(Value::as_u64)
+            .unwrap_or(SERVER_TOOL_RUNS)
+            .min(SERVER_TOOL_RUNS);
+        if kind.starts_with("web_search_") {
+            search += runs;
+        } else if kind.starts_with("web_fetch_") {
+            fetch += runs;
+        }
+    }
+    (search + fetch > 0).then_some((search, fetch))
+}
+
+/// The requests each server tool of a request runs at most (see
+/// [`anthropic_server_tool_requests`]).
+pub const SERVER_TOOL_RUNS: u64 = 2;
+
 /// Input tokens of an OpenAI Chat Completions request (see the module docs).
 pub fn openai_input_tokens(request: &Value) -> u64 {
     tokens_of_bytes(messages_bytes(request))

@@ -45,6 +45,12 @@ pub struct PlaceHold {
     /// Most output tokens (with `model`; default: the price's `max_output_tokens`).
     #[schema(maximum = 1_000_000_000_000_u64)]
     pub max_output_tokens: Option<u64>,
+    /// Most web searches the provider may run for the call (with `model`; default 0).
+    #[schema(maximum = 1_000_000_u64)]
+    pub max_web_search_requests: Option<u64>,
+    /// Most web fetches the provider may run for the call (with `model`; default 0).
+    #[schema(maximum = 1_000_000_u64)]
+    pub max_web_fetch_requests: Option<u64>,
     /// Seconds until it expires (1 to 86400; default from the configuration).
     #[schema(minimum = 1, maximum = 86400)]
     pub ttl_s: Option<u64>,
@@ -60,14 +66,26 @@ pub struct UsageBody {
     /// Output tokens.
     #[schema(maximum = 1_000_000_000_000_u64)]
     pub output_tokens: u64,
-    /// Tokens written to the prompt cache.
+    /// Tokens written to the prompt cache (the 5-minute cache, or one not named).
     #[serde(default)]
     #[schema(maximum = 1_000_000_000_000_u64)]
     pub cache_write_tokens: u64,
+    /// Tokens written to the 1-hour prompt cache.
+    #[serde(default)]
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub cache_write_1h_tokens: u64,
     /// Tokens read from the prompt cache.
     #[serde(default)]
     #[schema(maximum = 1_000_000_000_000_u64)]
     pub cache_read_tokens: u64,
+    /// Web searches the provider ran.
+    #[serde(default)]
+    #[schema(maximum = 1_000_000_u64)]
+    pub web_search_requests: u64,
+    /// Web fetches the provider ran.
+    #[serde(default)]
+    #[schema(maximum = 1_000_000_u64)]
+    pub web_fetch_requests: u64,
 }
 
 impl UsageBody {
@@ -77,8 +95,31 @@ impl UsageBody {
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             cache_write_tokens: self.cache_write_tokens,
+            cache_write_1h_tokens: self.cache_write_1h_tokens,
             cache_read_tokens: self.cache_read_tokens,
+            web_search_requests: self.web_search_requests,
+            web_fetch_requests: self.web_fetch_requests,
         }
+    }
+
+    /// A 400 naming the first count out of range.
+    pub fn check(&self, prefix: &str) -> Result<(), ApiError> {
+        for (name, value) in [
+            ("input_tokens", self.input_tokens),
+            ("output_tokens", self.output_tokens),
+            ("cache_write_tokens", self.cache_write_tokens),
+            ("cache_write_1h_tokens", self.cache_write_1h_tokens),
+            ("cache_read_tokens", self.cache_read_tokens),
+        ] {
+            tokens(&format!("{prefix}{name}"), Some(value))?;
+        }
+        for (name, value) in [
+            ("web_search_requests", self.web_search_requests),
+            ("web_fetch_requests", self.web_fetch_requests),
+        ] {
+            tool_requests(&format!("{prefix}{name}"), Some(value))?;
+        }
+        Ok(())
     }
 }
 
@@ -105,6 +146,17 @@ fn tokens(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
             param,
             "parameter_invalid",
             format!("{param} must be at most {}.", pricing::TOKENS_MAX),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn tool_requests(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match value {
+        Some(v) if v > pricing::TOOL_REQUESTS_MAX => Err(ApiError::invalid(
+            param,
+            "parameter_invalid",
+            format!("{param} must be at most {}.", pricing::TOOL_REQUESTS_MAX),
         )),
         other => Ok(other),
     }
@@ -137,6 +189,10 @@ pub async fn place_hold(
     }
     let max_input_tokens = tokens("max_input_tokens", body.max_input_tokens)?;
     let max_output_tokens = tokens("max_output_tokens", body.max_output_tokens)?;
+    let max_web_search_requests =
+        tool_requests("max_web_search_requests", body.max_web_search_requests)?;
+    let max_web_fetch_requests =
+        tool_requests("max_web_fetch_requests", body.max_web_fetch_requests)?;
     let now = state.now();
     let mut terms = HoldTerms {
         key_id: caller.key_id().map(str::to_owned),
@@ -158,7 +214,11 @@ pub async fn place_hold(
             ))
         }
         (Some(amount), None) => {
-            if max_input_tokens.is_some() || max_output_tokens.is_some() {
+            if max_input_tokens.is_some()
+                || max_output_tokens.is_some()
+                || max_web_search_requests.is_some()
+                || max_web_fetch_requests.is_some()
+            {
                 return Err(ApiError::invalid(
                     "max_input_tokens",
                     "parameter_invalid",
@@ -179,7 +239,13 @@ pub async fn place_hold(
             let output = max_output_tokens.unwrap_or(price.max_output_tokens);
             terms.model = Some(model.clone());
             terms.price_id = Some(price.id.clone());
-            pricing::worst_case(&price.prices, input, output).map_err(|e| {
+            let bound = pricing::UsageBound {
+                input_tokens: input,
+                output_tokens: output,
+                web_search_requests: max_web_search_requests.unwrap_or(0),
+                web_fetch_requests: max_web_fetch_requests.unwrap_or(0),
+            };
+            pricing::worst_case(&price.prices, &bound).map_err(|e| {
                 ApiError::invalid("max_input_tokens", "amount_overflow", e.to_string())
             })?
         }
@@ -457,14 +523,7 @@ pub async fn settle_hold(
                 .price_version(&price_id)
                 .await?
                 .ok_or_else(|| ApiError::internal(format!("price {price_id} of a hold is gone")))?;
-            for (param, value) in [
-                ("usage.input_tokens", usage.input_tokens),
-                ("usage.output_tokens", usage.output_tokens),
-                ("usage.cache_write_tokens", usage.cache_write_tokens),
-                ("usage.cache_read_tokens", usage.cache_read_tokens),
-            ] {
-                tokens(param, Some(value))?;
-            }
+            usage.check("usage.")?;
             pricing::cost(&price.prices, &usage.usage())
                 .map_err(|e| ApiError::invalid("usage", "amount_overflow", e.to_string()))?
         }

@@ -5,7 +5,9 @@ use axum::extract::State;
 use super::Path;
 use axum::http::StatusCode;
 use axum::Json;
-use creditgate_domain::pricing::{is_valid_model, PriceVersion, TokenPrices, TOKENS_MAX};
+use creditgate_domain::pricing::{
+    is_valid_model, LongInput, PriceVersion, TokenPrices, TokenRates, TOKENS_MAX,
+};
 use creditgate_domain::{Amount, Timestamp};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -23,23 +25,73 @@ pub const MAX_OUTPUT_TOKENS_DEFAULT: u64 = 4_096;
 /// A new version of a model's prices, per million tokens.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"input": "3.00", "output": "15.00", "cache_read": "0.30"}))]
+#[schema(example = json!({"input": "3.00", "output": "15.00", "cache_write": "3.75",
+    "cache_write_1h": "6.00", "cache_read": "0.30", "web_search_request": "0.01",
+    "long_input": {"above_input_tokens": 200000, "input": "6.00", "output": "22.50",
+        "cache_write": "7.50", "cache_write_1h": "12.00", "cache_read": "0.60"}}))]
 pub struct SetPrice {
     /// Per million input tokens.
     pub input: Money,
     /// Per million output tokens.
     pub output: Money,
-    /// Per million cache-write tokens (default: the input price).
+    /// Per million tokens written to the 5-minute prompt cache (default: the input price).
     pub cache_write: Option<Money>,
+    /// Per million tokens written to the 1-hour prompt cache (default: `cache_write`).
+    pub cache_write_1h: Option<Money>,
     /// Per million cache-read tokens (default: the input price).
     pub cache_read: Option<Money>,
     /// Per call (default 0).
     pub request_fee: Option<Money>,
+    /// Per web search the provider runs for a call (default 0).
+    pub web_search_request: Option<Money>,
+    /// Per web fetch the provider runs for a call (default 0).
+    pub web_fetch_request: Option<Money>,
+    /// Other rates for every token of a call whose input (cache included) is above
+    /// `above_input_tokens` (default: none).
+    pub long_input: Option<SetLongInput>,
     /// Output tokens a hold assumes when its request does not say (default 4096).
     #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
     pub max_output_tokens: Option<u64>,
     /// Unix seconds from which it is in force (default: now).
     pub effective_at: Option<i64>,
+}
+
+/// Token rates for calls with a large input, per million tokens.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetLongInput {
+    /// A call whose input tokens (plain, cache writes and reads) are above this is priced at
+    /// these rates, all its tokens.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
+    pub above_input_tokens: u64,
+    /// Per million input tokens.
+    pub input: Money,
+    /// Per million output tokens.
+    pub output: Money,
+    /// Per million 5-minute cache writes (default: this `input`).
+    pub cache_write: Option<Money>,
+    /// Per million 1-hour cache writes (default: this `cache_write`).
+    pub cache_write_1h: Option<Money>,
+    /// Per million cache reads (default: this `input`).
+    pub cache_read: Option<Money>,
+}
+
+/// The rates `input`, `output` and the optional cache rates stand for (see [`SetPrice`]).
+fn rates(
+    input: Money,
+    output: Money,
+    cache_write: Option<Money>,
+    cache_write_1h: Option<Money>,
+    cache_read: Option<Money>,
+) -> TokenRates {
+    let cache_write = cache_write.map_or(input.0, |m| m.0);
+    TokenRates {
+        input: input.0,
+        output: output.0,
+        cache_write,
+        cache_write_1h: cache_write_1h.map_or(cache_write, |m| m.0),
+        cache_read: cache_read.map_or(input.0, |m| m.0),
+    }
 }
 
 /// Add a version of a model's prices. Holds placed before it takes effect settle at the
@@ -83,17 +135,48 @@ pub async fn set_price(
             )?)
         }
     };
-    let input = body.input.0;
+    let long_input = match body.long_input {
+        None => None,
+        Some(long) if long.above_input_tokens == 0 || long.above_input_tokens > TOKENS_MAX => {
+            return Err(ApiError::invalid(
+                "long_input.above_input_tokens",
+                "parameter_invalid",
+                format!("long_input.above_input_tokens must be 1 to {TOKENS_MAX}."),
+            ))
+        }
+        Some(long) => Some(LongInput {
+            above_input_tokens: long.above_input_tokens,
+            rates: rates(
+                long.input,
+                long.output,
+                long.cache_write,
+                long.cache_write_1h,
+                long.cache_read,
+            ),
+        }),
+    };
+    let base = rates(
+        body.input,
+        body.output,
+        body.cache_write,
+        body.cache_write_1h,
+        body.cache_read,
+    );
+    let fee = |money: Option<Money>| money.map_or(Amount::ZERO, |m| m.0);
     let price = PriceVersion {
         id: state.new_id("price"),
         model,
         effective_at,
         prices: TokenPrices {
-            input,
-            output: body.output.0,
-            cache_write: body.cache_write.map_or(input, |m| m.0),
-            cache_read: body.cache_read.map_or(input, |m| m.0),
-            request_fee: body.request_fee.map_or(Amount::ZERO, |m| m.0),
+            input: base.input,
+            output: base.output,
+            cache_write: base.cache_write,
+            cache_write_1h: base.cache_write_1h,
+            cache_read: base.cache_read,
+            request_fee: fee(body.request_fee),
+            web_search_request: fee(body.web_search_request),
+            web_fetch_request: fee(body.web_fetch_request),
+            long_input,
         },
         max_output_tokens,
         created_at: now,

@@ -42,8 +42,55 @@ async fn anthropic_not_streamed() {
     assert_eq!(
         body["usage"],
         json!({"input_tokens": 8, "output_tokens": 32,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}})
     );
+}
+
+/// A request with cache breakpoints of both lifetimes and two server tools (one without
+/// `max_uses`), realistic in size: the usage splits the cache writes and counts the tool runs,
+/// in the body and in the stream.
+#[tokio::test]
+async fn anthropic_cache_writes_and_server_tools() {
+    let manual = "Section 4.2: refunds are issued within 14 days. ".repeat(31); // 1,488 bytes
+    let style = "Answer tersely, cite the section.".repeat(3); // 99 bytes
+    let request = json!({
+        "model": "claude-demo", "max_tokens": 20,
+        "system": [
+            {"type": "text", "text": manual, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "text", "text": style, "cache_control": {"type": "ephemeral"}},
+        ],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "How long do refunds take?"}]}],
+        "tools": [
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 1},
+            {"type": "web_fetch_20250910", "name": "web_fetch"},
+        ],
+    });
+    assert_eq!(anthropic_cache_writes(&request), (25, 372));
+    // Whole input 403 tokens (1,612 bytes); 397 of them are cache writes.
+    assert_eq!(anthropic_input_tokens(&request), 403);
+    let want = json!({"input_tokens": 6, "output_tokens": 20,
+        "cache_creation_input_tokens": 397, "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 25, "ephemeral_1h_input_tokens": 372},
+        "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": SERVER_TOOL_RUNS}});
+    let (status, _, body) = call(post("/v1/messages", &[], &request)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["usage"], want);
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let (_, _, chunks, failed) = read_chunks(post("/v1/messages", &[], &streamed)).await;
+    assert!(!failed);
+    let events: Vec<(String, Value)> = chunks.iter().map(|c| anthropic_event(c)).collect();
+    let start = &events[0].1["message"]["usage"];
+    assert_eq!(start["cache_creation"], want["cache_creation"]);
+    assert_eq!(start["output_tokens"], 1);
+    let delta = &events
+        .iter()
+        .find(|(name, _)| name == "message_delta")
+        .unwrap()
+        .1;
+    assert_eq!(delta["usage"], want);
 }
 
 #[tokio::test]
