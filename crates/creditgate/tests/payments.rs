@@ -573,7 +573,7 @@ async fn an_interrupted_charge_is_resumed_without_a_second_charge() {
                 id: id.into(),
                 org_id: org.clone(),
                 kind: PaymentKind::TopUp,
-                method: "saved_card".into(),
+                method: creditgate_domain::payment::PaymentMethod::SavedCard,
                 state: PaymentState::Created,
                 amount: creditgate_domain::Amount::parse("7.00").unwrap(),
                 currency: "USD".into(),

@@ -119,6 +119,13 @@ pub fn allows(role: Role, action: Action) -> bool {
     }
 }
 
+/// Whether an org's API key may do `action` on its own org: read its balance, usage,
+/// history and payments. Everything else needs a member's role or the operator.
+pub fn key_allows(action: Action) -> bool {
+    use Action::*;
+    matches!(action, ViewBalance | ViewUsage | ViewHistory | ViewPayments)
+}
+
 /// A change to an org's membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {

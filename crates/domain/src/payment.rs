@@ -59,6 +59,32 @@ impl PaymentState {
     }
 }
 
+/// How a payment is paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PaymentMethod {
+    /// A hosted payment page the customer pays on.
+    Checkout,
+    /// The org's saved card, charged off-session (top-ups by choice, auto-reloads always).
+    SavedCard,
+}
+
+impl PaymentMethod {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Checkout => "checkout",
+            PaymentMethod::SavedCard => "saved_card",
+        }
+    }
+
+    /// The method named `text`.
+    pub fn parse(text: &str) -> Option<PaymentMethod> {
+        [PaymentMethod::Checkout, PaymentMethod::SavedCard]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
+}
+
 /// What a payment is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PaymentKind {

@@ -81,7 +81,7 @@ fn reload_payment(id: &str, org: &str) -> Payment {
         id: id.into(),
         org_id: org.into(),
         kind: PaymentKind::AutoReload,
-        method: "saved_card".into(),
+        method: creditgate_domain::payment::PaymentMethod::SavedCard,
         state: PaymentState::Created,
         amount: usd("20"),
         currency: "USD".into(),

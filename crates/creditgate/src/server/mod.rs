@@ -17,8 +17,8 @@ pub mod openapi;
 mod payment_pages;
 pub mod payments;
 mod proxy;
-mod routes;
-mod views;
+pub(crate) mod routes;
+pub(crate) mod views;
 pub mod webhooks;
 
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use creditgate_domain::notice::{escape_html, format_money};
-use creditgate_domain::payment::PaymentState;
+use creditgate_domain::payment::{PaymentMethod, PaymentState};
 use creditgate_store::api::Payment;
 use serde::Deserialize;
 
@@ -144,7 +144,7 @@ async fn checkout_page(
     };
     match payment.state {
         PaymentState::Succeeded => done_page(&state, &payment),
-        PaymentState::RequiresAction if payment.method == "checkout" => {
+        PaymentState::RequiresAction if payment.method == PaymentMethod::Checkout => {
             checkout_form(&state, &payment, None)
         }
         _ => closed_page(&payment),
@@ -165,7 +165,7 @@ async fn checkout_pay(
     }
     match payment.state {
         PaymentState::Succeeded => return done_page(&state, &payment),
-        PaymentState::RequiresAction if payment.method == "checkout" => {}
+        PaymentState::RequiresAction if payment.method == PaymentMethod::Checkout => {}
         _ => return closed_page(&payment),
     }
     if sandbox::card(&form.payment_method).is_none() {

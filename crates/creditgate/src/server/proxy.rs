@@ -836,8 +836,7 @@ async fn balance_headers(state: &AppState, org: &Org, headers: &mut HeaderMap) {
     // the settings are the request's, the state is the one just read.
     let mut now = org.clone();
     now.access.state = access_state;
-    if let Ok(Some(refused)) = super::routes::credits::calls_refused(state, &now, state.now()).await
-    {
+    if let Ok(Some(refused)) = crate::app::balance::calls_refused(state, &now, state.now()).await {
         headers.insert(
             "creditgate-calls-refused",
             HeaderValue::from_static(refused.code),

@@ -106,15 +106,7 @@ pub struct BalanceView {
     pub currency: String,
 }
 
-/// Why an org's metered calls are refused now, if they are: the code of their 402, and for a
-/// spend limit, when it resets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CallsRefused {
-    /// `credit_balance_exhausted`, `org_suspended` or `spend_limit_reached`.
-    pub code: &'static str,
-    /// When a spend limit resets.
-    pub resets_at: Option<creditgate_domain::Timestamp>,
-}
+pub use crate::app::balance::CallsRefused;
 
 impl BalanceView {
     /// From the org, its account, and why its calls are refused.

@@ -19,7 +19,9 @@ use creditgate_domain::ledger::{
     AccountId, AccountKind, GrantTerms, Operation, Origin, Rejection, TransferRequest,
     GRANT_PRIORITY_DEFAULT,
 };
-use creditgate_domain::payment::{credit_transfer_id, to_cents, PaymentEvent, PaymentState};
+use creditgate_domain::payment::{
+    credit_transfer_id, to_cents, PaymentEvent, PaymentMethod, PaymentState,
+};
 use creditgate_domain::reload::{FailurePolicy, PaymentLimits, ReloadPolicy};
 use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::api::{Advanced, Payment, PaymentDetails, ReloadBegun};
@@ -610,7 +612,7 @@ pub async fn run_once(state: &AppState, now: Timestamp) -> Result<RunReport, Pay
         .payments_in(&[PaymentState::Created], resume_before, RUN_LEN_MAX)
         .await?
         .into_iter()
-        .filter(|p| p.method == "saved_card");
+        .filter(|p| p.method == PaymentMethod::SavedCard);
     for payment in stale.into_iter().chain(fresh) {
         report.charged += 1;
         if let Err(error) = charge(state, &payment).await {

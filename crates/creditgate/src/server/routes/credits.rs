@@ -6,7 +6,6 @@ use super::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use creditgate_domain::access::AccessState;
 use creditgate_domain::ledger::{
     AccountId, AccountKind, GrantTerms, Operation, Origin, TransferId, TransferKind,
     TransferRequest, GRANT_PRIORITY_DEFAULT, GRANT_PRIORITY_MAX,
@@ -17,11 +16,12 @@ use utoipa::ToSchema;
 
 use super::idempotency::{scope, Idempotent};
 use super::{org_for, rejection, text, ListQuery, Query};
+use crate::app;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::ids::derived;
 use crate::server::json::{Money, SignedMoney};
-use crate::server::views::{BalanceView, CallsRefused, ListView, TransferView};
+use crate::server::views::{BalanceView, ListView, TransferView};
 use crate::server::AppState;
 
 /// Credits to add.
@@ -244,68 +244,13 @@ pub async fn get_balance(
     caller: Caller,
     Path(org_id): Path<String>,
 ) -> Result<Json<BalanceView>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
-    let account = state
-        .store()
-        .account(&AccountId::new(org.id.clone()))
-        .await?
-        .ok_or_else(|| ApiError::internal("org without account"))?;
-    let refused = calls_refused(&state, &org, state.now()).await?;
+    let b = app::balance::balance(&state, &caller, &org_id).await?;
     Ok(Json(BalanceView::new(
-        &org,
-        &account,
+        &b.org,
+        &b.account,
         &state.config().currency,
-        refused,
+        b.refused,
     )))
-}
-
-/// Why `org`'s metered calls are refused at `now`, if they are: suspended, turned off for
-/// lack of credits (its stored access state), or its own monthly spend limit used up
-/// (charged and held this month at the limit). A key's own limit refuses only that key's
-/// calls, and is said in their 402.
-pub async fn calls_refused(
-    state: &AppState,
-    org: &creditgate_store::api::Org,
-    now: creditgate_domain::Timestamp,
-) -> Result<Option<CallsRefused>, ApiError> {
-    let code = match org.access.state {
-        AccessState::Suspended => Some("org_suspended"),
-        AccessState::Depleted => Some("credit_balance_exhausted"),
-        AccessState::Active | AccessState::Low => None,
-    };
-    if let Some(code) = code {
-        return Ok(Some(CallsRefused {
-            code,
-            resets_at: None,
-        }));
-    }
-    let Some(cap) = org.spend_limit_monthly else {
-        return Ok(None);
-    };
-    let spend = state
-        .store()
-        .spend(&org.id, now.month_start(), None)
-        .await?;
-    let used = spend.charged.checked_add(spend.reserved);
-    Ok(used.is_none_or(|used| used >= cap).then_some(CallsRefused {
-        code: "spend_limit_reached",
-        resets_at: Some(now.next_month_start()),
-    }))
-}
-
-/// A transfer list's cursor: any id a stored transfer could have, so client ids and derived
-/// ones (`txn_pay_…` for a payment's credit, `grant_…:expiry`). Whether it is one of the org's
-/// transfers is the store's answer.
-fn transfer_cursor(id: &str) -> Result<(), ApiError> {
-    if creditgate_domain::ledger::is_storable_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "starting_after",
-            "invalid_id",
-            "starting_after must be the id of a transfer",
-        ))
-    }
 }
 
 /// An org's ledger history, newest first.
@@ -317,22 +262,9 @@ pub async fn list_transfers(
     Path(org_id): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<ListView<TransferView>>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
     let limit = query.limit(&state)?;
-    if let Some(after) = &query.starting_after {
-        transfer_cursor(after)?;
-    }
-    let page = state
-        .store()
-        .transfers(&org.id, limit, query.starting_after.as_deref())
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "starting_after",
-                "parameter_invalid",
-                "starting_after names no transfer of this org.",
-            )
-        })?;
+    let after = query.starting_after.as_deref();
+    let (org, page) = app::balance::transfers(&state, &caller, &org_id, limit, after).await?;
     Ok(Json(ListView::new(
         page.items
             .iter()

@@ -83,16 +83,6 @@ pub fn scope(caller: &Caller) -> String {
 }
 
 impl<T> Idempotent<T> {
-    /// A request made by the server itself (a billing-page form) under `key`; `request`
-    /// stands for its method, path and body in the key's request hash.
-    pub fn direct(body: T, key: String, request: &str) -> Idempotent<T> {
-        Idempotent {
-            body,
-            key: Some(key),
-            request_hash: hex::encode(Sha256::digest(request.as_bytes())),
-        }
-    }
-
     /// The key, or a 400 if the route needs one.
     pub fn require_key(&self) -> Result<&str, ApiError> {
         self.key.as_deref().ok_or_else(|| {

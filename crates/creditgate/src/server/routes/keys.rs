@@ -1,4 +1,4 @@
-//! API keys (operator): the secret is in the create response only.
+//! API keys: the JSON adapter of `app::keys` (the secret is in the create response only).
 
 use axum::extract::State;
 
@@ -8,8 +8,8 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{org_for, path_id, text};
-use crate::server::auth::{secret_hash, Caller, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
+use crate::app::keys::{self, NewKey};
+use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::json::{Body, Money};
 use crate::server::views::{KeyCreatedView, KeyView, ListView};
@@ -36,28 +36,16 @@ pub async fn create_key(
     Path(org_id): Path<String>,
     Body(body): Body<CreateKey>,
 ) -> Result<(StatusCode, Json<KeyCreatedView>), ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator_or_member()?;
-    text("name", &body.name, 0, 100)?;
-    let secret = format!("{SECRET_PREFIX}{}", hex::encode(rand::random::<[u8; 24]>()));
-    let key = creditgate_store::api::ApiKey {
-        id: state.new_id("key"),
-        org_id: org.id,
+    let new = NewKey {
         name: body.name,
-        prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
         spend_limit_monthly: body.spend_limit_monthly.map(|m| m.0),
-        created_at: state.now(),
-        revoked_at: None,
     };
-    state
-        .store()
-        .create_key(&key, &secret_hash(state.key_hash_secret(), &secret))
-        .await?;
+    let created = keys::create(&state, &caller, &org_id, new).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyCreatedView {
-            key: KeyView::from(&key),
-            secret,
+            key: KeyView::from(&created.key),
+            secret: created.secret,
         }),
     ))
 }
@@ -70,9 +58,7 @@ pub async fn list_keys(
     caller: Caller,
     Path(org_id): Path<String>,
 ) -> Result<Json<ListView<KeyView>>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator_or_member()?;
-    let keys = state.store().keys(&org.id).await?;
+    let keys = keys::list(&state, &caller, &org_id).await?;
     Ok(Json(ListView::new(
         keys.iter().map(KeyView::from).collect(),
         false,
@@ -87,20 +73,6 @@ pub async fn revoke_key(
     caller: Caller,
     Path(key_id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    path_id("key_id", "key", &key_id)?;
-    let key = state
-        .store()
-        .key(&key_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("key_not_found", "No such key."))?;
-    if caller.require_org(&key.org_id).is_err() {
-        return Err(ApiError::not_found("key_not_found", "No such key."));
-    }
-    caller.require_operator_or_member()?;
-    let key = state
-        .store()
-        .revoke_key(&key_id, state.now())
-        .await?
-        .ok_or_else(|| ApiError::not_found("key_not_found", "No such key."))?;
+    let key = keys::revoke(&state, &caller, &key_id).await?;
     Ok(Json(KeyView::from(&key)))
 }

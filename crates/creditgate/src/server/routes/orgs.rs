@@ -1,27 +1,23 @@
-//! Orgs (operator).
+//! Orgs: the JSON adapter of `app::orgs`, and the operator's reads.
 
 use axum::extract::State;
 
 use super::Path;
 use axum::http::StatusCode;
 use axum::Json;
-use creditgate_domain::access::LOW_THRESHOLDS_MAX;
-use creditgate_domain::Amount;
-use creditgate_store::api::{NewOrg, OrgPatch, OrgUpdate};
+use creditgate_store::api::OrgPatch;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{double_option, org_for, path_id, text, ListQuery, Query};
+use super::{double_option, org_for, path_id, ListQuery, Query};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::json::{Body, Money, SignedMoney};
 use crate::server::views::{ListView, OrgView, TransitionView};
 use crate::server::AppState;
 
-/// Most billing contacts per org.
-pub const BILLING_EMAILS_MAX: usize = 10;
-const EMAIL_LEN_MAX: usize = 254;
-const NAME_LEN_MAX: usize = 200;
+use crate::app;
+use crate::app::orgs::NewOrgInput;
 
 /// A new org.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,63 +60,6 @@ pub struct UpdateOrg {
     pub spend_limit_monthly: Option<Option<Money>>,
 }
 
-fn check_emails(emails: &[String]) -> Result<(), ApiError> {
-    if emails.len() > BILLING_EMAILS_MAX {
-        return Err(ApiError::invalid(
-            "billing_emails",
-            "parameter_invalid",
-            format!("At most {BILLING_EMAILS_MAX} billing emails."),
-        ));
-    }
-    for (index, email) in emails.iter().enumerate() {
-        let valid = email.len() <= EMAIL_LEN_MAX
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-            && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.contains('@')
-            });
-        if !valid {
-            return Err(ApiError::invalid(
-                format!("billing_emails[{index}]"),
-                "parameter_invalid",
-                format!("{email:?} is not an email address."),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_thresholds(thresholds: &[Money]) -> Result<Vec<Amount>, ApiError> {
-    if thresholds.len() > LOW_THRESHOLDS_MAX {
-        return Err(ApiError::invalid(
-            "low_thresholds",
-            "parameter_invalid",
-            format!("At most {LOW_THRESHOLDS_MAX} thresholds."),
-        ));
-    }
-    let mut amounts: Vec<Amount> = thresholds.iter().map(|m| m.0).collect();
-    if let Some(index) = amounts.iter().position(|a| !a.is_positive()) {
-        return Err(ApiError::invalid(
-            format!("low_thresholds[{index}]"),
-            "parameter_invalid",
-            "Thresholds must be positive.",
-        ));
-    }
-    amounts.sort_by(|a, b| b.cmp(a));
-    amounts.dedup();
-    Ok(amounts)
-}
-
-fn check_floor(floor: Option<SignedMoney>) -> Result<Option<Amount>, ApiError> {
-    match floor {
-        Some(SignedMoney(amount)) if amount.is_positive() => Err(ApiError::invalid(
-            "floor",
-            "parameter_invalid",
-            "The floor must be 0 or negative (an overdraft).",
-        )),
-        other => Ok(other.map(|m| m.0)),
-    }
-}
-
 /// Create an org with its credit account.
 #[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrg,
     responses((status = 201, body = OrgView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -129,31 +68,15 @@ pub async fn create_org(
     caller: Caller,
     Body(body): Body<CreateOrg>,
 ) -> Result<(StatusCode, Json<OrgView>), ApiError> {
-    caller.require_operator()?;
-    text("name", &body.name, 1, NAME_LEN_MAX)?;
-    check_emails(&body.billing_emails)?;
-    let low_thresholds = check_thresholds(&body.low_thresholds)?;
-    let floor = check_floor(body.floor)?.unwrap_or(Amount::ZERO);
-    let org = NewOrg {
-        id: state.new_id("org"),
+    let input = NewOrgInput {
         name: body.name,
         billing_emails: body.billing_emails,
-        low_thresholds,
-        floor,
+        low_thresholds: body.low_thresholds.iter().map(|m| m.0).collect(),
+        floor: body.floor.map(|m| m.0),
         spend_limit_monthly: body.spend_limit_monthly.map(|m| m.0),
     };
-    if !state.store().create_org(&org, state.now()).await? {
-        return Err(ApiError::internal(format!(
-            "generated org id {} is taken",
-            org.id
-        )));
-    }
-    let created = state
-        .store()
-        .org(&org.id)
-        .await?
-        .ok_or_else(|| ApiError::internal("created org not found"))?;
-    Ok((StatusCode::CREATED, Json(OrgView::from(&created))))
+    let org = app::orgs::create(&state, &caller, input).await?;
+    Ok((StatusCode::CREATED, Json(OrgView::from(&org))))
 }
 
 /// List orgs, in id order.
@@ -200,58 +123,17 @@ pub async fn update_org(
     Path(org_id): Path<String>,
     Body(body): Body<UpdateOrg>,
 ) -> Result<Json<OrgView>, ApiError> {
-    path_id("org_id", "org", &org_id)?;
-    caller.require_org(&org_id)?;
-    caller.require_operator_or_member()?;
-    if caller.role().is_some() {
-        // Members change their billing contacts and low-balance thresholds, nothing else.
-        let operator_only = [
-            ("name", body.name.is_some()),
-            ("floor", body.floor.is_some()),
-            ("suspended", body.suspended.is_some()),
-            ("spend_limit_monthly", body.spend_limit_monthly.is_some()),
-        ];
-        if let Some((param, _)) = operator_only.iter().find(|(_, set)| *set) {
-            return Err(ApiError::forbidden(format!(
-                "{param} is changed by the operator only."
-            )));
-        }
-    }
-    if let Some(name) = &body.name {
-        text("name", name, 1, NAME_LEN_MAX)?;
-    }
-    if let Some(emails) = &body.billing_emails {
-        check_emails(emails)?;
-    }
     let patch = OrgPatch {
         name: body.name,
         billing_emails: body.billing_emails,
         low_thresholds: body
             .low_thresholds
-            .as_deref()
-            .map(check_thresholds)
-            .transpose()?,
-        floor: check_floor(body.floor)?,
+            .map(|list| list.iter().map(|m| m.0).collect()),
+        floor: body.floor.map(|m| m.0),
         suspended: body.suspended,
         spend_limit_monthly: body.spend_limit_monthly.map(|limit| limit.map(|m| m.0)),
     };
-    let org = match state
-        .store()
-        .update_org(&org_id, &patch, state.now())
-        .await?
-    {
-        OrgUpdate::Updated(org) => org,
-        OrgUpdate::NotFound => return Err(ApiError::not_found("org_not_found", "No such org.")),
-        OrgUpdate::FloorAboveAvailable { available } => {
-            return Err(ApiError::conflict_param(
-                "floor",
-                "floor_above_available",
-                format!(
-                    "The floor cannot be raised above the org's available balance ({available})."
-                ),
-            ))
-        }
-    };
+    let org = app::orgs::update(&state, &caller, &org_id, patch).await?;
     Ok(Json(OrgView::from(&org)))
 }
 

@@ -5,17 +5,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use creditgate_domain::payment::{PaymentKind, PaymentState};
-use creditgate_domain::reload::{validate, ReloadAmount, ReloadSettings};
-use creditgate_store::api::{AutoReload, Payment};
+use creditgate_domain::member::Action;
+use creditgate_domain::payment::{PaymentMethod, PaymentState};
+use creditgate_domain::reload::{ReloadAmount, ReloadSettings};
+use creditgate_store::api::Payment;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::idempotency::{scope, Idempotent};
-use super::{org_for, path_id, text, ListQuery, Path, Query};
+use super::idempotency::Idempotent;
+use super::{org_for, path_id, ListQuery, Path, Query};
+use crate::app;
+use crate::app::payments::{reload_amount, AutoReloadState, Consent, SetAutoReload, TopUp};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::ids::derived;
 use crate::server::json::{self, show, Money};
 use crate::server::payments::{self, stripe, PaymentError, Provider, ProviderError};
 use crate::server::views::ListView;
@@ -91,7 +93,7 @@ impl From<&Payment> for PaymentView {
             object: "payment",
             org_id: payment.org_id.clone(),
             kind: payment.kind.as_str().to_owned(),
-            method: payment.method.clone(),
+            method: payment.method.as_str().to_owned(),
             state: payment.state.as_str().to_owned(),
             amount: show(payment.amount),
             currency: payment.currency.clone(),
@@ -137,42 +139,6 @@ impl From<PaymentError> for ApiError {
     }
 }
 
-fn amount_in_limits(state: &AppState, amount: creditgate_domain::Amount) -> Result<(), ApiError> {
-    let limits = state.payment_limits();
-    if !creditgate_domain::payment::is_whole_cents(amount) {
-        return Err(ApiError::invalid(
-            "amount",
-            "amount_not_whole_cents",
-            "amount must be a whole number of cents.",
-        ));
-    }
-    if amount < limits.amount_min || amount > limits.amount_max {
-        return Err(ApiError::invalid(
-            "amount",
-            "amount_out_of_range",
-            format!(
-                "amount must be between {} and {}.",
-                show(limits.amount_min),
-                show(limits.amount_max)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn http_url(param: &str, url: &str) -> Result<(), ApiError> {
-    text(param, url, 1, 2000)?;
-    if url.starts_with("https://") || url.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            param,
-            "parameter_invalid",
-            format!("{param} must be an http or https URL."),
-        ))
-    }
-}
-
 /// Add credits: open a checkout page, or charge the saved card. Needs an `Idempotency-Key`;
 /// credits land only once the provider says the payment succeeded, exactly once.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/top_ups", tag = "payments", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$")), request_body = CreateTopUp,
@@ -183,75 +149,28 @@ pub async fn create_top_up(
     Path(org_id): Path<String>,
     request: Idempotent<CreateTopUp>,
 ) -> Result<Response, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator_or_member()?;
+    app::org_for(&state, &caller, &org_id, Action::AddCredits).await?;
     let key = request.require_key()?.to_owned();
     if let Some(replay) = request.replay(&state, &caller).await? {
         return Ok(replay);
     }
     let body = &request.body;
-    amount_in_limits(&state, body.amount.0)?;
     let method = match body.method.as_deref() {
-        None | Some("checkout") => "checkout",
-        Some("saved_card") => "saved_card",
-        Some(_) => {
-            return Err(ApiError::invalid(
+        None => PaymentMethod::Checkout,
+        Some(text) => PaymentMethod::parse(text).ok_or_else(|| {
+            ApiError::invalid(
                 "method",
                 "parameter_invalid",
                 "method must be checkout or saved_card.",
-            ))
-        }
+            )
+        })?,
     };
-    if let Some(url) = &body.return_url {
-        http_url("return_url", url)?;
-    }
-    if method == "saved_card"
-        && state
-            .store()
-            .payment_profile(&org.id)
-            .await?
-            .payment_method
-            .is_none()
-    {
-        return Err(ApiError::invalid(
-            "method",
-            "no_payment_method",
-            "The org has no saved card: pay by checkout first, or save one with auto-reload settings.",
-        ));
-    }
-    let now = state.now();
-    let payment = Payment {
-        id: derived("pay", &[&scope(&caller), "top_up", &key]),
-        org_id: org.id.clone(),
-        kind: PaymentKind::TopUp,
-        method: method.to_owned(),
-        state: PaymentState::Created,
+    let top_up = TopUp {
         amount: body.amount.0,
-        currency: state.config().currency.clone(),
-        provider: state.provider().name().to_owned(),
-        provider_ref: None,
-        action_url: None,
+        method,
         return_url: body.return_url.clone(),
-        failure_code: None,
-        failure_message: None,
-        transfer_id: None,
-        created_at: now,
-        updated_at: now,
     };
-    // The id comes from the key: a retry after a crash finds the payment it made.
-    state.store().insert_payment(&payment).await?;
-    let payment = state
-        .store()
-        .payment(&payment.id)
-        .await?
-        .ok_or_else(|| ApiError::internal("a payment vanished"))?;
-    let payment = match (method, payment.state) {
-        ("checkout", PaymentState::Created) => payments::open_checkout(&state, &payment).await?,
-        ("saved_card", PaymentState::Created | PaymentState::Charging) => {
-            payments::charge(&state, &payment).await?
-        }
-        _ => payment,
-    };
+    let payment = app::payments::top_up(&state, &caller, &org_id, top_up, &key).await?;
     request
         .respond(
             &state,
@@ -399,16 +318,13 @@ pub struct ConsentView {
     pub text_version: String,
 }
 
-async fn auto_reload_view(
-    state: &AppState,
-    reload: &AutoReload,
-) -> Result<AutoReloadView, ApiError> {
-    let profile = state.store().payment_profile(&reload.org_id).await?;
+fn auto_reload_view(current: &AutoReloadState) -> AutoReloadView {
+    let (reload, profile) = (&current.reload, &current.profile);
     let (amount, target) = match reload.settings.amount {
         ReloadAmount::Fixed(amount) => (Some(show(amount)), None),
         ReloadAmount::Target(target) => (None, Some(show(target))),
     };
-    Ok(AutoReloadView {
+    AutoReloadView {
         object: "auto_reload",
         org_id: reload.org_id.clone(),
         enabled: reload.settings.enabled,
@@ -416,9 +332,9 @@ async fn auto_reload_view(
         amount,
         target,
         monthly_limit: show(reload.settings.monthly_limit),
-        payment_method: profile.payment_method.map(|id| CardView {
+        payment_method: profile.payment_method.clone().map(|id| CardView {
             id,
-            label: profile.card_label.unwrap_or_else(|| "card".into()),
+            label: profile.card_label.clone().unwrap_or_else(|| "card".into()),
         }),
         consent: ConsentView {
             accepted_by: reload.consent_by.clone(),
@@ -429,7 +345,7 @@ async fn auto_reload_view(
         retry_at: reload.retry_at.map(|t| t.unix_ms().div_euclid(1000)),
         last_failure: reload.last_failure.clone(),
         disabled_reason: reload.disabled_reason.clone(),
-    })
+    }
 }
 
 /// An org's auto-reload settings.
@@ -440,15 +356,15 @@ pub async fn get_auto_reload(
     caller: Caller,
     Path(org_id): Path<String>,
 ) -> Result<Json<AutoReloadView>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator_or_member()?;
-    let reload = state.store().auto_reload(&org.id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "auto_reload_not_found",
-            "Auto-reload was never set up for this org.",
-        )
-    })?;
-    Ok(Json(auto_reload_view(&state, &reload).await?))
+    let current = app::payments::auto_reload(&state, &caller, &org_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "auto_reload_not_found",
+                "Auto-reload was never set up for this org.",
+            )
+        })?;
+    Ok(Json(auto_reload_view(&current)))
 }
 
 /// Set an org's auto-reload: when the available balance reaches `threshold`, charge the
@@ -462,106 +378,22 @@ pub async fn put_auto_reload(
     Path(org_id): Path<String>,
     json::Body(body): json::Body<PutAutoReload>,
 ) -> Result<Json<AutoReloadView>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
-    caller.require_operator_or_member()?;
-    let amount = match (&body.amount, &body.target) {
-        (Some(amount), None) => ReloadAmount::Fixed(amount.0),
-        (None, Some(target)) => ReloadAmount::Target(target.0),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "target",
-                "parameter_invalid",
-                "Give amount or target, not both.",
-            ))
-        }
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "amount",
-                "parameter_missing",
-                "Give amount or target.",
-            ))
-        }
+    app::org_for(&state, &caller, &org_id, Action::ManageAutoReload).await?;
+    let set = SetAutoReload {
+        settings: ReloadSettings {
+            enabled: body.enabled,
+            threshold: body.threshold.0,
+            amount: reload_amount(body.amount.map(|m| m.0), body.target.map(|m| m.0))?,
+            monthly_limit: body.monthly_limit.0,
+        },
+        payment_method: body.payment_method,
+        consent: body.consent.map(|c| Consent {
+            accepted_by: c.accepted_by,
+            text_version: c.text_version,
+        }),
     };
-    let settings = ReloadSettings {
-        enabled: body.enabled,
-        threshold: body.threshold.0,
-        amount,
-        monthly_limit: body.monthly_limit.0,
-    };
-    validate(&settings, &state.payment_limits())
-        .map_err(|e| ApiError::invalid(e.field, e.code, e.message))?;
-    let previous = state.store().auto_reload(&org.id).await?;
-    let consent = match (&body.consent, &previous) {
-        (Some(consent), _) => {
-            text("consent.accepted_by", &consent.accepted_by, 1, 200)?;
-            if consent.text_version != state.config().consent_text_version {
-                return Err(ApiError::invalid(
-                    "consent.text_version",
-                    "consent_text_outdated",
-                    format!(
-                        "The current consent text is version {}.",
-                        state.config().consent_text_version
-                    ),
-                ));
-            }
-            // A member's consent is recorded as the member's, whatever the body says.
-            let accepted_by = match &caller {
-                Caller::Member { member, .. } => member.email.clone(),
-                _ => consent.accepted_by.clone(),
-            };
-            (accepted_by, state.now(), consent.text_version.clone())
-        }
-        (None, Some(previous)) => (
-            previous.consent_by.clone(),
-            previous.consent_at,
-            previous.consent_text_version.clone(),
-        ),
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "consent",
-                "consent_missing",
-                "Auto-reload needs the customer's consent: accepted_by and text_version.",
-            ))
-        }
-    };
-    if let Some(method) = &body.payment_method {
-        text("payment_method", method, 1, 255)?;
-        payments::save_card(&state, &org.id, method).await?;
-    }
-    if settings.enabled
-        && state
-            .store()
-            .payment_profile(&org.id)
-            .await?
-            .payment_method
-            .is_none()
-    {
-        return Err(ApiError::invalid(
-            "payment_method",
-            "no_payment_method",
-            "Auto-reload needs a card: give payment_method, or pay a checkout top-up first.",
-        ));
-    }
-    let reload = AutoReload {
-        org_id: org.id.clone(),
-        settings,
-        consent_by: consent.0,
-        consent_at: consent.1,
-        consent_text_version: consent.2,
-        failures: 0,
-        retry_at: None,
-        last_failure: None,
-        disabled_reason: None,
-        updated_at: state.now(),
-    };
-    state.store().put_auto_reload(&reload).await?;
-    state.wake_payments();
-    let stored = state
-        .store()
-        .auto_reload(&org.id)
-        .await?
-        .ok_or_else(|| ApiError::internal("auto-reload settings vanished"))?;
-    Ok(Json(auto_reload_view(&state, &stored).await?))
+    let current = app::payments::set_auto_reload(&state, &caller, &org_id, set).await?;
+    Ok(Json(auto_reload_view(&current)))
 }
 
 /// The envelope of a Stripe event, as much as we read.
@@ -695,7 +527,7 @@ async fn handle_stripe_event(
                 save_checkout_card(state, client, &payment.org_id, intent.as_deref()).await;
             }
         }
-        "payment_intent.payment_failed" if payment.method == "saved_card" => {
+        "payment_intent.payment_failed" if payment.method == PaymentMethod::SavedCard => {
             let intent: stripe::PaymentIntent = serde_json::from_value(object.clone())
                 .map_err(|e| ProviderError::Bug(e.to_string()))?;
             let outcome = stripe::outcome_of(&intent);

@@ -18,7 +18,7 @@ mod reload;
 mod rows;
 
 use creditgate_domain::notice::NoticeKind;
-use creditgate_domain::payment::{PaymentKind, PaymentState};
+use creditgate_domain::payment::{PaymentKind, PaymentMethod, PaymentState};
 use creditgate_domain::{Amount, Timestamp};
 
 use crate::codec::Columns;
@@ -38,8 +38,8 @@ pub struct Payment {
     pub org_id: String,
     /// Top-up or auto-reload.
     pub kind: PaymentKind,
-    /// `checkout` (the customer pays on a hosted page) or `saved_card` (charged off-session).
-    pub method: String,
+    /// How it is paid.
+    pub method: PaymentMethod,
     /// Where it is.
     pub state: PaymentState,
     /// How much.
@@ -76,12 +76,13 @@ fn corrupt(what: &str, text: &str) -> StoreError {
 
 fn payment_row(row: &Row) -> Result<Payment, StoreError> {
     let kind = row.text(2)?;
+    let method = row.text(3)?;
     let state = row.text(4)?;
     Ok(Payment {
         id: row.text(0)?,
         org_id: row.text(1)?,
         kind: PaymentKind::parse(&kind).ok_or_else(|| corrupt("payment kind", &kind))?,
-        method: row.text(3)?,
+        method: PaymentMethod::parse(&method).ok_or_else(|| corrupt("payment method", &method))?,
         state: PaymentState::parse(&state).ok_or_else(|| corrupt("payment state", &state))?,
         amount: row.amount(5)?,
         currency: row.text(6)?,

@@ -4,7 +4,7 @@
 
 use creditgate_domain::access::AccessState;
 use creditgate_domain::notice::NoticeKind;
-use creditgate_domain::payment::{PaymentKind, PaymentState};
+use creditgate_domain::payment::{PaymentKind, PaymentMethod, PaymentState};
 use creditgate_domain::reload::{
     after_failure, decide, AfterFailure, Decision, FailurePolicy, ReloadAmount, ReloadPolicy,
     ReloadSettings, ReloadState, Skip,
@@ -247,7 +247,7 @@ impl Store {
                     id: payment_id.to_owned(),
                     org_id: org_id.to_owned(),
                     kind: PaymentKind::AutoReload,
-                    method: "saved_card".to_owned(),
+                    method: PaymentMethod::SavedCard,
                     state: PaymentState::Created,
                     amount,
                     currency: currency.to_owned(),

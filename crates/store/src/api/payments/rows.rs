@@ -2,7 +2,7 @@
 //! a provider's event, with the transition and the notices that follow, in one transaction.
 
 use creditgate_domain::notice::NoticeKind;
-use creditgate_domain::payment::{advance, PaymentEvent, PaymentKind, PaymentState};
+use creditgate_domain::payment::{advance, PaymentEvent, PaymentKind, PaymentMethod, PaymentState};
 use creditgate_domain::reload::FailurePolicy;
 use creditgate_domain::Timestamp;
 
@@ -207,7 +207,7 @@ impl Store {
         )
         .await?;
         record(&mut tx, &before, &after, now).await?;
-        let off_session = after.method == "saved_card";
+        let off_session = after.method == PaymentMethod::SavedCard;
         match (state, after.kind) {
             (PaymentState::Failed, PaymentKind::AutoReload) => {
                 reload_failed(&mut tx, &after, failures, now).await?;

@@ -2,16 +2,17 @@
 //! automatic charges.
 
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
-use creditgate_domain::member::{allows, Action};
+use creditgate_domain::member::Action;
+use creditgate_domain::reload::{ReloadAmount, ReloadSettings};
 use creditgate_domain::Amount;
 
 use super::{enter, field, internal, parse_amount, redirect, saved_card, utc_date, Ctx, Fields};
+use crate::app;
+use crate::app::payments::{Consent, SetAutoReload};
 use crate::server::billing::html::{esc, message};
-use crate::server::json::{Body, Money};
-use crate::server::routes::{self, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 const CONSENT_TEXT: &str = "I authorize {org_provider} to charge the card on file for {org} \
@@ -27,58 +28,51 @@ fn consent_text(ctx: &Ctx) -> String {
 
 async fn reload_view(ctx: &Ctx, error: &str, saved: bool) -> Response {
     let state = &ctx.state;
-    let current = match routes::payments::get_auto_reload(
-        State(state.clone()),
-        ctx.caller(),
-        Path(ctx.org.id.clone()),
-    )
-    .await
-    {
-        Ok(Json(view)) => Some(view),
-        Err(error) if error.status == StatusCode::NOT_FOUND => None,
+    let current = match app::payments::auto_reload(state, &ctx.caller(), &ctx.org.id).await {
+        Ok(current) => current.map(|c| c.reload),
         Err(error) => return internal(state, error.message),
     };
     let card = saved_card(state, &ctx.org.id).await;
-    let can_manage = allows(ctx.role(), Action::ManageAutoReload);
+    let can_manage = ctx.can(Action::ManageAutoReload);
     let status = match &current {
-        Some(view) if view.enabled => format!(
+        Some(reload) if reload.settings.enabled => format!(
             "<p id=\"reload-status\"><strong>Auto-reload is on.</strong> When the balance falls below {}, {}.</p>",
-            esc(&ctx.money(parse_amount(&view.threshold).unwrap_or(Amount::ZERO))),
-            match (&view.amount, &view.target) {
-                (Some(amount), _) => format!("{} is added", esc(&ctx.money(parse_amount(amount).unwrap_or(Amount::ZERO)))),
-                (_, Some(target)) => format!("the balance is reloaded to {}", esc(&ctx.money(parse_amount(target).unwrap_or(Amount::ZERO)))),
-                _ => "credits are added".to_owned(),
+            esc(&ctx.money(reload.settings.threshold)),
+            match reload.settings.amount {
+                ReloadAmount::Fixed(amount) => format!("{} is added", esc(&ctx.money(amount))),
+                ReloadAmount::Target(target) => format!("the balance is reloaded to {}", esc(&ctx.money(target))),
             }
         ),
-        Some(view) => format!(
+        Some(reload) => format!(
             "<p id=\"reload-status\"><strong>Auto-reload is off.</strong>{}</p>",
-            match view.disabled_reason.as_deref() {
+            match reload.disabled_reason.as_deref() {
                 Some("too_many_failures") => " It turned itself off after repeated failed charges: update the card and turn it on again.",
                 _ => "",
             }
         ),
         None => "<p id=\"reload-status\"><strong>Auto-reload is off.</strong></p>".to_owned(),
     };
-    let consent = current.as_ref().map(|view| {
+    let consent = current.as_ref().map(|reload| {
         format!(
             "<p class=\"muted\" id=\"consent-record\">Consent given by {} on {} (text version {}).</p>",
-            esc(&view.consent.accepted_by),
-            esc(&utc_date(view.consent.accepted_at)),
-            esc(&view.consent.text_version)
+            esc(&reload.consent_by),
+            esc(&utc_date(reload.consent_at.unix_ms().div_euclid(1000))),
+            esc(&reload.consent_text_version)
         )
     });
-    let value = |text: Option<&String>| {
-        text.and_then(|t| parse_amount(t))
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    };
     let (threshold, amount, target, monthly) = match &current {
-        Some(view) => (
-            value(Some(&view.threshold)),
-            value(view.amount.as_ref()),
-            value(view.target.as_ref()),
-            value(Some(&view.monthly_limit)),
-        ),
+        Some(reload) => {
+            let (amount, target) = match reload.settings.amount {
+                ReloadAmount::Fixed(amount) => (amount.to_string(), String::new()),
+                ReloadAmount::Target(target) => (String::new(), target.to_string()),
+            };
+            (
+                reload.settings.threshold.to_string(),
+                amount,
+                target,
+                reload.settings.monthly_limit.to_string(),
+            )
+        }
         None => (
             "10.00".to_owned(),
             "25.00".to_owned(),
@@ -107,7 +101,7 @@ async fn reload_view(ctx: &Ctx, error: &str, saved: bool) -> Response {
              <label><input type=\"checkbox\" name=\"consent\" value=\"{version}\" id=\"consent\"> I agree (version {version})</label>\
              <button type=\"submit\" id=\"save-reload\">Save auto-reload</button></form>",
             csrf = ctx.csrf(),
-            checked = if current.as_ref().is_none_or(|v| v.enabled) { " checked" } else { "" },
+            checked = if current.as_ref().is_none_or(|r| r.settings.enabled) { " checked" } else { "" },
             amount_checked = if by_target { "" } else { " checked" },
             target_checked = if by_target { " checked" } else { "" },
             consent_text = esc(&consent_text(ctx)),
@@ -235,42 +229,39 @@ pub(super) async fn reload_save(
         Err(response) => return response,
     };
     let enabled = field(&fields, "enabled") == "on";
-    let money = |name: &str, label: &str| -> Result<Option<Money>, String> {
+    let money = |name: &str, label: &str| -> Result<Option<Amount>, String> {
         match field(&fields, name).trim() {
             "" => Ok(None),
             text => parse_amount(text)
-                .map(|a| Some(Money(a)))
+                .map(Some)
                 .ok_or_else(|| format!("{label} must be an amount, like 25.00.")),
         }
     };
-    let parsed = (|| -> Result<routes::payments::PutAutoReload, String> {
+    let parsed = (|| -> Result<SetAutoReload, String> {
         let threshold = money("threshold", "The threshold")?.ok_or("Enter the threshold.")?;
         let monthly_limit =
             money("monthly_limit", "The monthly limit")?.ok_or("Enter the monthly limit.")?;
-        let (amount, target) = if field(&fields, "mode") == "target" {
-            (
-                None,
-                Some(money("target", "The target balance")?.ok_or("Enter the target balance.")?),
+        let amount = if field(&fields, "mode") == "target" {
+            ReloadAmount::Target(
+                money("target", "The target balance")?.ok_or("Enter the target balance.")?,
             )
         } else {
-            (
-                Some(money("amount", "The amount")?.ok_or("Enter the amount.")?),
-                None,
-            )
+            ReloadAmount::Fixed(money("amount", "The amount")?.ok_or("Enter the amount.")?)
         };
         let consent = match field(&fields, "consent") {
             "" => None,
-            version => Some(routes::payments::ConsentInput {
+            version => Some(Consent {
                 accepted_by: ctx.member().email.clone(),
                 text_version: version.to_owned(),
             }),
         };
-        Ok(routes::payments::PutAutoReload {
-            enabled,
-            threshold,
-            amount,
-            target,
-            monthly_limit,
+        Ok(SetAutoReload {
+            settings: ReloadSettings {
+                enabled,
+                threshold,
+                amount,
+                monthly_limit,
+            },
             payment_method: Some(field(&fields, "payment_method").to_owned())
                 .filter(|pm| !pm.is_empty()),
             consent,
@@ -280,14 +271,7 @@ pub(super) async fn reload_save(
         Ok(body) => body,
         Err(error) => return reload_view(&ctx, &error, false).await,
     };
-    match routes::payments::put_auto_reload(
-        State(state.clone()),
-        ctx.caller(),
-        Path(org_id.clone()),
-        Body(body),
-    )
-    .await
-    {
+    match app::payments::set_auto_reload(&state, &ctx.caller(), &org_id, body).await {
         Ok(_) => redirect(&format!("{}/auto-reload?saved=1", ctx.base())),
         Err(error) => {
             let text = match error.code {

@@ -1,5 +1,5 @@
 //! Adding credits: a preset or custom amount, paid on the payment page or with the card on
-//! file, through the API's top-up handler.
+//! file, through `app::payments::top_up` (idempotent by the form's key).
 
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
@@ -7,13 +7,14 @@ use axum::response::Response;
 use creditgate_domain::member::Action;
 use creditgate_domain::Amount;
 
-use super::{
-    enter, field, internal, parse_amount, redirect, saved_card, valid_secret, Ctx, Fields,
-};
+use creditgate_domain::payment::{PaymentMethod, PaymentState};
+
+use super::{enter, field, parse_amount, redirect, saved_card, valid_secret, Ctx, Fields};
+use crate::app;
+use crate::app::payments::TopUp;
 use crate::server::billing::html::{esc, message};
 use crate::server::billing::new_secret;
-use crate::server::json::Money;
-use crate::server::routes::{self, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 /// Top-up presets, in whole currency units (those within the limits are shown).
@@ -129,59 +130,46 @@ pub(super) async fn credits_add(
         _ => new_secret(),
     };
     let method = match field(&fields, "method") {
-        "saved_card" => "saved_card",
-        _ => "checkout",
+        "saved_card" => PaymentMethod::SavedCard,
+        _ => PaymentMethod::Checkout,
     };
-    // The payment page comes back here with the payment's id (derived from the key the same
-    // way the top-up handler derives it).
-    let payment_id = crate::server::ids::derived(
-        "pay",
-        &[&routes::idempotency::scope(&ctx.caller()), "top_up", &key],
-    );
+    // The payment page comes back here with the payment's id.
+    let actor = ctx.caller();
+    let payment_id = app::payments::top_up_id(&actor, &key);
     let return_url = format!(
         "{}{}/credits?payment={payment_id}",
         state.public_url(),
         ctx.base()
     );
-    let body = routes::payments::CreateTopUp {
-        amount: Money(amount),
-        method: Some(method.to_owned()),
+    let top_up = TopUp {
+        amount,
+        method,
         return_url: Some(return_url),
     };
-    let request = routes::idempotency::Idempotent::direct(
-        body,
-        key,
-        &format!("billing-page top-up {amount} {method}"),
-    );
-    let response = routes::payments::create_top_up(
-        State(state.clone()),
-        ctx.caller(),
-        Path(org_id.clone()),
-        request,
-    )
-    .await;
-    let payment = match response {
-        Ok(response) => match axum::body::to_bytes(response.into_body(), 1 << 20).await {
-            Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
-            Err(error) => return internal(&state, error),
-        },
+    let payment = match app::payments::top_up(&state, &actor, &org_id, top_up, &key).await {
+        Ok(payment) => payment,
         Err(error) => {
             let body = credits_form(&ctx, &error.message, card.as_deref());
             return ctx.page("/credits", "Add credits", &body);
         }
     };
-    let id = payment["id"].as_str().unwrap_or("");
-    match (payment["state"].as_str(), payment["action_url"].as_str()) {
-        (Some("requires_action" | "created" | "charging"), Some(url)) if !url.is_empty() => {
-            redirect(url)
-        }
-        (Some("failed"), _) => {
-            let reason = payment["failure_message"]
-                .as_str()
+    match (payment.state, payment.action_url.as_deref()) {
+        (
+            PaymentState::RequiresAction | PaymentState::Created | PaymentState::Charging,
+            Some(url),
+        ) if !url.is_empty() => redirect(url),
+        (PaymentState::Failed, _) => {
+            let reason = payment
+                .failure_message
+                .as_deref()
                 .unwrap_or("The payment did not go through.");
             let body = credits_form(&ctx, reason, card.as_deref());
             ctx.page("/credits", "Add credits", &body)
         }
-        _ => redirect(&format!("{}/credits?payment={}", ctx.base(), esc(id))),
+        _ => redirect(&format!(
+            "{}/credits?payment={}",
+            ctx.base(),
+            esc(&payment.id)
+        )),
     }
 }

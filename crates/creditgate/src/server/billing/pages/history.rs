@@ -4,14 +4,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Json;
 use creditgate_domain::member::Action;
 use creditgate_domain::notice::format_money;
-use creditgate_domain::Amount;
 
-use super::{enter, internal, parse_amount, problem, utc_date, Fields};
+use super::{enter, internal, problem, utc_date, Fields};
+use crate::app;
 use crate::server::billing::html::{esc, message};
-use crate::server::routes::{self, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 fn kind_label(kind: &str) -> &'static str {
@@ -45,50 +44,44 @@ pub(super) async fn history_page(
         .get("after")
         .filter(|id| crate::server::ids::is_valid("txn", id) || id.len() <= 128)
         .cloned();
-    let list = routes::credits::list_transfers(
-        State(state.clone()),
-        ctx.caller(),
-        Path(org_id.clone()),
-        routes::Query(routes::ListQuery {
-            limit: Some(50),
-            starting_after: after,
-        }),
-    )
-    .await;
-    let list = match list {
-        Ok(Json(list)) => list,
+    let list = app::balance::transfers(&state, &ctx.caller(), &org_id, 50, after.as_deref()).await;
+    let (_, list) = match list {
+        Ok(list) => list,
         Err(error) => return ctx.page("/history", "History", &message("error", &error.message)),
     };
     let currency = &state.config().currency;
     let rows: String = list
-        .data
+        .items
         .iter()
         .map(|t| {
-            let amount = parse_amount(&t.amount).unwrap_or(Amount::ZERO);
-            let sign = if t.direction == "credit" { "+" } else { "−" };
-            let receipt = if receipted(&t.kind) && t.direction == "credit" {
+            let credit = t.credit_account_id.as_str() == org_id;
+            let sign = if credit { "+" } else { "−" };
+            let receipt = if receipted(t.kind.as_str()) && credit {
                 format!(
                     "<a href=\"{}/receipts/{}\">Receipt</a>",
                     ctx.base(),
-                    esc(&t.id)
+                    esc(t.id.as_str())
                 )
             } else {
                 String::new()
             };
             format!(
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{sign}{}</td><td class=\"num\">{}</td><td>{receipt}</td></tr>",
-                esc(&utc_date(t.created_at)),
-                kind_label(&t.kind),
-                esc(&format_money(amount, currency)),
-                esc(&format_money(parse_amount(&t.balance_after).unwrap_or(Amount::ZERO), currency)),
+                esc(&utc_date(t.created_at.unix_ms().div_euclid(1000))),
+                kind_label(t.kind.as_str()),
+                esc(&format_money(t.amount, currency)),
+                esc(&format_money(
+                    if credit { t.credit_balance_after } else { t.debit_balance_after },
+                    currency
+                )),
             )
         })
         .collect();
-    let more = match (list.has_more, list.data.last()) {
+    let more = match (list.has_more, list.items.last()) {
         (true, Some(last)) => format!(
             "<p><a href=\"{}/history?after={}\">Older</a></p>",
             ctx.base(),
-            esc(&last.id)
+            esc(last.id.as_str())
         ),
         _ => String::new(),
     };

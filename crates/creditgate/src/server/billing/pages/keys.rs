@@ -3,25 +3,21 @@
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
-use creditgate_domain::member::{allows, Action};
+use creditgate_domain::member::Action;
 
 use super::{enter, field, redirect, utc_date, Ctx, Fields};
+use crate::app::keys::{self, NewKey};
 use crate::server::billing::html::{esc, message};
-use crate::server::json::Body;
-use crate::server::routes::{self, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 async fn keys_view(ctx: &Ctx, created: Option<(&str, &str)>, error: &str) -> Response {
     let state = &ctx.state;
-    let keys =
-        match routes::keys::list_keys(State(state.clone()), ctx.caller(), Path(ctx.org.id.clone()))
-            .await
-        {
-            Ok(Json(keys)) => keys.data,
-            Err(error) => return ctx.page("/keys", "API keys", &message("error", &error.message)),
-        };
-    let can_manage = allows(ctx.role(), Action::ManageKeys);
+    let keys = match keys::list(state, &ctx.caller(), &ctx.org.id).await {
+        Ok(keys) => keys,
+        Err(error) => return ctx.page("/keys", "API keys", &message("error", &error.message)),
+    };
+    let can_manage = ctx.can(Action::ManageKeys);
     let rows: String = keys
         .iter()
         .map(|k| {
@@ -41,7 +37,7 @@ async fn keys_view(ctx: &Ctx, created: Option<(&str, &str)>, error: &str) -> Res
                 "<tr><td>{}</td><td><code>{}…</code></td><td>{}</td><td>{action}</td></tr>",
                 esc(&k.name),
                 esc(&k.prefix),
-                esc(&utc_date(k.created_at)),
+                esc(&utc_date(k.created_at.unix_ms().div_euclid(1000))),
             )
         })
         .collect();
@@ -100,19 +96,12 @@ pub(super) async fn keys_create(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let body = routes::keys::CreateKey {
+    let new = NewKey {
         name: field(&fields, "name").trim().to_owned(),
         spend_limit_monthly: None,
     };
-    match routes::keys::create_key(
-        State(state.clone()),
-        ctx.caller(),
-        Path(org_id.clone()),
-        Body(body),
-    )
-    .await
-    {
-        Ok((_, Json(created))) => {
+    match keys::create(&state, &ctx.caller(), &org_id, new).await {
+        Ok(created) => {
             let name = if created.key.name.is_empty() {
                 created.key.prefix.clone()
             } else {
@@ -134,7 +123,7 @@ pub(super) async fn keys_revoke(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    match routes::keys::revoke_key(State(state.clone()), ctx.caller(), Path(key_id)).await {
+    match keys::revoke(&state, &ctx.caller(), &key_id).await {
         Ok(_) => redirect(&format!("{}/keys", ctx.base())),
         Err(error) => keys_view(&ctx, None, &error.message).await,
     }

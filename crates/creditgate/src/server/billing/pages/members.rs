@@ -3,13 +3,12 @@
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
-use creditgate_domain::member::{allows, Action, Role};
+use creditgate_domain::member::{Action, Role};
 
 use super::{enter, field, internal, Ctx, Fields};
+use crate::app::members::{self, NewMember};
 use crate::server::billing::html::{esc, message};
-use crate::server::json::Body;
-use crate::server::routes::{members, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 fn role_select(name: &str, id: &str, selected: Role, allowed: &[Role]) -> String {
@@ -28,11 +27,11 @@ fn role_select(name: &str, id: &str, selected: Role, allowed: &[Role]) -> String
 }
 
 async fn members_view(ctx: &Ctx, note: &str) -> Response {
-    let members = match ctx.state.store().members(&ctx.org.id).await {
+    let members = match members::list(&ctx.state, &ctx.caller(), &ctx.org.id).await {
         Ok(members) => members,
-        Err(error) => return internal(&ctx.state, error),
+        Err(error) => return internal(&ctx.state, error.message),
     };
-    let can_manage = allows(ctx.role(), Action::ManageMembers);
+    let can_manage = ctx.can(Action::ManageMembers);
     // Only owners grant or change the owner role.
     let grantable: Vec<Role> = Role::ALL
         .into_iter()
@@ -115,23 +114,20 @@ pub(super) async fn members_invite(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let body = members::CreateMember {
-        email: field(&fields, "email").to_owned(),
-        name: field(&fields, "name").trim().to_owned(),
-        role: field(&fields, "role").to_owned(),
-        invite: Some(true),
-    };
-    let note = match members::create_member(
-        State(state.clone()),
-        ctx.caller(),
-        Path(org_id.clone()),
-        Body(body),
-    )
-    .await
-    {
-        Ok((_, Json(member))) => {
-            message("notice", &format!("Invitation sent to {}.", member.email))
+    let added = match members::role("role", field(&fields, "role")) {
+        Ok(role) => {
+            let new = NewMember {
+                email: field(&fields, "email").to_owned(),
+                name: field(&fields, "name").trim().to_owned(),
+                role,
+                invite: true,
+            };
+            members::add(&state, &ctx.caller(), &org_id, new).await
         }
+        Err(error) => Err(error),
+    };
+    let note = match added {
+        Ok(member) => message("notice", &format!("Invitation sent to {}.", member.email)),
         Err(error) => message("error", &error.message),
     };
     members_view(&ctx, &note).await
@@ -155,26 +151,18 @@ pub(super) async fn members_change(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
+    let actor = ctx.caller();
     let result = if field(&fields, "op") == "remove" {
-        members::remove_member(
-            State(state.clone()),
-            ctx.caller(),
-            Path((org_id.clone(), member_id)),
-        )
-        .await
-        .map(|Json(m)| format!("{} was removed.", m.email))
+        members::remove(&state, &actor, &org_id, &member_id)
+            .await
+            .map(|m| format!("{} was removed.", m.email))
     } else {
-        members::update_member(
-            State(state.clone()),
-            ctx.caller(),
-            Path((org_id.clone(), member_id)),
-            Body(members::UpdateMember {
-                role: Some(field(&fields, "role").to_owned()),
-                name: None,
-            }),
-        )
-        .await
-        .map(|Json(m)| format!("{} is now {}.", m.email, m.role))
+        match members::role("role", field(&fields, "role")) {
+            Ok(role) => members::update(&state, &actor, &org_id, &member_id, Some(role), None)
+                .await
+                .map(|m| format!("{} is now {}.", m.email, m.role.as_str())),
+            Err(error) => Err(error),
+        }
     };
     let note = match result {
         Ok(text) => message("notice", &text),

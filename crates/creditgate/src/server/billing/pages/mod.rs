@@ -25,7 +25,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use creditgate_domain::member::{allows, Action, Role};
+use creditgate_domain::member::{Action, Role};
 use creditgate_domain::notice::format_money;
 use creditgate_domain::Amount;
 use creditgate_store::api::{Member, Org, Session};
@@ -197,8 +197,13 @@ impl Ctx {
         }
     }
 
+    /// Whether the member may do `action`: the application layer's answer.
+    fn can(&self, action: Action) -> bool {
+        crate::app::authorize(&self.caller(), action).is_ok()
+    }
+
     fn require(&self, action: Action) -> Result<(), Response> {
-        if allows(self.role(), action) {
+        if self.can(action) {
             Ok(())
         } else {
             Err(html::respond(

@@ -3,14 +3,13 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
-use creditgate_domain::member::{allows, Action};
-use creditgate_domain::notice::format_money;
+use creditgate_domain::member::Action;
 use creditgate_domain::{Amount, Timestamp};
 
 use super::{enter, internal, parse_amount, Ctx, Fields, DAY_MS};
+use crate::app;
 use crate::server::billing::html::{esc, message};
-use crate::server::routes::{self, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 /// Days of usage the runway's burn rate is measured over.
@@ -18,7 +17,7 @@ const BURN_DAYS: i64 = 7;
 
 fn banner(ctx: &Ctx, access_state: &str, calls_refused: Option<&str>) -> String {
     let base = ctx.base();
-    let can_pay = allows(ctx.role(), Action::AddCredits);
+    let can_pay = ctx.can(Action::AddCredits);
     let fix = if can_pay {
         format!(
             "<a class=\"button\" href=\"{base}/credits\">Add credits</a>\
@@ -74,14 +73,8 @@ pub(super) async fn overview(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let balance = match routes::credits::get_balance(
-        State(state.clone()),
-        ctx.caller(),
-        Path(org_id.clone()),
-    )
-    .await
-    {
-        Ok(Json(balance)) => balance,
+    let balance = match app::balance::balance(&state, &ctx.caller(), &org_id).await {
+        Ok(balance) => balance,
         Err(error) => return internal(&state, error.message),
     };
     let now = state.now();
@@ -90,7 +83,7 @@ pub(super) async fn overview(
         Ok(spend) => spend.charged,
         Err(error) => return internal(&state, error),
     };
-    let available = parse_amount(&balance.available).unwrap_or(Amount::ZERO);
+    let available = balance.account.available();
     let runway = match runway_days(available, spent, BURN_DAYS) {
         None => "No usage in the last 7 days".to_owned(),
         Some(0) => "Less than a day".to_owned(),
@@ -104,8 +97,6 @@ pub(super) async fn overview(
         ),
         None => String::new(),
     };
-    let currency = &state.config().currency;
-    let money = |text: &str| format_money(parse_amount(text).unwrap_or(Amount::ZERO), currency);
     let body = format!(
         "{note}{banner}<section class=\"card figures\" aria-label=\"Balance\">\
          <div class=\"figure\"><div class=\"label\">Available</div><div class=\"value\" id=\"available\">{available}</div></div>\
@@ -113,9 +104,13 @@ pub(super) async fn overview(
          <div class=\"figure\"><div class=\"label\">Runway at the last 7 days' rate</div><div class=\"value\" id=\"runway\">{runway}</div></div>\
          <div class=\"figure\"><div class=\"label\">Spent in the last 7 days</div><div class=\"value\">{spent}</div></div>\
          </section>",
-        banner = banner(&ctx, &balance.access_state, balance.calls_refused.as_deref()),
-        available = money(&balance.available),
-        reserved = money(&balance.reserved),
+        banner = banner(
+            &ctx,
+            balance.org.access.state.as_str(),
+            balance.refused.map(|r| r.code)
+        ),
+        available = ctx.money(available),
+        reserved = ctx.money(balance.account.reserved),
         spent = ctx.money(spent),
     );
     ctx.page("", "Overview", &body)

@@ -6,10 +6,12 @@ use axum::response::Response;
 use creditgate_domain::member::Action;
 use creditgate_domain::Amount;
 
-use super::{enter, field, internal, parse_amount, redirect, Ctx, Fields};
+use creditgate_store::api::OrgPatch;
+
+use super::{enter, field, parse_amount, redirect, Ctx, Fields};
+use crate::app;
 use crate::server::billing::html::{esc, message};
-use crate::server::json::{Body, Money};
-use crate::server::routes::{self, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 fn settings_view(ctx: &Ctx, error: &str, saved: bool, emails: &str, thresholds: &str) -> Response {
@@ -92,7 +94,7 @@ pub(super) async fn settings_save(
         .filter(|p| !p.is_empty())
     {
         match parse_amount(part) {
-            Some(amount) => thresholds.push(Money(amount)),
+            Some(amount) => thresholds.push(amount),
             None => {
                 return settings_view(
                     &ctx,
@@ -104,21 +106,12 @@ pub(super) async fn settings_save(
             }
         }
     }
-    let patch: routes::orgs::UpdateOrg = match serde_json::from_value(serde_json::json!({
-        "billing_emails": emails,
-        "low_thresholds": thresholds.iter().map(|m| m.0.to_string()).collect::<Vec<_>>(),
-    })) {
-        Ok(patch) => patch,
-        Err(error) => return internal(&state, error),
+    let patch = OrgPatch {
+        billing_emails: Some(emails),
+        low_thresholds: Some(thresholds),
+        ..OrgPatch::default()
     };
-    match routes::orgs::update_org(
-        State(state.clone()),
-        ctx.caller(),
-        Path(org_id.clone()),
-        Body(patch),
-    )
-    .await
-    {
+    match app::orgs::update(&state, &ctx.caller(), &org_id, patch).await {
         Ok(_) => redirect(&format!("{}/settings?saved=1", ctx.base())),
         Err(error) => settings_view(&ctx, &error.message, false, emails_text, thresholds_text),
     }

@@ -8,10 +8,11 @@ use creditgate_domain::Timestamp;
 use creditgate_store::api::LinkUse;
 
 use super::{field, internal, problem, redirect, valid_secret, with_cookies, Fields};
+use crate::app::members;
 use crate::server::auth::constant_time_eq;
 use crate::server::billing::html::{self, csrf_field, esc, message};
 use crate::server::billing::{self, new_secret, secret_hash, CSRF_COOKIE};
-use crate::server::routes::{members, Path};
+use crate::server::routes::Path;
 use crate::server::AppState;
 
 /// Memberships one sign-in request sends links to, at most.

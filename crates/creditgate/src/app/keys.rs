@@ -1,0 +1,81 @@
+//! API keys: list, create (the secret is returned once), revoke.
+
+use creditgate_domain::member::Action;
+use creditgate_domain::Amount;
+use creditgate_store::api::ApiKey;
+
+use super::{authorize, org_for, Actor};
+use crate::server::auth::{secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
+use crate::server::error::ApiError;
+use crate::server::routes::{path_id, text};
+use crate::server::AppState;
+
+/// Longest key name.
+pub const KEY_NAME_LEN_MAX: usize = 100;
+
+/// A key to create.
+#[derive(Clone, Debug, Default)]
+pub struct NewKey {
+    /// A label (up to [`KEY_NAME_LEN_MAX`] characters; may be empty).
+    pub name: String,
+    /// Monthly spend cap for calls made with it.
+    pub spend_limit_monthly: Option<Amount>,
+}
+
+/// A created key and its secret (shown this once).
+#[derive(Clone, Debug)]
+pub struct Created {
+    /// The key as stored.
+    pub key: ApiKey,
+    /// The secret.
+    pub secret: String,
+}
+
+/// An org's keys, newest first (revoked ones included).
+pub async fn list(state: &AppState, actor: &Actor, org_id: &str) -> Result<Vec<ApiKey>, ApiError> {
+    let org = org_for(state, actor, org_id, Action::ViewKeys).await?;
+    Ok(state.store().keys(&org.id).await?)
+}
+
+/// Creates a key for the org.
+pub async fn create(
+    state: &AppState,
+    actor: &Actor,
+    org_id: &str,
+    new: NewKey,
+) -> Result<Created, ApiError> {
+    let org = org_for(state, actor, org_id, Action::ManageKeys).await?;
+    text("name", &new.name, 0, KEY_NAME_LEN_MAX)?;
+    let secret = format!("{SECRET_PREFIX}{}", hex::encode(rand::random::<[u8; 24]>()));
+    let key = ApiKey {
+        id: state.new_id("key"),
+        org_id: org.id,
+        name: new.name,
+        prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
+        spend_limit_monthly: new.spend_limit_monthly,
+        created_at: state.now(),
+        revoked_at: None,
+    };
+    state
+        .store()
+        .create_key(&key, &secret_hash(state.key_hash_secret(), &secret))
+        .await?;
+    Ok(Created { key, secret })
+}
+
+/// Revokes a key: it authenticates nothing from the next request on. Another org's key is
+/// not found.
+pub async fn revoke(state: &AppState, actor: &Actor, key_id: &str) -> Result<ApiKey, ApiError> {
+    path_id("key_id", "key", key_id)?;
+    let not_found = || ApiError::not_found("key_not_found", "No such key.");
+    let key = state.store().key(key_id).await?.ok_or_else(not_found)?;
+    if actor.require_org(&key.org_id).is_err() {
+        return Err(not_found());
+    }
+    authorize(actor, Action::ManageKeys)?;
+    state
+        .store()
+        .revoke_key(key_id, state.now())
+        .await?
+        .ok_or_else(not_found)
+}
