@@ -15,6 +15,7 @@
 pub mod balance;
 pub mod keys;
 pub mod members;
+pub mod metering;
 pub mod orgs;
 pub mod payments;
 

@@ -11,7 +11,7 @@ pub mod demo_upstream;
 pub mod error;
 pub mod ids;
 pub mod json;
-mod metrics;
+pub(crate) mod metrics;
 pub mod notices;
 pub mod openapi;
 mod payment_pages;

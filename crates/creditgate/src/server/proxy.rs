@@ -92,10 +92,9 @@ use futures_util::StreamExt;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::ids::derived;
-use super::routes::holds;
-use super::routes::prices::price_at;
 use super::views::HoldTerms;
 use super::{metrics, AppState};
+use crate::app::metering::{self as holds, price_at};
 use crate::proxy::endpoints::{self, Endpoint};
 use crate::proxy::formats::{self, Style};
 

@@ -9,24 +9,20 @@ use super::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use creditgate_domain::access::AccessState;
-use creditgate_domain::ledger::{
-    AccountId, AccountKind, HoldId, Operation, PlaceHoldRequest, Rejection, SettleHoldRequest,
-    TransferId, VoidHoldRequest, HOLD_TTL_MS_MAX,
-};
+use creditgate_domain::ledger::{HoldId, HOLD_TTL_MS_MAX};
 use creditgate_domain::pricing::{self, Usage};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::idempotency::{scope, Idempotent};
-use super::prices::price_at;
 use super::{path_id, rejection};
+use crate::app::metering::{place, price_at, settle, void};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::ids::derived;
 use crate::server::json::Money;
 use crate::server::views::{HoldClosedView, HoldTerms, HoldView, TransferView};
-use crate::server::{metrics, AppState};
+use crate::server::AppState;
 
 /// A hold to place: an `amount`, or a `model` with the most tokens the call may use.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -289,140 +285,6 @@ pub async fn place_hold(
     request
         .respond(&state, &caller, StatusCode::CREATED, &HoldView::from(&hold))
         .await
-}
-
-/// Places a hold of `amount` on `org` for `caller`: refused with 402 when the org is
-/// suspended, past a spend limit, or cannot cover it (the ledger decides that last one).
-/// Shared by `POST /v1/holds` and the proxy.
-#[allow(clippy::too_many_arguments)]
-pub async fn place(
-    state: &AppState,
-    caller: &Caller,
-    org: &creditgate_store::api::Org,
-    hold_id: HoldId,
-    amount: creditgate_domain::Amount,
-    terms: &HoldTerms,
-    ttl_ms: i64,
-    now: creditgate_domain::Timestamp,
-) -> Result<creditgate_domain::ledger::Hold, ApiError> {
-    if org.suspended {
-        metrics::hold_refused("org_suspended");
-        return Err(ApiError::billing(
-            "org_suspended",
-            "This organization's API access is suspended. Contact support.",
-            state.billing_url(&org.id),
-        ));
-    }
-    if org.access.state == AccessState::Depleted {
-        // Turned off (by an earlier refusal or the floor): refused until credits bring the
-        // org back to its cut-off level, even where this one call would fit.
-        return Err(exhausted(state, &org.id));
-    }
-    super::usage::check_spend_limits(state, caller, org, amount, now).await?;
-    let operation = Operation::PlaceHold(PlaceHoldRequest {
-        id: hold_id,
-        debit_account_id: AccountId::new(org.id.clone()),
-        credit_account_id: AccountKind::UsageRevenue
-            .operator_account_id()
-            .expect("operator account"),
-        amount,
-        reference: terms.encode(),
-        ttl_ms,
-    });
-    match state.writer().submit(operation).await? {
-        Ok(receipt) => {
-            metrics::hold_placed();
-            receipt
-                .hold
-                .ok_or_else(|| ApiError::internal("hold receipt without hold"))
-        }
-        Err(Rejection::InsufficientFunds) => Err(refused_for_funds(state, org, amount).await),
-        Err(other) => {
-            metrics::hold_refused(other.code());
-            Err(rejection(other, "amount"))
-        }
-    }
-}
-
-/// The 402 of a hold the ledger refused for lack of credits. The batch that refused it has
-/// recorded what that did to the org's access, so the org is read again: turned off
-/// (`credit_balance_exhausted`), or still on, when only this call's worst case is more than
-/// what is available (`request_exceeds_balance`, naming both).
-async fn refused_for_funds(
-    state: &AppState,
-    org: &creditgate_store::api::Org,
-    amount: creditgate_domain::Amount,
-) -> ApiError {
-    let now_org = state.store().org(&org.id).await.ok().flatten();
-    let account = state
-        .store()
-        .account(&AccountId::new(org.id.clone()))
-        .await
-        .ok()
-        .flatten();
-    match (now_org, account) {
-        // Still on, and this call is more than what is available: refused alone. (Credits
-        // that landed since the refusal, an auto-reload say, leave it `exhausted`: what
-        // turned the call away was the org being off.)
-        (Some(now_org), Some(account))
-            if now_org.access.state != AccessState::Depleted && amount > account.available() =>
-        {
-            metrics::hold_refused("request_exceeds_balance");
-            ApiError::billing(
-                "request_exceeds_balance",
-                format!(
-                    "This request may cost up to {} {currency} (its worst case), more than the {} {currency} your organization has available. Lower max_tokens or the input, or add credits on the Billing page.",
-                    amount,
-                    account.available(),
-                    currency = state.config().currency,
-                ),
-                state.billing_url(&org.id),
-            )
-        }
-        _ => exhausted(state, &org.id),
-    }
-}
-
-/// The 402 of an org whose API access is turned off for lack of credits.
-fn exhausted(state: &AppState, org_id: &str) -> ApiError {
-    metrics::hold_refused("credit_balance_exhausted");
-    ApiError::billing(
-        "credit_balance_exhausted",
-        "Your organization is out of usage credits, so its API access is turned off. Add credits on the Billing page to turn it back on.",
-        state.billing_url(org_id),
-    )
-}
-
-/// Settles `hold` for `amount` under the id derived from the hold (so a repeat is `exists`).
-pub async fn settle(
-    state: &AppState,
-    hold: &creditgate_domain::ledger::Hold,
-    amount: creditgate_domain::Amount,
-) -> Result<creditgate_domain::ledger::Outcome, ApiError> {
-    let operation = Operation::SettleHold(SettleHoldRequest {
-        id: TransferId::new(derived("txn", &["settle", hold.id.as_str()])),
-        hold_id: hold.id.clone(),
-        amount,
-    });
-    let outcome = state.writer().submit(operation).await?;
-    if let Ok(receipt) = &outcome {
-        if let Some(transfer) = &receipt.transfer {
-            metrics::overspend(transfer.overspend.micros());
-        }
-    }
-    Ok(outcome)
-}
-
-/// Voids `hold` under the id derived from the hold.
-pub async fn void(
-    state: &AppState,
-    hold: &creditgate_domain::ledger::Hold,
-) -> Result<creditgate_domain::ledger::Outcome, ApiError> {
-    let operation = Operation::VoidHold(VoidHoldRequest {
-        id: TransferId::new(derived("txn", &["void", hold.id.as_str()])),
-        hold_id: hold.id.clone(),
-    });
-    Ok(state.writer().submit(operation).await?)
 }
 
 /// The hold, if it exists and the caller may see it (else 404, for every tenant alike).

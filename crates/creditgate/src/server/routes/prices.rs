@@ -219,29 +219,3 @@ pub async fn list_prices(
         false,
     )))
 }
-
-/// The version of `model` in force at `at`, or a 400 naming `param`.
-pub async fn price_at(
-    state: &AppState,
-    model: &str,
-    at: Timestamp,
-    param: &str,
-) -> Result<PriceVersion, ApiError> {
-    if !is_valid_model(model) {
-        return Err(ApiError::invalid(
-            param,
-            "unknown_model",
-            format!("Unknown model {model:?}."),
-        ));
-    }
-    let versions = state.store().price_versions(model).await?;
-    creditgate_domain::pricing::version_at(&versions, at)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::invalid(
-                param,
-                "unknown_model",
-                format!("Unknown model {model:?}: it has no price."),
-            )
-        })
-}

@@ -9,13 +9,12 @@ use creditgate_domain::ledger::{
 };
 use creditgate_domain::pricing;
 use creditgate_domain::{Amount, Timestamp};
-use creditgate_store::api::Org;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::holds::UsageBody;
 use super::path_id;
-use super::prices::price_at;
+use crate::app::metering::price_at;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::ids::derived;
@@ -224,55 +223,4 @@ async fn usage_operation(
         amount,
         reference: terms.encode(),
     })))
-}
-
-/// Refuses a hold of `amount` that would take the org's or the key's usage this calendar
-/// month (UTC; charged plus still held) past its cap. The check reads before the hold is
-/// placed, so concurrent holds can together pass a cap by at most what they reserve; the
-/// credit balance itself is never overspent (that check is the ledger's).
-pub async fn check_spend_limits(
-    state: &AppState,
-    caller: &Caller,
-    org: &Org,
-    amount: Amount,
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let since = now.month_start();
-    let mut caps = Vec::new();
-    if let Some(cap) = org.spend_limit_monthly {
-        caps.push((cap, None, "the organization's"));
-    }
-    if let Caller::Key { key, .. } = caller {
-        if let Some(cap) = key.spend_limit_monthly {
-            caps.push((cap, Some(key.id.as_str()), "this API key's"));
-        }
-    }
-    for (cap, key_id, whose) in caps {
-        let spend = state.store().spend(&org.id, since, key_id).await?;
-        let total = spend
-            .charged
-            .checked_add(spend.reserved)
-            .and_then(|s| s.checked_add(amount));
-        if total.is_none_or(|total| total > cap) {
-            metrics::hold_refused("spend_limit_reached");
-            let resets_at = now.next_month_start();
-            // The first refusal of the period tells the org (email and webhook), once.
-            state
-                .store()
-                .spend_limit_reached(&org.id, key_id, cap, resets_at, now)
-                .await?;
-            let (year, month, day) = creditgate_domain::time::civil_from_days(
-                resets_at.unix_ms().div_euclid(86_400_000),
-            );
-            return Err(ApiError::billing(
-                "spend_limit_reached",
-                format!(
-                    "This call would pass {whose} monthly spend limit of {cap} {currency}. It resets on {year:04}-{month:02}-{day:02} 00:00 UTC.",
-                    currency = state.config().currency
-                ),
-                state.billing_url(&org.id),
-            ));
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,218 @@
+//! Metering: the price in force, placing a hold (suspension, the access state, spend limits,
+//! then the ledger's funds check), settling and voiding it. Shared by `POST /v1/holds`,
+//! `POST /v1/usage` and the metering proxy.
+
+use creditgate_domain::access::AccessState;
+use creditgate_domain::ledger::{
+    AccountId, AccountKind, Hold, HoldId, Operation, Outcome, PlaceHoldRequest, Rejection,
+    SettleHoldRequest, TransferId, VoidHoldRequest,
+};
+use creditgate_domain::pricing::{is_valid_model, version_at, PriceVersion};
+use creditgate_domain::{Amount, Timestamp};
+use creditgate_store::api::Org;
+
+use super::Actor;
+use crate::server::error::ApiError;
+use crate::server::ids::derived;
+use crate::server::metrics;
+use crate::server::routes::rejection;
+use crate::server::views::HoldTerms;
+use crate::server::AppState;
+
+/// The version of `model` in force at `at`, or a 400 naming `param`.
+pub async fn price_at(
+    state: &AppState,
+    model: &str,
+    at: Timestamp,
+    param: &str,
+) -> Result<PriceVersion, ApiError> {
+    if !is_valid_model(model) {
+        return Err(ApiError::invalid(
+            param,
+            "unknown_model",
+            format!("Unknown model {model:?}."),
+        ));
+    }
+    let versions = state.store().price_versions(model).await?;
+    version_at(&versions, at).cloned().ok_or_else(|| {
+        ApiError::invalid(
+            param,
+            "unknown_model",
+            format!("Unknown model {model:?}: it has no price."),
+        )
+    })
+}
+
+/// Places a hold of `amount` on `org` for `actor`: refused with 402 when the org is
+/// suspended, past a spend limit, or cannot cover it (the ledger decides that last one).
+/// Shared by `POST /v1/holds` and the proxy.
+#[allow(clippy::too_many_arguments)]
+pub async fn place(
+    state: &AppState,
+    actor: &Actor,
+    org: &Org,
+    hold_id: HoldId,
+    amount: Amount,
+    terms: &HoldTerms,
+    ttl_ms: i64,
+    now: Timestamp,
+) -> Result<Hold, ApiError> {
+    if org.suspended {
+        metrics::hold_refused("org_suspended");
+        return Err(ApiError::billing(
+            "org_suspended",
+            "This organization's API access is suspended. Contact support.",
+            state.billing_url(&org.id),
+        ));
+    }
+    if org.access.state == AccessState::Depleted {
+        // Turned off (by an earlier refusal or the floor): refused until credits bring the
+        // org back to its cut-off level, even where this one call would fit.
+        return Err(exhausted(state, &org.id));
+    }
+    check_spend_limits(state, actor, org, amount, now).await?;
+    let operation = Operation::PlaceHold(PlaceHoldRequest {
+        id: hold_id,
+        debit_account_id: AccountId::new(org.id.clone()),
+        credit_account_id: AccountKind::UsageRevenue
+            .operator_account_id()
+            .expect("operator account"),
+        amount,
+        reference: terms.encode(),
+        ttl_ms,
+    });
+    match state.writer().submit(operation).await? {
+        Ok(receipt) => {
+            metrics::hold_placed();
+            receipt
+                .hold
+                .ok_or_else(|| ApiError::internal("hold receipt without hold"))
+        }
+        Err(Rejection::InsufficientFunds) => Err(refused_for_funds(state, org, amount).await),
+        Err(other) => {
+            metrics::hold_refused(other.code());
+            Err(rejection(other, "amount"))
+        }
+    }
+}
+
+/// The 402 of a hold the ledger refused for lack of credits. The batch that refused it has
+/// recorded what that did to the org's access, so the org is read again: turned off
+/// (`credit_balance_exhausted`), or still on, when only this call's worst case is more than
+/// what is available (`request_exceeds_balance`, naming both).
+async fn refused_for_funds(state: &AppState, org: &Org, amount: Amount) -> ApiError {
+    let now_org = state.store().org(&org.id).await.ok().flatten();
+    let account = state
+        .store()
+        .account(&AccountId::new(org.id.clone()))
+        .await
+        .ok()
+        .flatten();
+    match (now_org, account) {
+        // Still on, and this call is more than what is available: refused alone. (Credits
+        // that landed since the refusal, an auto-reload say, leave it `exhausted`: what
+        // turned the call away was the org being off.)
+        (Some(now_org), Some(account))
+            if now_org.access.state != AccessState::Depleted && amount > account.available() =>
+        {
+            metrics::hold_refused("request_exceeds_balance");
+            ApiError::billing(
+                "request_exceeds_balance",
+                format!(
+                    "This request may cost up to {} {currency} (its worst case), more than the {} {currency} your organization has available. Lower max_tokens or the input, or add credits on the Billing page.",
+                    amount,
+                    account.available(),
+                    currency = state.config().currency,
+                ),
+                state.billing_url(&org.id),
+            )
+        }
+        _ => exhausted(state, &org.id),
+    }
+}
+
+/// The 402 of an org whose API access is turned off for lack of credits.
+fn exhausted(state: &AppState, org_id: &str) -> ApiError {
+    metrics::hold_refused("credit_balance_exhausted");
+    ApiError::billing(
+        "credit_balance_exhausted",
+        "Your organization is out of usage credits, so its API access is turned off. Add credits on the Billing page to turn it back on.",
+        state.billing_url(org_id),
+    )
+}
+
+/// Settles `hold` for `amount` under the id derived from the hold (so a repeat is `exists`).
+pub async fn settle(state: &AppState, hold: &Hold, amount: Amount) -> Result<Outcome, ApiError> {
+    let operation = Operation::SettleHold(SettleHoldRequest {
+        id: TransferId::new(derived("txn", &["settle", hold.id.as_str()])),
+        hold_id: hold.id.clone(),
+        amount,
+    });
+    let outcome = state.writer().submit(operation).await?;
+    if let Ok(receipt) = &outcome {
+        if let Some(transfer) = &receipt.transfer {
+            metrics::overspend(transfer.overspend.micros());
+        }
+    }
+    Ok(outcome)
+}
+
+/// Voids `hold` under the id derived from the hold.
+pub async fn void(state: &AppState, hold: &Hold) -> Result<Outcome, ApiError> {
+    let operation = Operation::VoidHold(VoidHoldRequest {
+        id: TransferId::new(derived("txn", &["void", hold.id.as_str()])),
+        hold_id: hold.id.clone(),
+    });
+    Ok(state.writer().submit(operation).await?)
+}
+
+/// Refuses a hold of `amount` that would take the org's or the key's usage this calendar
+/// month (UTC; charged plus still held) past its cap. The check reads before the hold is
+/// placed, so concurrent holds can together pass a cap by at most what they reserve; the
+/// credit balance itself is never overspent (that check is the ledger's).
+pub async fn check_spend_limits(
+    state: &AppState,
+    actor: &Actor,
+    org: &Org,
+    amount: Amount,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let since = now.month_start();
+    let mut caps = Vec::new();
+    if let Some(cap) = org.spend_limit_monthly {
+        caps.push((cap, None, "the organization's"));
+    }
+    if let Actor::Key { key, .. } = actor {
+        if let Some(cap) = key.spend_limit_monthly {
+            caps.push((cap, Some(key.id.as_str()), "this API key's"));
+        }
+    }
+    for (cap, key_id, whose) in caps {
+        let spend = state.store().spend(&org.id, since, key_id).await?;
+        let total = spend
+            .charged
+            .checked_add(spend.reserved)
+            .and_then(|s| s.checked_add(amount));
+        if total.is_none_or(|total| total > cap) {
+            metrics::hold_refused("spend_limit_reached");
+            let resets_at = now.next_month_start();
+            // The first refusal of the period tells the org (email and webhook), once.
+            state
+                .store()
+                .spend_limit_reached(&org.id, key_id, cap, resets_at, now)
+                .await?;
+            let (year, month, day) = creditgate_domain::time::civil_from_days(
+                resets_at.unix_ms().div_euclid(86_400_000),
+            );
+            return Err(ApiError::billing(
+                "spend_limit_reached",
+                format!(
+                    "This call would pass {whose} monthly spend limit of {cap} {currency}. It resets on {year:04}-{month:02}-{day:02} 00:00 UTC.",
+                    currency = state.config().currency
+                ),
+                state.billing_url(&org.id),
+            ));
+        }
+    }
+    Ok(())
+}
