@@ -7,10 +7,12 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod ids;
 pub mod ledger;
 pub mod member;
 pub mod money;
 pub mod notice;
+pub mod outbox;
 pub mod payment;
 pub mod pricing;
 pub mod reload;

@@ -154,7 +154,7 @@ pub fn advance(from: PaymentState, event: PaymentEvent) -> Option<PaymentState> 
 
 /// The id of the one ledger transfer a succeeded payment produces.
 pub fn credit_transfer_id(payment_id: &str) -> crate::ledger::TransferId {
-    crate::ledger::TransferId::new(format!("txn_{payment_id}"))
+    crate::ids::payment_credit(payment_id)
 }
 
 /// Micro-units in one cent: card payments are charged in whole cents.

@@ -5,7 +5,7 @@
 use creditgate_domain::access::AccessState;
 use creditgate_domain::ledger::{
     AccountId, AccountKind, Hold, HoldId, Operation, Outcome, PlaceHoldRequest, Rejection,
-    SettleHoldRequest, TransferId, VoidHoldRequest,
+    SettleHoldRequest, VoidHoldRequest,
 };
 use creditgate_domain::pricing::{is_valid_model, version_at, PriceVersion};
 use creditgate_domain::{Amount, Timestamp};
@@ -13,11 +13,11 @@ use creditgate_store::api::Org;
 
 use super::Actor;
 use crate::server::error::ApiError;
-use crate::server::ids::derived;
 use crate::server::metrics;
 use crate::server::routes::rejection;
 use crate::server::views::HoldTerms;
 use crate::server::AppState;
+use creditgate_domain::ids;
 
 /// The version of `model` in force at `at`, or a 400 naming `param`.
 pub async fn price_at(
@@ -144,7 +144,7 @@ fn exhausted(state: &AppState, org_id: &str) -> ApiError {
 /// Settles `hold` for `amount` under the id derived from the hold (so a repeat is `exists`).
 pub async fn settle(state: &AppState, hold: &Hold, amount: Amount) -> Result<Outcome, ApiError> {
     let operation = Operation::SettleHold(SettleHoldRequest {
-        id: TransferId::new(derived("txn", &["settle", hold.id.as_str()])),
+        id: ids::settlement(&hold.id),
         hold_id: hold.id.clone(),
         amount,
     });
@@ -160,7 +160,7 @@ pub async fn settle(state: &AppState, hold: &Hold, amount: Amount) -> Result<Out
 /// Voids `hold` under the id derived from the hold.
 pub async fn void(state: &AppState, hold: &Hold) -> Result<Outcome, ApiError> {
     let operation = Operation::VoidHold(VoidHoldRequest {
-        id: TransferId::new(derived("txn", &["void", hold.id.as_str()])),
+        id: ids::void(&hold.id),
         hold_id: hold.id.clone(),
     });
     Ok(state.writer().submit(operation).await?)

@@ -8,12 +8,12 @@ use creditgate_store::api::{AutoReload, Payment, PaymentProfile};
 
 use super::{org_for, Actor};
 use crate::server::error::ApiError;
-use crate::server::ids::derived;
 use crate::server::json::show;
 use crate::server::payments;
 use crate::server::routes::idempotency::scope;
 use crate::server::routes::text;
 use crate::server::AppState;
+use creditgate_domain::ids;
 
 /// Longest return URL.
 pub const RETURN_URL_LEN_MAX: usize = 2000;
@@ -36,7 +36,7 @@ pub struct TopUp {
 /// The id of the top-up `actor` asks for under idempotency key `key`: a retry with the same
 /// key finds the payment the first attempt made.
 pub fn top_up_id(actor: &Actor, key: &str) -> String {
-    derived("pay", &[&scope(actor), "top_up", key])
+    ids::top_up_payment(&scope(actor), key)
 }
 
 /// Adds credits: opens a checkout, or charges the saved card. Idempotent by `key` (the

@@ -4,8 +4,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha2::{Digest, Sha256};
-
 /// Makes new ids; injected so tests can make them predictable.
 pub trait IdSource: Send + Sync + 'static {
     /// A new id with `prefix` (`"org"` → `org_…`).
@@ -48,17 +46,7 @@ impl IdSource for SequentialIds {
     }
 }
 
-/// An id derived from `parts`: the same parts always give the same id, different parts
-/// (even `["ab", "c"]` and `["a", "bc"]`) different ones.
-pub fn derived(prefix: &str, parts: &[&str]) -> String {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part.as_bytes());
-    }
-    let digest = hash.finalize();
-    format!("{prefix}_{}", &hex::encode(digest)[..32])
-}
+pub use creditgate_domain::ids::derived;
 
 /// Whether `id` looks like an id with `prefix` (so a malformed one is a 400, not a lookup).
 pub fn is_valid(prefix: &str, id: &str) -> bool {

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use creditgate_domain::notice::{self, EmailContext, NoticeKind};
+use creditgate_domain::outbox::after_failure;
 use creditgate_domain::Timestamp;
 use creditgate_store::api::{AutoReload, Notice};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
@@ -115,15 +116,6 @@ pub struct Outcome {
     pub parked: usize,
 }
 
-/// Pause before attempt `n + 1` after `n` failures: 1 s, 2 s, 4 s, … at most an hour.
-pub fn backoff_ms(failures: u32) -> i64 {
-    const FIRST_MS: i64 = 1_000;
-    const LONGEST_MS: i64 = 3_600_000;
-    FIRST_MS
-        .saturating_mul(1_i64 << failures.min(20))
-        .min(LONGEST_MS)
-}
-
 /// Delivers the notices due at `now` (at most `notice_batch_len_max`), each fanned out to
 /// the webhook endpoints before its email is tried.
 pub async fn run_once(
@@ -147,15 +139,14 @@ pub async fn run_once(
                 outcome.sent += 1;
             }
             Err(error) => {
-                let failures = notice.attempts + 1;
-                let parked = matches!(error, MailError::Build(_))
-                    || failures >= config.notice_attempts_max.max(1);
-                let next =
-                    Timestamp::from_unix_ms(now.unix_ms().saturating_add(backoff_ms(failures)));
+                let permanent = matches!(error, MailError::Build(_));
+                let failed =
+                    after_failure(notice.attempts, config.notice_attempts_max, permanent, now);
+                let (failures, parked) = (failed.failures, failed.parked);
                 tracing::warn!(notice = %notice.id, %error, failures, parked, "notice not delivered");
                 state
                     .store()
-                    .notice_failed(&notice.id, &error.to_string(), next, parked)
+                    .notice_failed(&notice.id, &error.to_string(), failed.retry_at, parked)
                     .await?;
                 if parked {
                     outcome.parked += 1;
@@ -413,14 +404,5 @@ mod tests {
                 "{billing:?} + {admins:?}"
             );
         }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_an_hour() {
-        assert_eq!(backoff_ms(0), 1_000);
-        assert_eq!(backoff_ms(1), 2_000);
-        assert_eq!(backoff_ms(11), 2_048_000);
-        assert_eq!(backoff_ms(12), 3_600_000);
-        assert_eq!(backoff_ms(u32::MAX), 3_600_000);
     }
 }

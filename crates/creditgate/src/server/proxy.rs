@@ -83,7 +83,7 @@ use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use creditgate_domain::ledger::{
-    Hold, HoldId, Operation, Rejection, TransferId, UsageRequest, HOLD_TTL_MS_MAX,
+    Hold, HoldId, Operation, Rejection, UsageRequest, HOLD_TTL_MS_MAX,
 };
 use creditgate_domain::pricing::{self, PriceVersion, Usage};
 use creditgate_store::api::Org;
@@ -91,7 +91,7 @@ use futures_util::StreamExt;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::ids::derived;
+
 use super::views::HoldTerms;
 use super::{metrics, AppState};
 use crate::app::metering::{self as holds, price_at};
@@ -723,7 +723,7 @@ async fn usage_after_hold_closed(state: &AppState, hold: &Hold, amount: creditga
     metrics::proxy_usage_after_hold_closed();
     tracing::warn!(hold = %hold.id.as_str(), %amount, "hold closed before its call settled; recording the usage");
     let operation = Operation::RecordUsage(UsageRequest {
-        id: TransferId::new(derived("txn", &["late", hold.id.as_str()])),
+        id: creditgate_domain::ids::late_usage(&hold.id),
         debit_account_id: hold.debit_account_id.clone(),
         credit_account_id: hold.credit_account_id.clone(),
         amount,

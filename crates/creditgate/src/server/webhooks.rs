@@ -6,7 +6,7 @@
 //! endpoint, so a repeated fan-out (an email retry, a crash) makes nothing twice. [`run_once`]
 //! sends the deliveries that are due, at most `webhook_timeout_ms` each: a 2xx answer marks
 //! one sent; anything else is retried with the notice worker's back-off
-//! ([`super::notices::backoff_ms`]) and parked after `webhook_attempts_max` attempts, where the
+//! ([`creditgate_domain::outbox::after_failure`], shared with the notices) and parked after `webhook_attempts_max` attempts, where the
 //! operator's resend call can send it again. Delivery is at least once: a crash between the
 //! answer and the mark, or a resend, delivers the same event (same `id`) again.
 //!
@@ -32,8 +32,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::json::show;
-use super::notices::{backoff_ms, Outcome};
+use super::notices::Outcome;
 use super::AppState;
+use creditgate_domain::outbox::after_failure;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "creditgate-signature";
@@ -207,14 +208,13 @@ pub async fn run_once(state: &AppState, now: Timestamp) -> Result<Outcome, Store
                     outcome.sent += 1;
                 }
                 Attempt::Failed(status, error) => {
-                    let failures = delivery.attempts + 1;
-                    let parked = failures >= config.webhook_attempts_max.max(1);
-                    let next =
-                        Timestamp::from_unix_ms(now.unix_ms().saturating_add(backoff_ms(failures)));
+                    let failed =
+                        after_failure(delivery.attempts, config.webhook_attempts_max, false, now);
+                    let (failures, parked) = (failed.failures, failed.parked);
                     tracing::warn!(delivery = %delivery.id, %error, failures, parked, "webhook not delivered");
                     state
                         .store()
-                        .webhook_failed(&delivery.id, status, &error, next, parked)
+                        .webhook_failed(&delivery.id, status, &error, failed.retry_at, parked)
                         .await?;
                     if parked {
                         outcome.parked += 1;

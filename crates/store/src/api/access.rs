@@ -383,7 +383,7 @@ fn receipts<'a>(
             let kind = creditgate_domain::notice::for_credit(t.kind)?;
             let org = orgs.iter().find(|a| a.id == t.credit_account_id)?;
             Some((
-                receipt_id(&crate::api::letters_and_digits(t.id.as_str(), 60)),
+                creditgate_domain::ids::receipt_notice(t.id.as_str()),
                 kind,
                 org.id.as_str(),
                 t,
@@ -391,18 +391,6 @@ fn receipts<'a>(
             ))
         })
         .collect()
-}
-
-/// A receipt's notice id from its transfer id's letters and digits (`suffix`). A suffix of
-/// digits alone takes a `t`: `ntc_<digits>` is a transition's notice (`ntc_<seq>`), and a
-/// receipt there would take that transition's notice id. The service's own transfer ids
-/// (`txn_…`) never need it.
-fn receipt_id(suffix: &str) -> String {
-    if suffix.bytes().all(|b| b.is_ascii_digit()) {
-        format!("ntc_t{suffix}")
-    } else {
-        format!("ntc_{suffix}")
-    }
 }
 
 /// Derives the access of every org a batch changed or refused and records the changes,

@@ -22,15 +22,6 @@ use creditgate_domain::{Amount, Timestamp};
 
 pub(crate) use access::sync_after_batch;
 
-/// `text`'s ASCII letters and digits, the first `len_max` of them: the part of a notice id
-/// derived from another id (a transfer, a grant, a payment), so that the same cause always
-/// gives the same notice. Notice ids are `ntc_` and letters and digits.
-fn letters_and_digits(text: &str, len_max: usize) -> String {
-    text.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(len_max)
-        .collect()
-}
 pub use access::AccessTransitionRecord;
 pub use members::{Added, LinkUse, Member, NewLink, Session};
 pub use payments::{

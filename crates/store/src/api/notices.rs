@@ -61,14 +61,6 @@ const INSERT_WARNING: &str = "INSERT INTO notices (id, kind, org_id, available, 
      VALUES ($1, $2, $3, $4, 0, 'pending', 0, $5, NULL, $5, NULL, $6, $7, NULL, NULL, $8, NULL, NULL)
      ON CONFLICT (id) DO NOTHING";
 
-/// The warning's id for grant `grant_id`: `ntc_exp` and the grant id's letters and digits
-/// (notice ids are `ntc_` and letters and digits), so a grant is warned about once. The
-/// service's grant ids (`txn_` and 32 hex digits) keep apart this way, as they do in the
-/// receipts' ids made the same way.
-fn warning_id(grant_id: &str) -> String {
-    format!("ntc_exp{}", crate::api::letters_and_digits(grant_id, 57))
-}
-
 impl Store {
     /// Writes the notice of the first call of a period refused for a spend limit: one per org,
     /// limit (the org's, or key `key_id`'s) and calendar month, whatever the number of
@@ -82,16 +74,7 @@ impl Store {
         resets_at: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let whose = key_id.map_or_else(
-            || "org".to_owned(),
-            |key| crate::api::letters_and_digits(key, 40),
-        );
-        let id = format!(
-            "ntc_spend{}{}{}",
-            crate::api::letters_and_digits(org_id, 40),
-            whose,
-            now.month_number()
-        );
+        let id = creditgate_domain::ids::spend_limit_notice(org_id, key_id, now.month_number());
         self.db()
             .execute(
                 "INSERT INTO notices (id, kind, org_id, available, level, state, attempts,
@@ -247,7 +230,7 @@ impl Store {
                 .execute(
                     INSERT_WARNING,
                     &values![
-                        warning_id(&grant_id),
+                        creditgate_domain::ids::expiry_warning_notice(&grant_id),
                         kind,
                         org_id,
                         row.int(4)?,
@@ -453,13 +436,5 @@ mod tests {
             // No lead time: nothing to warn of.
             assert_eq!(store.warn_expiring_grants(NOW, 0, 100).await.unwrap(), 0);
         }
-    }
-
-    #[test]
-    fn warning_ids_are_notice_ids() {
-        assert_eq!(warning_id("txn_0a1b"), "ntc_exptxn0a1b");
-        assert_eq!(warning_id("a-b:c"), "ntc_expabc");
-        let long = warning_id(&"x".repeat(100));
-        assert_eq!(long.len(), "ntc_".len() + 60);
     }
 }

@@ -63,10 +63,9 @@ fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-/// The id of `notice`'s delivery to `endpoint_id`: `wdl_<notice id>_<endpoint id suffix>`.
+/// The id of `notice`'s delivery to `endpoint_id` (see `creditgate_domain::ids`).
 pub fn delivery_id(notice_id: &str, endpoint_id: &str) -> String {
-    let suffix = endpoint_id.strip_prefix("whk_").unwrap_or(endpoint_id);
-    format!("wdl_{notice_id}_{suffix}")
+    creditgate_domain::ids::webhook_delivery(notice_id, endpoint_id)
 }
 
 impl Store {

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use creditgate_domain::ledger::{
-    AccountId, AccountKind, GrantTerms, Operation, Origin, TransferId, TransferKind,
-    TransferRequest, GRANT_PRIORITY_DEFAULT, GRANT_PRIORITY_MAX,
+    AccountId, AccountKind, GrantTerms, Operation, Origin, TransferKind, TransferRequest,
+    GRANT_PRIORITY_DEFAULT, GRANT_PRIORITY_MAX,
 };
 use creditgate_domain::{Amount, Timestamp};
 use serde::Deserialize;
@@ -19,10 +19,10 @@ use super::{org_for, rejection, text, ListQuery, Query};
 use crate::app;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::ids::derived;
 use crate::server::json::{Money, SignedMoney};
 use crate::server::views::{BalanceView, ListView, TransferView};
 use crate::server::AppState;
+use creditgate_domain::ids;
 
 /// Credits to add.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -154,7 +154,7 @@ pub async fn create_grant(
         Origin::Promotional => AccountKind::PromotionalGrants,
     };
     let request_ledger = TransferRequest {
-        id: TransferId::new(derived("txn", &[&scope(&caller), "grant", &key])),
+        id: ids::grant_transfer(&scope(&caller), &key),
         debit_account_id: source.operator_account_id().expect("operator account"),
         credit_account_id: AccountId::new(org.id),
         amount: body.amount.0,
@@ -201,7 +201,7 @@ pub async fn create_adjustment(
         .operator_account_id()
         .expect("operator account");
     let org_account = AccountId::new(org.id);
-    let id = TransferId::new(derived("txn", &[&scope(&caller), "adjustment", &key]));
+    let id = ids::adjustment_transfer(&scope(&caller), &key);
     let request_ledger = if amount.is_positive() {
         TransferRequest {
             id,

@@ -19,10 +19,10 @@ use super::{path_id, rejection};
 use crate::app::metering::{place, price_at, settle, void};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::ids::derived;
 use crate::server::json::Money;
 use crate::server::views::{HoldClosedView, HoldTerms, HoldView, TransferView};
 use crate::server::AppState;
+use creditgate_domain::ids;
 
 /// A hold to place: an `amount`, or a `model` with the most tokens the call may use.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -262,7 +262,7 @@ pub async fn place_hold(
             .ok_or_else(|| ApiError::not_found("org_not_found", "No such org."))?,
     };
     let hold_id = match &request.key {
-        Some(key) => derived("hold", &[&scope(&caller), key]),
+        Some(key) => ids::hold(&scope(&caller), key).as_str().to_owned(),
         None => {
             // The request's id rides in the reference, so a refusal that turns access off
             // names it; not behind an Idempotency-Key, whose retries must repeat the

@@ -4,9 +4,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use creditgate_domain::ledger::{
-    AccountId, AccountKind, Operation, Status, TransferId, UsageRequest,
-};
+use creditgate_domain::ledger::{AccountId, AccountKind, Operation, Status, UsageRequest};
 use creditgate_domain::pricing;
 use creditgate_domain::{Amount, Timestamp};
 use serde::Deserialize;
@@ -17,10 +15,10 @@ use super::path_id;
 use crate::app::metering::price_at;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::ids::derived;
 use crate::server::json::{show, Body};
 use crate::server::views::{nonzero, HoldTerms, UsageBatchView, UsageErrorView, UsageResultView};
 use crate::server::{metrics, AppState};
+use creditgate_domain::ids;
 
 /// One metered call.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -215,7 +213,7 @@ async fn usage_operation(
         node_id: None,
     };
     Ok(Ok(Operation::RecordUsage(UsageRequest {
-        id: TransferId::new(derived("txn", &[org_id, "usage", &event.id])),
+        id: ids::usage_transfer(org_id, &event.id),
         debit_account_id: AccountId::new(org_id.to_owned()),
         credit_account_id: AccountKind::UsageRevenue
             .operator_account_id()

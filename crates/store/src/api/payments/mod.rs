@@ -121,7 +121,7 @@ async fn notice(
         .map(|row| row.int(0))
         .transpose()?
         .unwrap_or(0);
-    let suffix = crate::api::letters_and_digits(&format!("{}{}", payment.id, kind.as_str()), 80);
+
     tx.execute(
         "INSERT INTO notices (id, kind, org_id, available, level, state, attempts,
          next_attempt_at, last_error, created_at, sent_at, amount, transfer_id, payment_id,
@@ -129,7 +129,7 @@ async fn notice(
          VALUES ($1, $2, $3, $4, 0, 'pending', 0, $5, NULL, $5, NULL, $6, NULL, $7, $8, $9)
          ON CONFLICT (id) DO NOTHING",
         &values![
-            format!("ntc_{suffix}"),
+            creditgate_domain::ids::payment_notice(&payment.id, kind.as_str()),
             kind.as_str(),
             payment.org_id.as_str(),
             available,
