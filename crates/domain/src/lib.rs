@@ -15,6 +15,7 @@ pub mod notice;
 pub mod outbox;
 pub mod payment;
 pub mod pricing;
+pub mod reference;
 pub mod reload;
 pub mod time;
 

@@ -753,7 +753,7 @@ const RECOVERED_PER_BATCH_MAX: usize = 1_000;
 /// have served and billed it; counted in `creditgate_proxy_calls_recovered_total`, logged,
 /// and listed for the operator (`GET /v1/proxy/recoveries`). Other nodes' calls are theirs.
 pub async fn recover_calls(state: &AppState) {
-    let marker = format!("{}{}", HoldTerms::NODE_FIELD, state.node_id());
+    let marker = HoldTerms::node_marker(state.node_id());
     let mut recovered = 0_u64;
     loop {
         let holds = match state

@@ -186,64 +186,7 @@ impl TransferView {
     }
 }
 
-/// What a hold's reference records: the model, price version and key it was placed for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HoldTerms {
-    /// The model, if placed by model.
-    pub model: Option<String>,
-    /// The price version in force when placed.
-    pub price_id: Option<String>,
-    /// The key it was placed with.
-    pub key_id: Option<String>,
-    /// The request that placed it (`req_…`).
-    pub request_id: Option<String>,
-    /// The proxy node whose call it is (its open holds are settled at that node's next
-    /// start).
-    pub node_id: Option<String>,
-}
-
-impl HoldTerms {
-    /// The field naming a proxy node, as it appears in a reference (`n=<node id>`).
-    pub const NODE_FIELD: &'static str = "n=";
-
-    /// `m=…;p=…;r=…;n=…;k=…` (fields absent when unknown).
-    pub fn encode(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(model) = &self.model {
-            parts.push(format!("m={model}"));
-        }
-        if let Some(price) = &self.price_id {
-            parts.push(format!("p={price}"));
-        }
-        // The key stays last: spend by key is read with `LIKE '%k=<key>'`.
-        if let Some(request) = &self.request_id {
-            parts.push(format!("r={request}"));
-        }
-        if let Some(node) = &self.node_id {
-            parts.push(format!("{}{node}", HoldTerms::NODE_FIELD));
-        }
-        if let Some(key) = &self.key_id {
-            parts.push(format!("k={key}"));
-        }
-        parts.join(";")
-    }
-
-    /// The reverse of [`HoldTerms::encode`].
-    pub fn decode(reference: &str) -> HoldTerms {
-        let mut terms = HoldTerms::default();
-        for part in reference.split(';') {
-            match part.split_once('=') {
-                Some(("m", v)) => terms.model = Some(v.to_owned()),
-                Some(("p", v)) => terms.price_id = Some(v.to_owned()),
-                Some(("k", v)) => terms.key_id = Some(v.to_owned()),
-                Some(("r", v)) => terms.request_id = Some(v.to_owned()),
-                Some(("n", v)) => terms.node_id = Some(v.to_owned()),
-                _ => {}
-            }
-        }
-        terms
-    }
-}
+pub use creditgate_domain::reference::HoldTerms;
 
 /// A hold.
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,6 +1,7 @@
 //! Ledger reads for the API, and `Idempotency-Key` records.
 
 use creditgate_domain::ledger::{Hold, Transfer};
+use creditgate_domain::reference::HoldTerms;
 use creditgate_domain::Timestamp;
 
 use super::{IdempotencyRecord, Page};
@@ -157,6 +158,18 @@ pub struct Spend {
     pub reserved: creditgate_domain::Amount,
 }
 
+/// `text` as a `LIKE` pattern that matches it literally (with `ESCAPE '\'`).
+pub(crate) fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Store {
     /// Usage charged to `org_id` since `since` and its open holds; only those made with
     /// `key_id` when given (a usage charge and a hold record their key in the reference's
@@ -167,12 +180,16 @@ impl Store {
         since: Timestamp,
         key_id: Option<&str>,
     ) -> Result<Spend, StoreError> {
-        let pattern = key_id.map_or_else(|| "%".to_owned(), |key| format!("%k={key}"));
+        // `_` and `%` in an id are literal here, not wildcards.
+        let pattern = key_id.map_or_else(
+            || "%".to_owned(),
+            |key| format!("%{}", like_literal(&HoldTerms::key_suffix(key))),
+        );
         let charged = self
             .db()
             .query(
                 "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfers
-                 WHERE debit_account_id = $1 AND kind = 'usage' AND created_at >= $2 AND reference LIKE $3",
+                 WHERE debit_account_id = $1 AND kind = 'usage' AND created_at >= $2 AND reference LIKE $3 ESCAPE '\\'",
                 &values![org_id, since.unix_ms(), pattern.as_str()],
             )
             .await?;
@@ -180,7 +197,7 @@ impl Store {
             .db()
             .query(
                 "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM holds
-                 WHERE debit_account_id = $1 AND state = 'open' AND reference LIKE $2",
+                 WHERE debit_account_id = $1 AND state = 'open' AND reference LIKE $2 ESCAPE '\\'",
                 &values![org_id, pattern.as_str()],
             )
             .await?;
