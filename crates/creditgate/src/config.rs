@@ -5,6 +5,89 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Where a proxied style's calls go.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "String", into = "String")]
+pub enum Upstream {
+    /// The built-in demo upstream (`demo`).
+    Demo,
+    /// A base URL.
+    Url(String),
+}
+
+impl Upstream {
+    /// Whether it is the built-in demo upstream.
+    pub fn is_demo(&self) -> bool {
+        matches!(self, Upstream::Demo)
+    }
+}
+
+impl From<String> for Upstream {
+    fn from(text: String) -> Upstream {
+        if text == "demo" {
+            Upstream::Demo
+        } else {
+            Upstream::Url(text)
+        }
+    }
+}
+
+impl From<&str> for Upstream {
+    fn from(text: &str) -> Upstream {
+        Upstream::from(text.to_owned())
+    }
+}
+
+impl From<Upstream> for String {
+    fn from(upstream: Upstream) -> String {
+        match upstream {
+            Upstream::Demo => "demo".to_owned(),
+            Upstream::Url(url) => url,
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain text (a local relay).
+    None,
+    /// STARTTLS on the submission port.
+    Starttls,
+    /// Implicit TLS.
+    Tls,
+}
+
+/// Where notices' emails go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTransport {
+    /// `.eml` files under `data_dir/mail`.
+    Files,
+    /// An SMTP server.
+    Smtp,
+}
+
+/// The payment provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentsProvider {
+    /// Stripe's test-card behaviours, no network.
+    Sandbox,
+    /// Stripe (or localstripe).
+    Stripe,
+}
+
+impl std::fmt::Display for PaymentsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PaymentsProvider::Sandbox => "sandbox",
+            PaymentsProvider::Stripe => "stripe",
+        })
+    }
+}
+
 /// Everything `creditgate serve` is configured by.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -51,11 +134,11 @@ pub struct Config {
     /// SQLite: `FULL` (survives power loss) or `NORMAL`.
     pub sqlite_synchronous: String,
     /// Where `POST /anthropic/v1/messages` goes: a base URL, or `demo` (the built-in upstream).
-    pub anthropic_upstream: String,
+    pub anthropic_upstream: Upstream,
     /// The provider's key sent upstream as `x-api-key` (never the caller's key).
     pub anthropic_upstream_key: String,
     /// Where `POST /openai/v1/chat/completions` goes: a base URL, or `demo`.
-    pub openai_upstream: String,
+    pub openai_upstream: Upstream,
     /// The provider's key sent upstream as `Authorization: Bearer`.
     pub openai_upstream_key: String,
     /// Longest wait for an upstream's response headers (the first byte), and between two
@@ -79,7 +162,7 @@ pub struct Config {
     /// Largest upstream response body read whole (non-streamed responses).
     pub upstream_body_bytes_max: usize,
     /// How notices are delivered: `files` (`.eml` files in `data_dir/mail`) or `smtp`.
-    pub mail: String,
+    pub mail: MailTransport,
     /// The sender of every email.
     pub mail_from: String,
     /// SMTP server host.
@@ -87,7 +170,7 @@ pub struct Config {
     /// SMTP server port (0: the TLS mode's usual port).
     pub smtp_port: u16,
     /// `none` (plain), `starttls` or `tls` (implicit TLS).
-    pub smtp_tls: String,
+    pub smtp_tls: SmtpTls,
     /// SMTP user name (empty: no authentication).
     pub smtp_username: String,
     /// SMTP password.
@@ -106,7 +189,7 @@ pub struct Config {
     /// Delivery attempts before a webhook delivery is parked (the operator can resend it).
     pub webhook_attempts_max: u32,
     /// The payment provider: `sandbox` (Stripe's test-card behaviours, no network) or `stripe`.
-    pub payments: String,
+    pub payments: PaymentsProvider,
     /// Stripe: the secret API key (`sk_…`).
     pub stripe_secret_key: String,
     /// Stripe: the webhook endpoint's signing secret (`whsec_…`).
@@ -175,9 +258,9 @@ impl Default for Config {
             queue_len_max: 65_536,
             pool_connections_max: 4,
             sqlite_synchronous: "FULL".into(),
-            anthropic_upstream: "demo".into(),
+            anthropic_upstream: Upstream::Demo,
             anthropic_upstream_key: String::new(),
-            openai_upstream: "demo".into(),
+            openai_upstream: Upstream::Demo,
             openai_upstream_key: String::new(),
             upstream_timeout_ms: 60_000,
             upstream_connect_timeout_ms: 10_000,
@@ -186,11 +269,11 @@ impl Default for Config {
             proxy_body_bytes_max: 32 << 20,
             node_id: String::new(),
             upstream_body_bytes_max: 16 << 20,
-            mail: "files".into(),
+            mail: MailTransport::Files,
             mail_from: "billing@creditgate.localhost".into(),
             smtp_host: "127.0.0.1".into(),
             smtp_port: 0,
-            smtp_tls: "starttls".into(),
+            smtp_tls: SmtpTls::Starttls,
             smtp_username: String::new(),
             smtp_password: String::new(),
             smtp_timeout_ms: 10_000,
@@ -199,7 +282,7 @@ impl Default for Config {
             notice_batch_len_max: 100,
             webhook_timeout_ms: 10_000,
             webhook_attempts_max: 8,
-            payments: "sandbox".into(),
+            payments: PaymentsProvider::Sandbox,
             stripe_secret_key: String::new(),
             stripe_webhook_secret: String::new(),
             stripe_api_base: "https://api.stripe.com".into(),
@@ -368,7 +451,7 @@ mod tests {
     #[test]
     fn payment_settings_come_from_their_variables() {
         let defaults = Config::from_table(toml::Table::new(), [], Path::new("<env>")).unwrap();
-        assert_eq!(defaults.payments, "sandbox");
+        assert_eq!(defaults.payments, PaymentsProvider::Sandbox);
         assert_eq!(defaults.stripe_secret_key, "");
         assert_eq!(defaults.stripe_webhook_secret, "");
         assert_eq!(defaults.stripe_api_base, "https://api.stripe.com");
@@ -383,7 +466,7 @@ mod tests {
             ("CREDITGATE_STRIPE_API_BASE", "http://127.0.0.1:8420"),
         ]);
         let config = Config::from_table(table, vars, Path::new("t.toml")).unwrap();
-        assert_eq!(config.payments, "stripe");
+        assert_eq!(config.payments, PaymentsProvider::Stripe);
         assert_eq!(config.stripe_secret_key, "sk_test_from_env");
         assert_eq!(config.stripe_webhook_secret, "whsec_from_env");
         assert_eq!(config.stripe_api_base, "http://127.0.0.1:8420");
@@ -396,7 +479,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.stripe_webhook_secret, "whsec_only");
         assert_eq!(config.stripe_secret_key, "");
-        assert_eq!(config.payments, "sandbox");
+        assert_eq!(config.payments, PaymentsProvider::Sandbox);
         assert_eq!(config.stripe_api_base, "https://api.stripe.com");
     }
 }

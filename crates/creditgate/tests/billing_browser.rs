@@ -279,7 +279,7 @@ async fn the_billing_story_in_a_browser() {
     let app = spawn_app_with(sqlite().await, move |config| {
         smtp_support::configure(config, port);
         config.public_url = String::new();
-        config.payments = "stripe".into();
+        config.payments = creditgate::config::PaymentsProvider::Stripe;
         config.stripe_api_base = base;
         config.stripe_secret_key = key;
         config.stripe_webhook_secret = "whsec_browser".into();

@@ -324,7 +324,7 @@ async fn racing_holds_to_zero_cause_exactly_one_turned_off_email() {
         let dir = data_dir.clone();
         let app = spawn_app_with(database, move |c| {
             c.data_dir = dir;
-            c.mail = "files".into();
+            c.mail = creditgate::config::MailTransport::Files;
             c.product_name = "Acme AI".into();
             c.public_url = "https://billing.example.com".into();
             c.notice_interval_ms = 20;

@@ -780,8 +780,8 @@ async fn app_with(
 ) -> TestApp {
     let url = url.to_owned();
     spawn_app_with(database, move |config| {
-        config.anthropic_upstream = url.clone();
-        config.openai_upstream = url;
+        config.anthropic_upstream = url.clone().into();
+        config.openai_upstream = url.into();
         config.anthropic_upstream_key = "sk-ant-upstream-provider-key".into();
         config.openai_upstream_key = "sk-openai-upstream-provider-key".into();
         configure(config);

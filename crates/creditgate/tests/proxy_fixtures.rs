@@ -180,7 +180,7 @@ async fn the_sdks_recorded_streams_are_charged_as_they_report() {
     for database in databases().await {
         let mut failures = Vec::new();
         let upstream = url.clone();
-        let app = spawn_app_with(database, move |c| c.anthropic_upstream = upstream).await;
+        let app = spawn_app_with(database, move |c| c.anthropic_upstream = upstream.into()).await;
         let (input, output, write, read) = PRICES;
         let set = app
             .request(

@@ -235,8 +235,8 @@ async fn giving_up_after_forwarding_charges_the_hold_and_the_sdk_does_not_retry(
     for database in databases().await {
         let url = silent.url.clone();
         let app = spawn_app_with(database, move |c| {
-            c.openai_upstream = url.clone();
-            c.anthropic_upstream = url;
+            c.openai_upstream = url.clone().into();
+            c.anthropic_upstream = url.into();
             c.upstream_timeout_ms = 300;
         })
         .await;

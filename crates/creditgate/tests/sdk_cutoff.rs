@@ -443,8 +443,8 @@ async fn the_openai_sdk_through_fakellm_is_cut_off_at_the_default_minimum_and_ne
         let app = spawn_app_with(database, |c| {
             configure(c, port);
             c.product_name = "Example API".into();
-            c.anthropic_upstream = upstream.clone();
-            c.openai_upstream = upstream;
+            c.anthropic_upstream = upstream.clone().into();
+            c.openai_upstream = upstream.into();
         })
         .await;
         checks.scope(app.backend);

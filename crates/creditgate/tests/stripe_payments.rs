@@ -55,7 +55,7 @@ async fn spawn_with(
 ) -> TestApp {
     let (base, key) = (stripe.base_url().to_owned(), stripe.secret_key().to_owned());
     let app = spawn_app_with(database, move |config| {
-        config.payments = "stripe".into();
+        config.payments = creditgate::config::PaymentsProvider::Stripe;
         config.stripe_api_base = base;
         config.stripe_secret_key = key;
         config.stripe_webhook_secret = WEBHOOK_SECRET.into();

@@ -449,10 +449,10 @@ async fn a_failing_endpoint_is_retried_until_it_answers_and_email_failures_do_no
         let app = spawn_app_with(database, move |c| {
             c.notice_interval_ms = 20;
             c.webhook_timeout_ms = 2_000;
-            c.mail = "smtp".into();
+            c.mail = creditgate::config::MailTransport::Smtp;
             c.smtp_host = "127.0.0.1".into();
             c.smtp_port = closed_port;
-            c.smtp_tls = "none".into();
+            c.smtp_tls = creditgate::config::SmtpTls::None;
             c.smtp_timeout_ms = 500;
         })
         .await;

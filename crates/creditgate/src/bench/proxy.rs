@@ -153,8 +153,8 @@ pub(super) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         listen: "127.0.0.1:0".into(),
         operator_token: operator_token.clone(),
         sqlite_synchronous: plan.synchronous.clone(),
-        anthropic_upstream: format!("http://{}", stub.address),
-        openai_upstream: format!("http://{}", stub.address),
+        anthropic_upstream: format!("http://{}", stub.address).into(),
+        openai_upstream: format!("http://{}", stub.address).into(),
         ..Config::default()
     };
     let app = Application::build(config, Parts::default())

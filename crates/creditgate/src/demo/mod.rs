@@ -191,9 +191,9 @@ fn demo_config(args: &DemoArgs) -> anyhow::Result<Config> {
     config.data_dir = args.data_dir.clone();
     config.listen = args.listen.clone();
     config.database_url = String::new();
-    config.payments = "sandbox".into();
-    config.anthropic_upstream = "demo".into();
-    config.openai_upstream = "demo".into();
+    config.payments = creditgate::config::PaymentsProvider::Sandbox;
+    config.anthropic_upstream = creditgate::config::Upstream::Demo;
+    config.openai_upstream = creditgate::config::Upstream::Demo;
     config.anthropic_upstream_key = String::new();
     config.openai_upstream_key = String::new();
     Ok(config)

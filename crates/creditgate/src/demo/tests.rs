@@ -86,7 +86,10 @@ fn tour_top_up_is_within_the_default_limits() {
     assert!(top_up >= Amount::parse(&config.top_up_min).unwrap());
     assert!(top_up <= Amount::parse(&config.top_up_max).unwrap());
     assert!(top_up > Amount::parse(TOUR_CREDIT).unwrap());
-    assert_eq!(config.payments, "sandbox");
+    assert_eq!(
+        config.payments,
+        creditgate::config::PaymentsProvider::Sandbox
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ use creditgate_store::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Upstream};
 use ids::{IdSource, RandomIds};
 
 /// Shared by every handler. Cheap to clone.
@@ -271,14 +271,15 @@ impl Application {
             config.public_url.trim_end_matches('/').to_owned()
         };
         metrics::install();
-        let demo = if config.anthropic_upstream == "demo" || config.openai_upstream == "demo" {
+        let demo = if config.anthropic_upstream.is_demo() || config.openai_upstream.is_demo() {
             Some(start_demo_upstream().await?)
         } else {
             None
         };
-        let upstream = |configured: &str| match (&demo, configured) {
-            (Some(demo), "demo") => format!("http://{demo}"),
-            _ => configured.trim_end_matches('/').to_owned(),
+        // The demo upstream runs whenever a style uses it.
+        let upstream = |configured: &Upstream| match configured {
+            Upstream::Demo => demo.map(|d| format!("http://{d}")).unwrap_or_default(),
+            Upstream::Url(url) => url.trim_end_matches('/').to_owned(),
         };
         let anthropic_upstream = upstream(&config.anthropic_upstream);
         let openai_upstream = upstream(&config.openai_upstream);

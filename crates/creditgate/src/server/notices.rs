@@ -25,7 +25,7 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::AppState;
-use crate::config::Config;
+use crate::config::{Config, MailTransport, SmtpTls};
 
 /// Why a notice could not be delivered now.
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +49,17 @@ pub enum Mailer {
 impl Mailer {
     /// The mailer the configuration names.
     pub fn from_config(config: &Config) -> Result<Mailer, String> {
-        match config.mail.as_str() {
-            "files" => Ok(Mailer::Files(config.data_dir.join("mail"))),
-            "smtp" => {
+        match config.mail {
+            MailTransport::Files => Ok(Mailer::Files(config.data_dir.join("mail"))),
+            MailTransport::Smtp => {
                 use lettre::transport::smtp::authentication::Credentials;
                 let host = config.smtp_host.as_str();
-                let mut builder = match config.smtp_tls.as_str() {
-                    "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                    "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+                let mut builder = match config.smtp_tls {
+                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+                    SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
                         .map_err(|e| format!("smtp_host {host}: {e}"))?,
-                    "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
                         .map_err(|e| format!("smtp_host {host}: {e}"))?,
-                    other => return Err(format!("smtp_tls {other:?}: none, starttls or tls")),
                 };
                 if config.smtp_port != 0 {
                     builder = builder.port(config.smtp_port);
@@ -75,7 +74,6 @@ impl Mailer {
                     builder.timeout(Some(Duration::from_millis(config.smtp_timeout_ms.max(1))));
                 Ok(Mailer::Smtp(Box::new(builder.build())))
             }
-            other => Err(format!("mail {other:?}: files or smtp")),
         }
     }
 

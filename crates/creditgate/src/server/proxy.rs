@@ -494,8 +494,8 @@ async fn send(
     // Only what the upstream needs from the client; never its credentials. The demo
     // upstream's test hooks go to the demo upstream only.
     let to_demo = match style {
-        Style::Anthropic => state.config().anthropic_upstream == "demo",
-        Style::OpenAi => state.config().openai_upstream == "demo",
+        Style::Anthropic => state.config().anthropic_upstream.is_demo(),
+        Style::OpenAi => state.config().openai_upstream.is_demo(),
     };
     let demo_hooks: &[&str] = if to_demo { &DEMO_HOOK_HEADERS } else { &[] };
     for name in ["anthropic-version", "anthropic-beta"]

@@ -301,10 +301,10 @@ impl Smtpd {
 
 /// Points `config` at `smtpd` with the story's branding and a fast worker.
 pub fn configure(config: &mut Config, port: u16) {
-    config.mail = "smtp".into();
+    config.mail = creditgate::config::MailTransport::Smtp;
     config.smtp_host = "127.0.0.1".into();
     config.smtp_port = port;
-    config.smtp_tls = "none".into();
+    config.smtp_tls = creditgate::config::SmtpTls::None;
     config.smtp_timeout_ms = 2_000;
     config.product_name = "Acme AI".into();
     config.public_url = "https://billing.example.com".into();
