@@ -17,6 +17,7 @@ pub mod payment;
 pub mod pricing;
 pub mod reference;
 pub mod reload;
+pub mod spend;
 pub mod time;
 
 pub use money::{Amount, ParseAmountError};

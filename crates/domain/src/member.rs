@@ -202,6 +202,22 @@ pub fn check_change(actor: Option<Role>, change: Change, owners: usize) -> Resul
     Ok(())
 }
 
+/// Whether `actor` may change a member who has role `role` (its role, or remove it): only
+/// owners touch owners; others need the members action. The same rule as
+/// [`check_change`], for what a page offers.
+pub fn may_manage(actor: Role, role: Role) -> bool {
+    allows(actor, Action::ManageMembers) && (role != Role::Owner || actor == Role::Owner)
+}
+
+/// The roles `actor` may grant, in [`Role::ALL`]'s order: owners any, others all but owner
+/// (none without the members action).
+pub fn grantable_roles(actor: Role) -> Vec<Role> {
+    Role::ALL
+        .into_iter()
+        .filter(|role| may_manage(actor, *role))
+        .collect()
+}
+
 /// What a sign-in link or a session looks like to the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lifetime {
@@ -259,6 +275,29 @@ pub fn normalize_email(text: &str, len_max: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_grants_which_roles() {
+        use Role::*;
+        assert_eq!(grantable_roles(Owner), Role::ALL.to_vec());
+        assert_eq!(grantable_roles(Admin), vec![Admin, Billing, Developer]);
+        assert_eq!(grantable_roles(Billing), Vec::<Role>::new());
+        assert_eq!(grantable_roles(Developer), Vec::<Role>::new());
+        // What a page offers agrees with what a change is allowed.
+        for actor in Role::ALL {
+            for role in Role::ALL {
+                let change = Change::SetRole {
+                    from: role,
+                    to: role,
+                };
+                assert_eq!(
+                    may_manage(actor, role),
+                    check_change(Some(actor), change, 2).is_ok(),
+                    "{actor:?} on {role:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn names_round_trip() {

@@ -260,6 +260,33 @@ pub fn worst_case(prices: &TokenPrices, bound: &UsageBound) -> Result<Amount, Pr
     )
 }
 
+/// What a metered call is charged, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charge {
+    /// The cost of the usage it reported.
+    Usage(Amount),
+    /// Its usage is unknown (missing, malformed, incomplete, or out of range): the hold, its
+    /// worst case, since the provider may have served and billed it.
+    Unknown(Amount),
+}
+
+impl Charge {
+    /// The amount charged.
+    pub fn amount(self) -> Amount {
+        match self {
+            Charge::Usage(amount) | Charge::Unknown(amount) => amount,
+        }
+    }
+}
+
+/// The charge of a call held for `hold` that reported `usage` (`None`: unknown) at `prices`.
+pub fn charge(prices: &TokenPrices, usage: Option<&Usage>, hold: Amount) -> Charge {
+    match usage.map(|usage| cost(prices, usage)) {
+        Some(Ok(amount)) => Charge::Usage(amount),
+        Some(Err(_)) | None => Charge::Unknown(hold),
+    }
+}
+
 /// The version in force at `at`: the latest whose `effective_at` is not after `at`.
 /// `versions` may be in any order.
 pub fn version_at(versions: &[PriceVersion], at: Timestamp) -> Option<&PriceVersion> {
@@ -378,6 +405,17 @@ mod tests {
             let got = cost(&prices(p.0, p.1, p.2, p.3), &usage(u.0, u.1, u.2, u.3)).unwrap();
             assert_eq!(got.to_string(), expected, "prices {p:?} usage {u:?}");
         }
+    }
+
+    #[test]
+    fn unknown_usage_is_charged_the_hold() {
+        let p = sonnet();
+        let hold = money("1.50");
+        let used = usage(1_000, 200, 0, 0);
+        assert_eq!(charge(&p, Some(&used), hold), Charge::Usage(money("0.006")));
+        assert_eq!(charge(&p, None, hold), Charge::Unknown(hold));
+        let absurd = usage(TOKENS_MAX + 1, 0, 0, 0);
+        assert_eq!(charge(&p, Some(&absurd), hold).amount(), hold);
     }
 
     #[test]

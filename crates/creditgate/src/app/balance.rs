@@ -74,8 +74,8 @@ pub async fn calls_refused(
         .store()
         .spend(&org.id, now.month_start(), None)
         .await?;
-    let used = spend.charged.checked_add(spend.reserved);
-    Ok(used.is_none_or(|used| used >= cap).then_some(CallsRefused {
+    let reached = creditgate_domain::spend::limit_reached(cap, spend.charged, spend.reserved);
+    Ok(reached.then_some(CallsRefused {
         code: "spend_limit_reached",
         resets_at: Some(now.next_month_start()),
     }))

@@ -189,11 +189,7 @@ pub async fn check_spend_limits(
     }
     for (cap, key_id, whose) in caps {
         let spend = state.store().spend(&org.id, since, key_id).await?;
-        let total = spend
-            .charged
-            .checked_add(spend.reserved)
-            .and_then(|s| s.checked_add(amount));
-        if total.is_none_or(|total| total > cap) {
+        if creditgate_domain::spend::hold_passes_limit(cap, spend.charged, spend.reserved, amount) {
             metrics::hold_refused("spend_limit_reached");
             let resets_at = now.next_month_start();
             // The first refusal of the period tells the org (email and webhook), once.

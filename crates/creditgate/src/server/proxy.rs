@@ -101,7 +101,7 @@ use crate::proxy::formats::{self, Style};
 /// Anthropic-style Messages.
 #[utoipa::path(post, path = "/anthropic/v1/messages", tag = "proxy",
     request_body(content = Object, description = "An Anthropic Messages API request."),
-    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
 pub async fn anthropic_messages(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::Messages), request).await
 }
@@ -109,7 +109,7 @@ pub async fn anthropic_messages(State(state): State<AppState>, request: Request)
 /// OpenAI-style Chat Completions.
 #[utoipa::path(post, path = "/openai/v1/chat/completions", tag = "proxy",
     request_body(content = Object, description = "An OpenAI Chat Completions request."),
-    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
 pub async fn openai_chat_completions(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::ChatCompletions), request).await
 }
@@ -117,7 +117,7 @@ pub async fn openai_chat_completions(State(state): State<AppState>, request: Req
 /// OpenAI-style Responses.
 #[utoipa::path(post, path = "/openai/v1/responses", tag = "proxy",
     request_body(content = Object, description = "An OpenAI Responses API request (`background` is refused: it cannot be metered)."),
-    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
 pub async fn openai_responses(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::Responses), request).await
 }
@@ -125,7 +125,7 @@ pub async fn openai_responses(State(state): State<AppState>, request: Request) -
 /// OpenAI-style embeddings (never streamed).
 #[utoipa::path(post, path = "/openai/v1/embeddings", tag = "proxy",
     request_body(content = Object, description = "An OpenAI embeddings request."),
-    responses((status = 200, description = "The upstream's answer"), (status = 400), (status = 401), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
 pub async fn openai_embeddings(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::Embeddings), request).await
 }
@@ -133,7 +133,7 @@ pub async fn openai_embeddings(State(state): State<AppState>, request: Request) 
 /// Anthropic-style token counting: passed through, free.
 #[utoipa::path(post, path = "/anthropic/v1/messages/count_tokens", tag = "proxy",
     request_body(content = Object, description = "An Anthropic token-counting request."),
-    responses((status = 200, description = "The upstream's answer, free"), (status = 401), (status = 402, description = "The org is suspended"), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, free"), (status = 400, description = "The body is not JSON, or has no model"), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402, description = "The org is suspended"), (status = 413), (status = 502), (status = 504)))]
 pub async fn anthropic_count_tokens(State(state): State<AppState>, request: Request) -> Response {
     let route = Route::free(
         Style::Anthropic,
@@ -146,7 +146,7 @@ pub async fn anthropic_count_tokens(State(state): State<AppState>, request: Requ
 
 /// Anthropic-style model list: passed through, free.
 #[utoipa::path(get, path = "/anthropic/v1/models", tag = "proxy",
-    responses((status = 200, description = "The upstream's answer, free"), (status = 401), (status = 402, description = "The org is suspended"), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, free"), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402, description = "The org is suspended"), (status = 502), (status = 504)))]
 pub async fn anthropic_models(State(state): State<AppState>, request: Request) -> Response {
     let route = Route::free(
         Style::Anthropic,
@@ -160,7 +160,7 @@ pub async fn anthropic_models(State(state): State<AppState>, request: Request) -
 /// One Anthropic-style model: passed through, free.
 #[utoipa::path(get, path = "/anthropic/v1/models/{model}", tag = "proxy",
     params(("model" = String, Path, description = "The model's id.")),
-    responses((status = 200, description = "The upstream's answer, free"), (status = 401), (status = 402, description = "The org is suspended"), (status = 404), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, free"), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402, description = "The org is suspended"), (status = 404), (status = 502), (status = 504)))]
 pub async fn anthropic_model(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
@@ -171,7 +171,7 @@ pub async fn anthropic_model(
 
 /// OpenAI-style model list: passed through, free.
 #[utoipa::path(get, path = "/openai/v1/models", tag = "proxy",
-    responses((status = 200, description = "The upstream's answer, free"), (status = 401), (status = 402, description = "The org is suspended"), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, free"), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402, description = "The org is suspended"), (status = 502), (status = 504)))]
 pub async fn openai_models(State(state): State<AppState>, request: Request) -> Response {
     let route = Route::free(Style::OpenAi, reqwest::Method::GET, "/v1/models", &request);
     proxy(state, route, request).await
@@ -180,7 +180,7 @@ pub async fn openai_models(State(state): State<AppState>, request: Request) -> R
 /// One OpenAI-style model: passed through, free.
 #[utoipa::path(get, path = "/openai/v1/models/{model}", tag = "proxy",
     params(("model" = String, Path, description = "The model's id.")),
-    responses((status = 200, description = "The upstream's answer, free"), (status = 401), (status = 402, description = "The org is suspended"), (status = 404), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, free"), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402, description = "The org is suspended"), (status = 404), (status = 502), (status = 504)))]
 pub async fn openai_model(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
@@ -695,13 +695,11 @@ const STREAM_CHUNKS_BUFFERED_MAX: usize = 64;
 
 /// Settles the call at `usage`'s price, or at the hold's amount when the usage is unknown.
 async fn settle(state: &AppState, call: &Call, usage: Option<Usage>) {
-    let amount = match usage.map(|usage| pricing::cost(&call.price.prices, &usage)) {
-        Some(Ok(amount)) => amount,
-        Some(Err(_)) | None => {
-            metrics::proxy_usage_unknown();
-            call.hold.amount
-        }
-    };
+    let charge = pricing::charge(&call.price.prices, usage.as_ref(), call.hold.amount);
+    if let pricing::Charge::Unknown(_) = charge {
+        metrics::proxy_usage_unknown();
+    }
+    let amount = charge.amount();
     match holds::settle(state, &call.hold, amount).await {
         Ok(Ok(_)) => {}
         Ok(Err(Rejection::HoldExpired | Rejection::HoldAlreadyClosed)) => {

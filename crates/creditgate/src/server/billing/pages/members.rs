@@ -3,7 +3,7 @@
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use creditgate_domain::member::{Action, Role};
+use creditgate_domain::member::{self, Action, Role};
 
 use super::{enter, field, internal, Ctx, Fields};
 use crate::app::members::{self, NewMember};
@@ -33,14 +33,11 @@ async fn members_view(ctx: &Ctx, note: &str) -> Response {
     };
     let can_manage = ctx.can(Action::ManageMembers);
     // Only owners grant or change the owner role.
-    let grantable: Vec<Role> = Role::ALL
-        .into_iter()
-        .filter(|role| *role != Role::Owner || ctx.role() == Role::Owner)
-        .collect();
+    let grantable = member::grantable_roles(ctx.role());
     let rows: String = members
         .iter()
         .map(|m| {
-            let editable = can_manage && (m.role != Role::Owner || ctx.role() == Role::Owner);
+            let editable = can_manage && member::may_manage(ctx.role(), m.role);
             let role = if editable {
                 format!(
                     "<form method=\"post\" action=\"{base}/members/{id}\" class=\"inline\">{csrf}\
