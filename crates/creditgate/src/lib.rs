@@ -4,5 +4,4 @@
 pub mod app;
 pub mod config;
 pub mod proxy;
-pub mod reconcile;
 pub mod server;

@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod demo;
 mod load;
+mod reconcile;
 
 use creditgate::config::Config;
 use creditgate::server::{Application, Parts};
@@ -134,7 +135,6 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn reconcile(config: Option<PathBuf>, from: &str, to: &str) -> anyhow::Result<ExitCode> {
-    use creditgate::reconcile;
     let config = Config::load(config.as_deref())?;
     let edge = |name: &str, text: &str| {
         reconcile::parse_edge(text)

@@ -10,8 +10,8 @@ use creditgate_domain::payment::to_cents;
 use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::{Store, StoreConfig};
 
-use crate::config::Config;
-use crate::server::payments::{Provider, ProviderPayment};
+use creditgate::config::Config;
+use creditgate::server::payments::{Provider, ProviderPayment};
 
 /// How far beyond the period both sides are read.
 pub const EDGE_SLACK_MS: i64 = 24 * 60 * 60 * 1000;

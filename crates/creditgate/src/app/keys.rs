@@ -7,6 +7,7 @@ use creditgate_store::api::ApiKey;
 use super::{authorize, org_for, Actor};
 use crate::server::auth::{secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
 use crate::server::error::ApiError;
+use crate::server::ids::random_hex;
 use crate::server::routes::{path_id, text};
 use crate::server::AppState;
 
@@ -46,7 +47,7 @@ pub async fn create(
 ) -> Result<Created, ApiError> {
     let org = org_for(state, actor, org_id, Action::ManageKeys).await?;
     text("name", &new.name, 0, KEY_NAME_LEN_MAX)?;
-    let secret = format!("{SECRET_PREFIX}{}", hex::encode(rand::random::<[u8; 24]>()));
+    let secret = format!("{SECRET_PREFIX}{}", random_hex(24));
     let key = ApiKey {
         id: state.new_id("key"),
         org_id: org.id,

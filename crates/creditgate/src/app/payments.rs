@@ -54,19 +54,8 @@ pub async fn top_up(
     if let Some(url) = &top_up.return_url {
         http_url("return_url", url)?;
     }
-    if top_up.method == PaymentMethod::SavedCard
-        && state
-            .store()
-            .payment_profile(&org.id)
-            .await?
-            .payment_method
-            .is_none()
-    {
-        return Err(ApiError::invalid(
-            "method",
-            "no_payment_method",
-            "The org has no saved card: pay by checkout first, or save one with auto-reload settings.",
-        ));
+    if top_up.method == PaymentMethod::SavedCard {
+        require_saved_card(state, &org.id).await?;
     }
     let now = state.now();
     let payment = Payment {
@@ -113,6 +102,18 @@ pub async fn top_up(
         }
         _ => payment,
     })
+}
+
+/// A 400 unless the org has a saved card.
+async fn require_saved_card(state: &AppState, org_id: &str) -> Result<(), ApiError> {
+    match state.store().payment_profile(org_id).await?.payment_method {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid(
+            "method",
+            "no_payment_method",
+            "The org has no saved card: pay by checkout first, or save one with auto-reload settings.",
+        )),
+    }
 }
 
 fn amount_in_limits(state: &AppState, amount: Amount) -> Result<(), ApiError> {

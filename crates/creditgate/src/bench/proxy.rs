@@ -146,7 +146,7 @@ pub(super) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let load_before = load_average();
     let stub = Stub::start().await?;
     let dir = TempDir::create()?;
-    let operator_token = format!("op_bench_{}", hex::encode(rand::random::<[u8; 16]>()));
+    let operator_token = format!("op_bench_{}", creditgate::server::ids::random_hex(16));
     let config = Config {
         data_dir: dir.path.clone(),
         database_url: String::new(),

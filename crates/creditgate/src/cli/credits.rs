@@ -158,7 +158,7 @@ fn idempotency_key(given: Option<String>, command: &str) -> String {
     if let Some(key) = given {
         return key;
     }
-    let key = format!("cli_{}", hex::encode(rand::random::<[u8; 16]>()));
+    let key = format!("cli_{}", creditgate::server::ids::random_hex(16));
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(
         stderr,

@@ -38,7 +38,7 @@ pub(super) async fn print_try(
         Ok(saved) if saved.trim() == api.operator => format!("$(cat {})", token_file.display()),
         _ => "$CREDITGATE_OPERATOR_TOKEN".to_owned(),
     };
-    let top_up_key = format!("demo-top-up-{:08x}", rand::random::<u32>());
+    let top_up_key = format!("demo-top-up-{}", creditgate::server::ids::random_hex(4));
     let prices: Vec<String> = PRICES
         .iter()
         .map(|p| format!("{} {} in / {} out", p.model, p.input, p.output))

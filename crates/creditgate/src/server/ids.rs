@@ -36,6 +36,16 @@ impl IdSource for RandomIds {
     }
 }
 
+/// `bytes` random bytes as lowercase hex: the one source of secrets (API keys, sessions,
+/// sign-in links, webhook signing secrets, generated tokens) and of random nonces; ids come
+/// from an [`IdSource`].
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buffer = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buffer);
+    hex::encode(buffer)
+}
+
 /// Sequential ids for tests: `org_000001`, `org_000002`, …
 #[derive(Debug, Default)]
 pub struct SequentialIds(AtomicU64);

@@ -516,7 +516,7 @@ fn secret_or_file(
         Err(error) => return Err(io(error)),
     }
     std::fs::create_dir_all(data_dir).map_err(io)?;
-    let secret = format!("{prefix}{}", hex::encode(rand::random::<[u8; 24]>()));
+    let secret = format!("{prefix}{}", ids::random_hex(24));
     write_private(&path, &secret).map_err(io)?;
     Ok(secret)
 }

@@ -19,6 +19,7 @@
 
 pub mod meter;
 pub mod request;
+pub mod tools;
 pub mod usage;
 
 #[cfg(test)]
@@ -26,6 +27,7 @@ mod tests;
 
 pub use meter::{StreamMeter, StreamUsage, EVENT_BYTES_MAX};
 pub use request::*;
+pub use tools::{SERVER_TOOL_USES_LIMIT, SERVER_TOOL_USES_MAX};
 pub(in crate::proxy) use usage::{detail, required_count};
 pub use usage::{usage_from_body, usage_from_value};
 

@@ -21,21 +21,17 @@
 //!
 //! Server-tool requests (Anthropic web search and web fetch, billed per request) are bounded
 //! by each tool's `max_uses`; a tool that sets none is sent upstream with `max_uses`
-//! [`SERVER_TOOL_USES_MAX`] (see [`upstream_body`]), so the hold's worst case covers every
+//! [`SERVER_TOOL_USES_MAX`](super::SERVER_TOOL_USES_MAX) (see [`upstream_body`]), so the hold's worst case covers every
 //! request the provider can run.
 
 use std::io;
 
 use serde_json::{Map, Value};
 
+use super::tools::{bound_server_tools, server_tool_bounds};
 use super::Style;
 use creditgate_domain::pricing::TOKENS_MAX;
 
-/// The `max_uses` the proxy gives an Anthropic server tool (web search, web fetch) that sets
-/// none, so that the requests it can bill are bounded before the call.
-pub const SERVER_TOOL_USES_MAX: u64 = 20;
-/// The largest `max_uses` a request may set on a server tool.
-pub const SERVER_TOOL_USES_LIMIT: u64 = 1_000;
 /// Input-token allowance for one image (an Anthropic `image` block, an OpenAI `image_url` part).
 /// Claude scales images down to well under 5,000 tokens and OpenAI's high-detail images cost a
 /// few thousand at most; the allowance covers both with room.
@@ -89,7 +85,7 @@ pub struct RequestFacts {
     /// A conservative upper bound of the request's input tokens (see the module documentation).
     pub input_tokens_max: u64,
     /// The most web searches the provider may run for the call: the sum of the `max_uses` of
-    /// the request's Anthropic `web_search_*` tools ([`SERVER_TOOL_USES_MAX`] for one that
+    /// the request's Anthropic `web_search_*` tools ([`SERVER_TOOL_USES_MAX`](super::SERVER_TOOL_USES_MAX) for one that
     /// sets none); 0 for OpenAI styles.
     pub web_search_requests_max: u64,
     /// The same for `web_fetch_*` tools.
@@ -232,61 +228,6 @@ pub fn request_facts(style: Style, body: &Value) -> Result<RequestFacts, Request
             })
         }
     }
-}
-
-/// What an Anthropic request's server tools may run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct ServerToolBounds {
-    search: u64,
-    fetch: u64,
-    unbounded: bool,
-}
-
-/// Which server tool a `tools` entry is, by its versioned `type` (`web_search_20250305`).
-fn server_tool_kind(tool: &Map<String, Value>) -> Option<ServerTool> {
-    match tool.get("type").and_then(Value::as_str) {
-        Some(t) if t.starts_with("web_search_") => Some(ServerTool::WebSearch),
-        Some(t) if t.starts_with("web_fetch_") => Some(ServerTool::WebFetch),
-        _ => None,
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ServerTool {
-    WebSearch,
-    WebFetch,
-}
-
-fn server_tool_bounds(obj: &Map<String, Value>) -> Result<ServerToolBounds, RequestError> {
-    let mut bounds = ServerToolBounds::default();
-    let Some(Value::Array(tools)) = obj.get("tools") else {
-        return Ok(bounds);
-    };
-    for tool in tools.iter().filter_map(Value::as_object) {
-        let Some(kind) = server_tool_kind(tool) else {
-            continue;
-        };
-        let uses = match tool.get("max_uses") {
-            None | Some(Value::Null) => {
-                bounds.unbounded = true;
-                SERVER_TOOL_USES_MAX
-            }
-            Some(v) => match v.as_u64() {
-                Some(n) if (1..=SERVER_TOOL_USES_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(bad_field(
-                        "tools.max_uses",
-                        format!("Must be an integer from 1 to {SERVER_TOOL_USES_LIMIT}."),
-                    ))
-                }
-            },
-        };
-        match kind {
-            ServerTool::WebSearch => bounds.search = bounds.search.saturating_add(uses),
-            ServerTool::WebFetch => bounds.fetch = bounds.fetch.saturating_add(uses),
-        }
-    }
-    Ok(bounds)
 }
 
 pub(in crate::proxy) fn bad_field(field: &'static str, message: impl Into<String>) -> RequestError {
@@ -529,18 +470,5 @@ pub fn upstream_body(style: Style, body: &Value, facts: &RequestFacts) -> Option
     options
         .as_object_mut()?
         .insert("include_usage".to_owned(), Value::Bool(true));
-    serde_json::to_vec(&body).ok()
-}
-
-/// `body` with `max_uses` [`SERVER_TOOL_USES_MAX`] on each server tool that sets none.
-fn bound_server_tools(body: &Value) -> Option<Vec<u8>> {
-    let mut body = body.clone();
-    let tools = body.get_mut("tools")?.as_array_mut()?;
-    for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
-        let unset = matches!(tool.get("max_uses"), None | Some(Value::Null));
-        if unset && server_tool_kind(tool).is_some() {
-            tool.insert("max_uses".to_owned(), Value::from(SERVER_TOOL_USES_MAX));
-        }
-    }
     serde_json::to_vec(&body).ok()
 }

@@ -46,7 +46,7 @@ pub fn router() -> Router<AppState> {
 
 /// A new secret: 32 random bytes, hex.
 pub fn new_secret() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
+    crate::server::ids::random_hex(32)
 }
 
 /// The stored form of a secret: SHA-256, hex.

@@ -359,7 +359,7 @@ fn paced(
 }
 
 fn new_id(prefix: &str) -> String {
-    format!("{prefix}{}", hex::encode(rand::random::<[u8; 12]>()))
+    format!("{prefix}{}", crate::server::ids::random_hex(12))
 }
 
 /// `status` with the style's error envelope.
