@@ -12,6 +12,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_access.sql")),
     (9, include_str!("../migrations/sqlite/0009_proxy.sql")),
     (10, include_str!("../migrations/sqlite/0010_prices.sql")),
+    (11, include_str!("../migrations/sqlite/0011_claims.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -26,6 +27,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("../migrations/postgres/0008_access.sql")),
     (9, include_str!("../migrations/postgres/0009_proxy.sql")),
     (10, include_str!("../migrations/postgres/0010_prices.sql")),
+    (11, include_str!("../migrations/postgres/0011_claims.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

@@ -114,6 +114,30 @@ pub struct Outcome {
     pub parked: usize,
 }
 
+/// Longer than any claim's work by this much.
+const CLAIM_MARGIN_MS: u64 = 60_000;
+
+/// The end of a claim's lease and its token: a worker claims at most `batch` items, each
+/// taking at most `timeout_ms`, so the lease outlasts the work done one at a time (a
+/// shorter one could let another node take an item still being worked on); the token names
+/// the node and is unique per claim.
+pub fn claim_terms(
+    state: &AppState,
+    now: Timestamp,
+    timeout_ms: u64,
+    batch: usize,
+) -> (Timestamp, String) {
+    let work_ms = timeout_ms
+        .saturating_mul(u64::try_from(batch).unwrap_or(u64::MAX))
+        .saturating_add(CLAIM_MARGIN_MS);
+    let lease_until = Timestamp::from_unix_ms(
+        now.unix_ms()
+            .saturating_add(i64::try_from(work_ms).unwrap_or(i64::MAX)),
+    );
+    let token = format!("{}:{}", state.node_id(), super::ids::random_hex(8));
+    (lease_until, token)
+}
+
 /// Delivers the notices due at `now` (at most `notice_batch_len_max`), each fanned out to
 /// the webhook endpoints before its email is tried.
 pub async fn run_once(
@@ -123,9 +147,11 @@ pub async fn run_once(
 ) -> Result<Outcome, creditgate_store::StoreError> {
     let config = state.config();
     let mut outcome = Outcome::default();
+    let batch = config.notice_batch_len_max.max(1);
+    let (lease_until, token) = claim_terms(state, now, config.smtp_timeout_ms, batch);
     for notice in state
         .store()
-        .due_notices(now, config.notice_batch_len_max.max(1))
+        .claim_notices(now, lease_until, &token, batch)
         .await?
     {
         // Webhooks first, so they never wait on email; repeating it for a retried notice

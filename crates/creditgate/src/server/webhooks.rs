@@ -195,9 +195,12 @@ async fn attempt(
 /// Sends the deliveries due at `now` (at most `notice_batch_len_max`, a few at a time).
 pub async fn run_once(state: &AppState, now: Timestamp) -> Result<Outcome, StoreError> {
     let config = state.config();
+    let batch = config.notice_batch_len_max.max(1);
+    let (lease_until, token) =
+        super::notices::claim_terms(state, now, config.webhook_timeout_ms, batch);
     let due = state
         .store()
-        .due_webhook_deliveries(now, config.notice_batch_len_max.max(1))
+        .claim_webhook_deliveries(now, lease_until, &token, batch)
         .await?;
     let results: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(due)
         .map(|(delivery, endpoint)| async move {

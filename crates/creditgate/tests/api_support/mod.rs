@@ -24,6 +24,8 @@ pub struct TestApp {
     /// A second handle on the service's database, for invariant checks.
     pub store: Store,
     pub backend: &'static str,
+    /// The database's URL (another node may serve it too).
+    pub database_url: String,
     shutdown: CancellationToken,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _database: TestDatabase,
@@ -102,6 +104,7 @@ pub async fn spawn_app_with(
         client: reqwest::Client::new(),
         store,
         backend,
+        database_url: database.url.clone(),
         shutdown,
         served: Some(served),
         _database: database,
@@ -264,7 +267,12 @@ impl TestApp {
     }
 
     /// Stops the service gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        let _ = self.stopped().await;
+    }
+
+    /// Stops the server, keeping the handle (its store and database) for checks after.
+    pub async fn stopped(mut self) -> TestApp {
         self.shutdown.cancel();
         if let Some(served) = self.served.take() {
             served
@@ -272,6 +280,7 @@ impl TestApp {
                 .expect("the server task ends")
                 .expect("the server stops cleanly");
         }
+        self
     }
 }
 

@@ -114,6 +114,52 @@ impl Store {
         rows.iter().map(notice_row).collect()
     }
 
+    /// Claims the pending notices due at `now`, oldest first, at most `limit`, for the
+    /// claim `token` until `lease_until`: in one statement, so that workers on several nodes
+    /// never claim the same notice (PostgreSQL skips rows another claim has locked; SQLite's
+    /// writes are serial). The rows are picked in a materialized CTE: as a plain `IN
+    /// (SELECT … LIMIT)` PostgreSQL may run the subquery more than once and claim more than
+    /// `limit` (the store test caught it). A claimed notice is due again at `lease_until` unless it is
+    /// marked sent or failed before; that is how a dead node's claims come back.
+    pub async fn claim_notices(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        token: &str,
+        limit: usize,
+    ) -> Result<Vec<Notice>, StoreError> {
+        let skip_locked = if self.db().is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let mut rows = self
+            .db()
+            .query(
+                &format!(
+                    "WITH picked AS MATERIALIZED (
+                         SELECT id FROM notices WHERE state = 'pending' AND next_attempt_at <= $1
+                         ORDER BY next_attempt_at, id LIMIT $4{skip_locked})
+                     UPDATE notices SET next_attempt_at = $2, claimed_by = $3
+                     WHERE id IN (SELECT id FROM picked)
+                       AND state = 'pending' AND next_attempt_at <= $1
+                     RETURNING {NOTICE_COLUMNS}"
+                ),
+                &values![
+                    now.unix_ms(),
+                    lease_until.unix_ms(),
+                    token,
+                    limit_i64(limit)
+                ],
+            )
+            .await?
+            .iter()
+            .map(notice_row)
+            .collect::<Result<Vec<Notice>, StoreError>>()?;
+        rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(rows)
+    }
+
     /// Marks a notice delivered.
     pub async fn notice_sent(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
         self.db()

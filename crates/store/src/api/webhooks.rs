@@ -218,6 +218,64 @@ impl Store {
             .collect()
     }
 
+    /// Claims the pending deliveries due at `now` to enabled endpoints, oldest first, at
+    /// most `limit`, each with its endpoint, for the claim `token` until `lease_until` (see
+    /// [`Store::claim_notices`]: the same rule).
+    pub async fn claim_webhook_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        token: &str,
+        limit: usize,
+    ) -> Result<Vec<(WebhookDelivery, WebhookEndpoint)>, StoreError> {
+        let skip_locked = if self.db().is_postgres() {
+            " FOR UPDATE OF d SKIP LOCKED"
+        } else {
+            ""
+        };
+        self.db()
+            .execute(
+                &format!(
+                    "WITH picked AS MATERIALIZED (
+                         SELECT d.id FROM webhook_deliveries d
+                         JOIN webhook_endpoints e ON e.id = d.endpoint_id
+                         WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+                           AND e.disabled_at IS NULL
+                         ORDER BY d.next_attempt_at, d.id LIMIT $4{skip_locked})
+                     UPDATE webhook_deliveries SET next_attempt_at = $2, claimed_by = $3
+                     WHERE id IN (SELECT id FROM picked)
+                       AND state = 'pending' AND next_attempt_at <= $1"
+                ),
+                &values![
+                    now.unix_ms(),
+                    lease_until.unix_ms(),
+                    token,
+                    limit_i64(limit)
+                ],
+            )
+            .await?;
+        let rows = self
+            .db()
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS_D}, {ENDPOINT_COLUMNS_E}
+                     FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+                     WHERE d.claimed_by = $1 AND d.state = 'pending' AND d.next_attempt_at = $2
+                     ORDER BY d.created_at, d.id"
+                ),
+                &values![token, lease_until.unix_ms()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    delivery_row(row)?,
+                    endpoint_row(&row.skip(DELIVERY_COLUMNS_LEN))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Marks a delivery sent: the endpoint answered `status` (2xx).
     pub async fn webhook_sent(
         &self,
