@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Property-based API testing of `creditgate serve` with schemathesis (PyPI), generated from the server's own
-# OpenAPI document. Fails if any request gets a 5xx answer (check `not_a_server_error`).
+# OpenAPI document, with every check schemathesis has: no 5xx, every status and body as documented, every
+# request the document calls valid accepted and every one it calls invalid refused, and so on. The few rules
+# OpenAPI cannot state are listed below ("Exceptions"), each narrowing one check for one operation.
 #
 #   scripts/schemathesis.sh            # runs it; prints a summary line per run on stderr
 #
@@ -18,7 +20,8 @@
 #                                         with `cargo build -p creditgate`, a no-op after `cargo test`)
 #   CREDITGATE_SCHEMATHESIS_MAX_EXAMPLES  examples per operation and phase (default 100: about a minute for both runs)
 #   CREDITGATE_SCHEMATHESIS_SEED          hypothesis seed (default 20261124)
-#   CREDITGATE_SCHEMATHESIS_CHECKS        checks to run (default not_a_server_error)
+#   CREDITGATE_SCHEMATHESIS_CHECKS        checks to run (default all: every check, less the exceptions below;
+#                                         a list such as not_a_server_error runs those, exceptions not applied)
 #   CREDITGATE_SCHEMATHESIS_TIMEOUT       seconds each schemathesis run may take (default 240)
 #   CREDITGATE_SCHEMATHESIS_KEEP          keep the temp dir even on success when set to 1
 set -euo pipefail
@@ -31,7 +34,7 @@ VENV="$ROOT/target/venv-schemathesis"
 BIN="${CREDITGATE_BIN:-$ROOT/target/debug/creditgate}"
 MAX_EXAMPLES="${CREDITGATE_SCHEMATHESIS_MAX_EXAMPLES:-100}"
 SEED="${CREDITGATE_SCHEMATHESIS_SEED:-20261124}"
-CHECKS="${CREDITGATE_SCHEMATHESIS_CHECKS:-not_a_server_error}"
+CHECKS="${CREDITGATE_SCHEMATHESIS_CHECKS:-all}"
 RUN_TIMEOUT="${CREDITGATE_SCHEMATHESIS_TIMEOUT:-240}"
 OPERATOR_TOKEN="op_schemathesis_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 
@@ -184,17 +187,108 @@ models = { values = ["$MODEL"] }
 "body.events[*].key_id" = { dictionary = "key_ids", probability = 0.5 }
 EOF
 
-# run_schemathesis NAME HEADER: one bounded run; its output goes to $WORK/NAME.log.
+# ---------------------------------------------------------------------------------------------------------------
+# Exceptions: a rule of the server that OpenAPI cannot state. Each is documented in the operation (its
+# description and a 400 response) and narrows one check for one operation here, with its reason. A check named
+# on the command line overrides these, so `all` is run as "every check, from this file" (no --checks).
+# ---------------------------------------------------------------------------------------------------------------
+EXCEPTIONS_BOTH="$(cat <<'EOF'
+# A page cursor must name an item of this org (else 400); a well-formed id of nothing is valid to OpenAPI.
+[[operations]]
+include-name = ["GET /v1/orgs/{org_id}/transfers", "GET /v1/orgs/{org_id}/payments"]
+checks.positive_data_acceptance.enabled = false
+
+# Future-only: expires_at must be later than now (else 400); OpenAPI has no "now".
+[[operations]]
+include-name = "POST /v1/orgs/{org_id}/grants"
+checks.positive_data_acceptance.enabled = false
+
+# The org's state: a negative adjustment past its available balance is a 400 insufficient_funds.
+[[operations]]
+include-name = "POST /v1/orgs/{org_id}/adjustments"
+checks.positive_data_acceptance.enabled = false
+
+# The hold's state: one placed by amount settles by amount, one placed by model by usage (else 400).
+[[operations]]
+include-name = "POST /v1/holds/{hold_id}/settle"
+checks.positive_data_acceptance.enabled = false
+
+# The deployment's and the org's state: amounts within the configured top-up limits, a saved card for
+# saved_card (else 400).
+[[operations]]
+include-name = "POST /v1/orgs/{org_id}/top_ups"
+checks.positive_data_acceptance.enabled = false
+
+# Rules across fields and state: monthly_limit must allow one reload within the configured limits, a target
+# above the threshold, the consent (current text version) and a card the first time it is enabled (else 400).
+[[operations]]
+include-name = "PUT /v1/orgs/{org_id}/auto_reload"
+checks.positive_data_acceptance.enabled = false
+
+# Auto-reload exists only once set up (404 before): a new org has none, though schemathesis reads
+# /v1/orgs/{org_id}/auto_reload as a part of the org that POST /v1/orgs creates.
+[[operations]]
+include-name = "GET /v1/orgs/{org_id}/auto_reload"
+checks.ensure_resource_availability.enabled = false
+
+# URL syntax: the WHATWG host rules (a numeric last label must be an IPv4 address, percent-escapes must
+# decode, ...) are not a regular language worth stating, so the documented pattern is a little wider than the
+# server (else 400); and "*" (every event) stands alone in events.
+[[operations]]
+include-name = "POST /v1/webhook_endpoints"
+checks.positive_data_acceptance.enabled = false
+
+# The proxy's bodies are the providers' own APIs (model, messages, ...), which the document does not restate;
+# the upstream judges them.
+[[operations]]
+include-path-regex = "^/(anthropic|openai)/"
+include-method = "POST"
+checks.positive_data_acceptance.enabled = false
+
+# The proxy judges the org's access before the body: a suspended org (the operator run may suspend it) gets its
+# documented 402 whatever it sends, so 402 joins the statuses that count as refusing an invalid request.
+[[operations]]
+include-path-regex = "^/(anthropic|openai)/"
+checks.negative_data_rejection.expected-statuses = ["400", "401", "402", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
+# The proxy answers any method or path it does not serve with a 404 in the provider's own error envelope,
+# as the providers do (the SDKs raise it as NotFoundError), not a 405.
+[[operations]]
+include-path-regex = "^/(anthropic|openai)/"
+checks.unsupported_method.enabled = false
+EOF
+)"
+# Only when calling as the operator.
+EXCEPTIONS_OPERATOR="$(cat <<'EOF'
+# The caller: org_id is required with the operator token (400 without it), optional with a key (its own org).
+[[operations]]
+include-name = ["POST /v1/holds", "POST /v1/usage"]
+checks.positive_data_acceptance.enabled = false
+EOF
+)"
+# Only when calling with the org's API key.
+EXCEPTIONS_KEY="$(cat <<'EOF'
+EOF
+)"
+
+# run_schemathesis NAME HEADER EXCEPTIONS: one bounded run; its output goes to $WORK/NAME.log.
 run_schemathesis() {
-    local name="$1" header="$2" rc=0
-    local out="$WORK/$name.log"
+    local name="$1" header="$2" exceptions="$3" rc=0
+    local out="$WORK/$name.log" config="$WORK/$name.toml"
+    local checks_args=(--checks "$CHECKS")
+    if [ "$CHECKS" = all ]; then
+        checks_args=()
+        { cat "$CONFIG"; printf '\n[checks]\nenabled = true\n%s\n%s\n' "$EXCEPTIONS_BOTH" "$exceptions"; } >"$config"
+    else
+        cp "$CONFIG" "$config"
+    fi
     log "run '$name': schemathesis run $BASE/openapi.json --checks $CHECKS --max-examples $MAX_EXAMPLES --seed $SEED"
     # From inside $WORK: schemathesis keeps a cache (.schemathesis/) in its working directory.
     # One worker: with several threads, Python 3.11's ast.parse (used by hypothesis to describe strategies) can
     # fail with "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
-    (cd "$WORK" && exec timeout -k 10 "$RUN_TIMEOUT" "$VENV/bin/schemathesis" --config-file "$CONFIG" run "$BASE/openapi.json" \
+    (cd "$WORK" && exec timeout -k 10 "$RUN_TIMEOUT" "$VENV/bin/schemathesis" --config-file "$config" run "$BASE/openapi.json" \
         -H "$header" \
-        --checks "$CHECKS" \
+        ${checks_args[@]+"${checks_args[@]}"} \
         --max-examples "$MAX_EXAMPLES" \
         --seed "$SEED" \
         --generation-database none \
@@ -223,8 +317,10 @@ run_schemathesis() {
     fi
 }
 
-run_schemathesis operator "Authorization: Bearer $OPERATOR_TOKEN"
-run_schemathesis org-key "x-api-key: $CALLER_SECRET"
+run_schemathesis operator "Authorization: Bearer $OPERATOR_TOKEN" "$EXCEPTIONS_OPERATOR"
+# The operator run may have suspended the org (PATCH suspended): lift it, so the key run meets an org in service.
+api PATCH "/v1/orgs/$ORG_ID" '{"suspended":false}' >/dev/null || status=1
+run_schemathesis org-key "x-api-key: $CALLER_SECRET" "$EXCEPTIONS_KEY"
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     log "the server died during the run; last lines of its log:"

@@ -19,7 +19,7 @@ use super::{org_for, rejection, text, ListQuery, Query};
 use crate::app;
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::json::{Money, SignedMoney};
+use crate::server::json::{Money, NonZeroMoney, PositiveMoney, SignedMoney};
 use crate::server::views::{BalanceView, ListView, TransferView};
 use crate::server::AppState;
 use creditgate_domain::ids;
@@ -30,18 +30,21 @@ use creditgate_domain::ids;
 #[schema(example = json!({"amount": "25.00", "origin": "paid"}))]
 pub struct CreateGrant {
     /// How much (positive).
+    #[schema(value_type = PositiveMoney)]
     pub amount: Money,
     /// `paid` or `promotional` (promotional credits are spent first).
     #[schema(value_type = GrantOrigin)]
     pub origin: String,
-    /// Unix seconds after which what is left expires.
+    /// Unix seconds after which what is left expires: a time in the future (a past one is a
+    /// 400), at most the largest second whose milliseconds fit in 64 bits.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_i64)]
     pub expires_at: Option<i64>,
     /// Lower is spent first among credits of the same kind (0 to 1000, default 10).
     #[schema(maximum = 1000)]
     pub priority: Option<u32>,
-    /// Free text (up to 200 characters).
+    /// Free text (up to 200 characters, no control characters).
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub reference: String,
 }
 
@@ -61,10 +64,16 @@ pub enum GrantOrigin {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"amount": "-1.50", "reason": "refund of a failed call"}))]
 pub struct CreateAdjustment {
-    /// Positive adds credits, negative removes them.
+    /// Positive adds credits, negative removes them (not zero). Removing more than the org's
+    /// available balance is a 400 `insufficient_funds`.
+    #[schema(value_type = NonZeroMoney)]
     pub amount: SignedMoney,
-    /// Why (1 to 200 characters).
-    #[schema(min_length = 1, max_length = 200)]
+    /// Why (1 to 200 characters, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub reason: String,
 }
 

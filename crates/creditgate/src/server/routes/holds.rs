@@ -19,7 +19,7 @@ use super::{path_id, rejection};
 use crate::app::metering::{place, price_at, settle, void};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::json::Money;
+use crate::server::json::{Money, PositiveMoney};
 use crate::server::views::{HoldClosedView, HoldTerms, HoldView, TransferView};
 use crate::server::AppState;
 use creditgate_domain::ids;
@@ -45,6 +45,62 @@ pub struct PlaceHold {
     #[schema(maximum = 1_000_000_u64)]
     pub max_web_search_requests: Option<u64>,
     /// Most web fetches the provider may run for the call (with `model`; default 0).
+    #[schema(maximum = 1_000_000_u64)]
+    pub max_web_fetch_requests: Option<u64>,
+    /// Seconds until it expires (1 to 86400; default from the configuration).
+    #[schema(minimum = 1, maximum = 86400)]
+    pub ttl_s: Option<u64>,
+}
+
+/// [`PlaceHold`] as the document shows it: exactly one of its two forms (the handler reads
+/// the flat struct and answers 400 to a mix, or to neither).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PlaceHoldForms {
+    /// Reserve an amount.
+    Amount(PlaceHoldByAmount),
+    /// Reserve the worst case of a call to a model.
+    Model(PlaceHoldByModel),
+}
+
+/// A hold of a fixed amount (for the document).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PlaceHoldByAmount {
+    /// The org: required with the operator token (a 400 without it); a key acts for its own org.
+    #[schema(pattern = "^org_[A-Za-z0-9]{1,64}$")]
+    pub org_id: Option<String>,
+    /// Reserve exactly this much (positive).
+    #[schema(value_type = PositiveMoney)]
+    pub amount: Money,
+    /// Seconds until it expires (1 to 86400; default from the configuration).
+    #[schema(minimum = 1, maximum = 86400)]
+    pub ttl_s: Option<u64>,
+}
+
+/// A hold of a call's worst case (for the document).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PlaceHoldByModel {
+    /// The org: required with the operator token (a 400 without it); a key acts for its own org.
+    #[schema(pattern = "^org_[A-Za-z0-9]{1,64}$")]
+    pub org_id: Option<String>,
+    /// The model; it needs a price in force (else a 404).
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,128}$")]
+    pub model: String,
+    /// Most input tokens.
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub max_input_tokens: u64,
+    /// Most output tokens (default: the price's `max_output_tokens`).
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub max_output_tokens: Option<u64>,
+    /// Most web searches the provider may run for the call (default 0).
+    #[schema(maximum = 1_000_000_u64)]
+    pub max_web_search_requests: Option<u64>,
+    /// Most web fetches the provider may run for the call (default 0).
     #[schema(maximum = 1_000_000_u64)]
     pub max_web_fetch_requests: Option<u64>,
     /// Seconds until it expires (1 to 86400; default from the configuration).
@@ -131,6 +187,36 @@ pub struct SettleHold {
     pub amount: Option<Money>,
 }
 
+/// [`SettleHold`] as the document shows it: `usage` or `amount`, exactly one (the handler
+/// reads the flat struct and answers 400 to both or neither).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SettleHoldForms {
+    /// Settle for the usage.
+    Usage(SettleByUsage),
+    /// Settle for an amount.
+    Amount(SettleByAmount),
+}
+
+/// Settle for what the call used (for the document).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SettleByUsage {
+    /// What the call used, priced at the hold's price version.
+    pub usage: UsageBody,
+}
+
+/// Settle for the cost itself (for the document).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SettleByAmount {
+    /// The cost.
+    pub amount: Money,
+}
+
 /// Nothing.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -159,7 +245,7 @@ fn tool_requests(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiErro
 }
 
 /// Reserve credits for a call. 402 when the org cannot cover it or is suspended.
-#[utoipa::path(post, path = "/v1/holds", tag = "metering", params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")), request_body = PlaceHold,
+#[utoipa::path(post, path = "/v1/holds", tag = "metering", params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")), request_body = PlaceHoldForms,
     responses((status = 201, body = HoldView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn place_hold(
     State(state): State<AppState>,
@@ -343,7 +429,7 @@ async fn closed(
 
 /// Settle a hold for the call's actual usage or cost (more than the hold is charged too:
 /// usage that happened is always recorded).
-#[utoipa::path(post, path = "/v1/holds/{hold_id}/settle", tag = "metering", params(("hold_id" = String, Path, pattern = "^hold_[A-Za-z0-9]{1,64}$"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")), request_body = SettleHold,
+#[utoipa::path(post, path = "/v1/holds/{hold_id}/settle", tag = "metering", params(("hold_id" = String, Path, pattern = "^hold_[A-Za-z0-9]{1,64}$"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")), request_body = SettleHoldForms,
     responses((status = 200, body = HoldClosedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn settle_hold(
     State(state): State<AppState>,

@@ -19,9 +19,9 @@ use crate::server::AppState;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// A label (up to 100 characters).
+    /// A label (up to 100 characters, no control characters).
     #[serde(default)]
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub name: String,
     /// Monthly spend cap for calls made with this key.
     pub spend_limit_monthly: Option<Money>,

@@ -65,13 +65,14 @@ impl From<&Member> for MemberView {
 #[schema(example = json!({"email": "ada@example.com", "name": "Ada", "role": "admin"}))]
 pub struct CreateMember {
     /// The email address the sign-in links go to.
-    #[schema(max_length = 254)]
+    #[schema(value_type = crate::server::json::Email)]
     pub email: String,
-    /// A name (up to 100 characters).
+    /// A name (up to 100 characters, no control characters).
     #[serde(default)]
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub name: String,
     /// `owner`, `admin`, `billing` or `developer`.
+    #[schema(value_type = MemberRole)]
     pub role: String,
     /// Email an invitation with a sign-in link (default true).
     pub invite: Option<bool>,
@@ -82,9 +83,22 @@ pub struct CreateMember {
 #[serde(deny_unknown_fields)]
 pub struct UpdateMember {
     /// A new role.
+    #[schema(value_type = Option<MemberRole>)]
     pub role: Option<String>,
-    /// A new name.
+    /// A new name (up to 100 characters, no control characters).
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub name: Option<String>,
+}
+
+/// A member's role (for the document; the handler parses the string).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum MemberRole {
+    Owner,
+    Admin,
+    Billing,
+    Developer,
 }
 
 /// Add a member to an org; by default emails it an invitation with a sign-in link.

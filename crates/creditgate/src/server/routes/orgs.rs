@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::{double_option, org_for, path_id, ListQuery, Query};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::json::{Body, Money, SignedMoney};
+use crate::server::json::{Body, Email, Money, NonPositiveMoney, PositiveMoney, SignedMoney};
 use crate::server::views::{ListView, OrgView, TransitionView};
 use crate::server::AppState;
 
@@ -24,16 +24,23 @@ use crate::app::orgs::NewOrgInput;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Acme", "billing_emails": ["billing@acme.example"], "low_thresholds": ["10.00"]}))]
 pub struct CreateOrg {
-    /// Its name (1 to 200 characters).
-    #[schema(min_length = 1, max_length = 200)]
+    /// Its name (1 to 200 characters, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// Where billing notices go (at most 10).
     #[serde(default)]
+    #[schema(value_type = Vec<Email>, max_items = 10)]
     pub billing_emails: Vec<String>,
-    /// Low-balance thresholds, decimal strings (at most 8).
+    /// Low-balance thresholds, positive decimal strings (at most 8).
     #[serde(default)]
+    #[schema(value_type = Vec<PositiveMoney>, max_items = 8)]
     pub low_thresholds: Vec<Money>,
     /// The lowest available balance it may reach: "0" (default) or negative (an overdraft).
+    #[schema(value_type = Option<NonPositiveMoney>)]
     pub floor: Option<SignedMoney>,
     /// Monthly spend cap.
     pub spend_limit_monthly: Option<Money>,
@@ -43,14 +50,21 @@ pub struct CreateOrg {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
-    /// New name (1 to 200 characters).
-    #[schema(min_length = 1, max_length = 200)]
+    /// New name (1 to 200 characters, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
-    /// New billing contacts.
+    /// New billing contacts (at most 10).
+    #[schema(value_type = Option<Vec<Email>>, max_items = 10)]
     pub billing_emails: Option<Vec<String>>,
-    /// New thresholds.
+    /// New thresholds, positive (at most 8).
+    #[schema(value_type = Option<Vec<PositiveMoney>>, max_items = 8)]
     pub low_thresholds: Option<Vec<Money>>,
-    /// New floor ("0" or negative).
+    /// New floor ("0" or negative); raising it above the available balance is a 409.
+    #[schema(value_type = Option<NonPositiveMoney>)]
     pub floor: Option<SignedMoney>,
     /// Suspend (true) or lift the suspension (false).
     pub suspended: Option<bool>,
@@ -80,7 +94,9 @@ pub async fn create_org(
 }
 
 /// List orgs, in id order.
-#[utoipa::path(get, path = "/v1/orgs", tag = "orgs", params(ListQuery),
+#[utoipa::path(get, path = "/v1/orgs", tag = "orgs",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Items per page (1 to 100, default 20)."),
+        ("starting_after" = Option<String>, Query, pattern = "^org_[A-Za-z0-9]{1,64}$", description = "The id of the last org of the previous page.")),
     responses((status = 200, body = ListView<OrgView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_orgs(
     State(state): State<AppState>,
@@ -116,7 +132,7 @@ pub async fn get_org(
 
 /// Change an org: name, billing contacts, thresholds, floor, suspension, spend cap.
 #[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "orgs", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")), request_body = UpdateOrg,
-    responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn update_org(
     State(state): State<AppState>,
     caller: Caller,

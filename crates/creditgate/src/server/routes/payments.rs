@@ -18,7 +18,7 @@ use crate::app;
 use crate::app::payments::{reload_amount, AutoReloadState, Consent, SetAutoReload, TopUp};
 use crate::server::auth::Caller;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::json::{self, show, Money};
+use crate::server::json::{self, show, Cents, Money};
 use crate::server::payments::{self, stripe, PaymentError, Provider, ProviderError};
 use crate::server::views::ListView;
 use crate::server::AppState;
@@ -28,7 +28,9 @@ use crate::server::AppState;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"amount": "25.00", "method": "checkout"}))]
 pub struct CreateTopUp {
-    /// How much, in whole cents, within the deployment's top-up limits.
+    /// How much, in whole cents, within the deployment's top-up limits (a 400
+    /// `amount_out_of_range` outside them; 5.00 to 5000.00 by default).
+    #[schema(value_type = Cents)]
     pub amount: Money,
     /// `checkout` (default: answers a page to pay on) or `saved_card` (charges the org's
     /// saved card now).
@@ -182,7 +184,9 @@ pub async fn create_top_up(
 }
 
 /// An org's payments, newest first.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/payments", tag = "payments", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ListQuery),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/payments", tag = "payments", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Items per page (1 to 100, default 20)."),
+        ("starting_after" = Option<String>, Query, pattern = "^pay_[A-Za-z0-9]{1,64}$", description = "The id of the last payment of the previous page: one of this org's (else a 400).")),
     responses((status = 200, body = ListView<PaymentView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_payments(
     State(state): State<AppState>,
@@ -246,6 +250,59 @@ pub struct PutAutoReload {
     pub amount: Option<Money>,
     /// Reload up to this balance (give this or `amount`).
     pub target: Option<Money>,
+    /// Most charged by auto-reload in one calendar month (UTC).
+    pub monthly_limit: Money,
+    /// A card to save and charge (a provider payment-method id; default: the saved card).
+    #[schema(max_length = 255)]
+    pub payment_method: Option<String>,
+    /// Who agreed to the consent text, and which version (needed to enable).
+    pub consent: Option<ConsentInput>,
+}
+
+/// [`PutAutoReload`] as the document shows it: `amount` or `target`, exactly one (the handler
+/// reads the flat struct and answers 400 to both or neither).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PutAutoReloadForms {
+    /// A fixed amount per reload.
+    Amount(AutoReloadByAmount),
+    /// Up to a target balance.
+    Target(AutoReloadByTarget),
+}
+
+/// Auto-reload of a fixed amount (for the document).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct AutoReloadByAmount {
+    /// Whether the saved card is charged automatically.
+    pub enabled: bool,
+    /// A reload is made when the available balance reaches this (at or below).
+    pub threshold: Money,
+    /// A fixed amount per reload, in whole cents within the top-up limits.
+    #[schema(value_type = Cents)]
+    pub amount: Money,
+    /// Most charged by auto-reload in one calendar month (UTC).
+    pub monthly_limit: Money,
+    /// A card to save and charge (a provider payment-method id; default: the saved card).
+    #[schema(max_length = 255)]
+    pub payment_method: Option<String>,
+    /// Who agreed to the consent text, and which version (needed to enable).
+    pub consent: Option<ConsentInput>,
+}
+
+/// Auto-reload up to a target balance (for the document).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct AutoReloadByTarget {
+    /// Whether the saved card is charged automatically.
+    pub enabled: bool,
+    /// A reload is made when the available balance reaches this (at or below).
+    pub threshold: Money,
+    /// Reload up to this balance (above `threshold`).
+    pub target: Money,
     /// Most charged by auto-reload in one calendar month (UTC).
     pub monthly_limit: Money,
     /// A card to save and charge (a provider payment-method id; default: the saved card).
@@ -370,7 +427,7 @@ pub async fn get_auto_reload(
 /// Set an org's auto-reload: when the available balance reaches `threshold`, charge the
 /// saved card `amount` (or up to `target`), at most `monthly_limit` a month. Enabling needs
 /// the consent record and a card. Evaluated at once.
-#[utoipa::path(put, path = "/v1/orgs/{org_id}/auto_reload", tag = "payments", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")), request_body = PutAutoReload,
+#[utoipa::path(put, path = "/v1/orgs/{org_id}/auto_reload", tag = "payments", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")), request_body = PutAutoReloadForms,
     responses((status = 200, body = AutoReloadView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn put_auto_reload(
     State(state): State<AppState>,

@@ -52,7 +52,9 @@ pub struct SetPrice {
     /// Output tokens a hold assumes when its request does not say (default 4096).
     #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
     pub max_output_tokens: Option<u64>,
-    /// Unix seconds from which it is in force (default: now).
+    /// Unix seconds from which it is in force (default: now); at most the largest second whose
+    /// milliseconds fit in 64 bits.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_i64)]
     pub effective_at: Option<i64>,
 }
 

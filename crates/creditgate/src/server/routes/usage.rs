@@ -25,14 +25,18 @@ use creditgate_domain::ids;
 #[serde(deny_unknown_fields)]
 pub struct UsageEvent {
     /// The caller's id for the event (1 to 128 printable characters): a repeat is recorded once.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub id: String,
-    /// The model called.
+    /// The model called; it needs a price in force at `timestamp`.
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,128}$")]
     pub model: String,
     /// What it used.
     pub usage: UsageBody,
     /// The key it was made with (default: the calling key).
+    #[schema(pattern = "^key_[A-Za-z0-9]{1,64}$")]
     pub key_id: Option<String>,
     /// Unix seconds when it happened (default: now); its price is the one in force then.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_i64)]
     pub timestamp: Option<i64>,
 }
 
@@ -41,6 +45,7 @@ pub struct UsageEvent {
 #[serde(deny_unknown_fields)]
 pub struct RecordUsage {
     /// The org (operator token only).
+    #[schema(pattern = "^org_[A-Za-z0-9]{1,64}$")]
     pub org_id: Option<String>,
     /// The events (1 to the configured maximum, 1000 by default).
     #[schema(min_items = 1, max_items = 1000)]

@@ -29,14 +29,38 @@ pub const SECRET_PREFIX: &str = "whsec_";
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://example.com/hooks/creditgate", "org_id": "org_01hxyz", "events": ["access.turned_off", "access.restored"]}))]
 pub struct CreateWebhookEndpoint {
-    /// Where events are POSTed: an http or https URL (at most 2048 characters).
-    #[schema(max_length = 2048)]
+    /// Where events are POSTed: an absolute http or https URL with a host (at most 2048
+    /// characters, no spaces or control characters), which the WHATWG URL rules must also
+    /// accept (a numeric last label is an IPv4 address, say; else a 400).
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://([^\s\x00-\x1F\x7F-\x9F/?#@]*@)?[^\s\x00-\x1F\x7F-\x9F/?#@]+([/?#][^\s\x00-\x1F\x7F-\x9F]*)?$"
+    )]
     pub url: String,
     /// The org whose events it receives; absent: the operator's endpoint, every org's events.
+    #[schema(pattern = "^org_[A-Za-z0-9]{1,64}$")]
     pub org_id: Option<String>,
-    /// The events it receives (`access.turned_off`, `access.restored`, `balance.low`), or
-    /// `["*"]` (the default) for all.
+    /// The events it receives, or `["*"]` (the default) for all.
+    #[schema(value_type = Option<Vec<WebhookEventName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
+}
+
+/// An event an endpoint may receive (for the document; the handler parses the string).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum WebhookEventName {
+    /// An org's access was turned off.
+    #[schema(rename = "access.turned_off")]
+    AccessTurnedOff,
+    /// An org's access came back.
+    #[schema(rename = "access.restored")]
+    AccessRestored,
+    /// An org's balance crossed a low threshold.
+    #[schema(rename = "balance.low")]
+    BalanceLow,
+    /// Every event.
+    #[schema(rename = "*")]
+    All,
 }
 
 /// A webhook endpoint (without its secret).
@@ -251,7 +275,7 @@ pub async fn create_webhook_endpoint(
             return Err(ApiError::not_found("org_not_found", "No such org."));
         }
     }
-    let secret = format!("{SECRET_PREFIX}{}", hex::encode(rand::random::<[u8; 24]>()));
+    let secret = format!("{SECRET_PREFIX}{}", crate::server::ids::random_hex(24));
     let endpoint = WebhookEndpoint {
         id: state.new_id("whk"),
         org_id: body.org_id,
