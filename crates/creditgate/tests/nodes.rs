@@ -5,6 +5,9 @@
 //! three times. After the nodes stop, exactly one email per receipt has arrived, every
 //! notice is sent with one attempt, and the ledger invariants hold.
 //!
+//! And nodes share the secrets they must: a key made through one node authenticates on
+//! another; a node with another key-hash secret or operator token refuses to start.
+//!
 //! PostgreSQL only (SQLite is one node's database). Fails without PostgreSQL or aiosmtpd
 //! when `CI` is set.
 
@@ -39,34 +42,113 @@ fn node_config(config: &mut Config, smtp_port: u16, node: &str) {
     config.node_id = node.to_owned();
 }
 
+/// A node's configuration on `app`'s database, with the test's shared secrets.
+fn config_on(app: &TestApp, node: &str) -> Config {
+    let data_dir = std::env::temp_dir().join(format!(
+        "creditgate_node_{node}_{}_{}",
+        std::process::id(),
+        creditgate::server::ids::random_hex(6)
+    ));
+    Config {
+        data_dir,
+        database_url: app.database_url.clone(),
+        listen: "127.0.0.1:0".into(),
+        operator_token: api_support::OPERATOR_TOKEN.into(),
+        key_hash_secret: "test-key-hash-secret".into(),
+        ..Config::default()
+    }
+}
+
+type Served = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// A change to a node's configuration.
+type Change = fn(&mut Config);
+
 /// Another node on `app`'s database, serving until `shutdown`.
 async fn another_node(
     app: &TestApp,
     smtp_port: u16,
     node: &str,
     shutdown: CancellationToken,
-) -> (
-    tokio::task::JoinHandle<std::io::Result<()>>,
-    std::path::PathBuf,
-) {
-    let data_dir = std::env::temp_dir().join(format!(
-        "creditgate_node_{node}_{}_{}",
-        std::process::id(),
-        creditgate::server::ids::random_hex(6)
-    ));
-    let mut config = Config {
-        data_dir: data_dir.clone(),
-        database_url: app.database_url.clone(),
-        listen: "127.0.0.1:0".into(),
-        operator_token: api_support::OPERATOR_TOKEN.into(),
-        key_hash_secret: "test-key-hash-secret".into(),
-        ..Config::default()
-    };
+) -> (Served, std::path::PathBuf) {
+    let mut config = config_on(app, node);
     node_config(&mut config, smtp_port, node);
+    let data_dir = config.data_dir.clone();
     let node_app = Application::build(config, Parts::default())
         .await
         .expect("another node starts");
     (tokio::spawn(node_app.run(shutdown)), data_dir)
+}
+
+fn other_key_hash_secret(config: &mut Config) {
+    config.key_hash_secret = "another".into();
+}
+
+fn other_operator_token(config: &mut Config) {
+    config.operator_token = "op_another".into();
+}
+
+/// Nodes share the secrets keys and the operator depend on: a key made through one node
+/// authenticates on another, and a node with another key-hash secret or operator token
+/// refuses to start, saying which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_their_secrets_or_refuse_to_start() {
+    let Some(database) = creditgate_store::testing::postgres().await else {
+        assert!(!ci(), "PostgreSQL is required when CI is set");
+        eprintln!("skipping: no PostgreSQL (set CREDITGATE_TEST_DATABASE_URL)");
+        return;
+    };
+    let app = api_support::spawn_app(database).await;
+    let org = create_org_with(&app, "Umbrella", json!({})).await;
+    let org_id = org["id"].as_str().expect("id").to_owned();
+    app.grant(&org_id, "12.34").await;
+    let (_, key) = app.create_key(&org_id).await;
+
+    let config = config_on(&app, "node2");
+    let data_dir = config.data_dir.clone();
+    let node = Application::build(config, Parts::default())
+        .await
+        .expect("a node with the same secrets starts");
+    let address = node.address();
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn(node.run(shutdown.clone()));
+    let balance = reqwest::Client::new()
+        .get(format!("http://{address}/v1/orgs/{org_id}/balance"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("node 2 answers");
+    assert_eq!(
+        balance.status(),
+        200,
+        "the key made on node 1 works on node 2"
+    );
+    let body: serde_json::Value = balance.json().await.unwrap();
+    assert_eq!(body["available"], "12.34");
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(data_dir);
+
+    let changes: [(&str, Change); 2] = [
+        ("key_hash_secret", other_key_hash_secret),
+        ("operator_token", other_operator_token),
+    ];
+    for (name, change) in changes {
+        let mut config = config_on(&app, "node3");
+        change(&mut config);
+        let data_dir = config.data_dir.clone();
+        let error = match Application::build(config, Parts::default()).await {
+            Ok(_) => panic!("a node with another {name} started"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains(&format!("{name} differs"))
+                && error.contains("give every node the same"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
+    app.assert_invariants().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,6 +13,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (9, include_str!("../migrations/sqlite/0009_proxy.sql")),
     (10, include_str!("../migrations/sqlite/0010_prices.sql")),
     (11, include_str!("../migrations/sqlite/0011_claims.sql")),
+    (12, include_str!("../migrations/sqlite/0012_settings.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -28,6 +29,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (9, include_str!("../migrations/postgres/0009_proxy.sql")),
     (10, include_str!("../migrations/postgres/0010_prices.sql")),
     (11, include_str!("../migrations/postgres/0011_claims.sql")),
+    (12, include_str!("../migrations/postgres/0012_settings.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

@@ -249,6 +249,12 @@ impl Application {
             "key_hash_secret",
             "",
         )?;
+        for (name, secret) in [
+            ("key_hash_secret", &key_hash_secret),
+            ("operator_token", &operator_token),
+        ] {
+            shared_secret(&store, name, secret, parts.clock.now()).await?;
+        }
         let node_id = secret_or_file(&config.node_id, &config.data_dir, "node_id", "")?;
         if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(StartError::Config(
@@ -519,6 +525,32 @@ fn secret_or_file(
     let secret = format!("{prefix}{}", ids::random_hex(24));
     write_private(&path, &secret).map_err(io)?;
     Ok(secret)
+}
+
+/// Checks that `secret` (configuration `name`) is the one every node of this database uses:
+/// the first node records a fingerprint of it (a keyed hash, not the secret), and a node
+/// whose secret gives another fingerprint refuses to start, since with its own key-hash
+/// secret the keys made through the others would not authenticate on it, nor would the
+/// operator's token.
+async fn shared_secret(
+    store: &Store,
+    name: &str,
+    secret: &str,
+    now: creditgate_domain::Timestamp,
+) -> Result<(), StartError> {
+    let fingerprint = auth::secret_hash(secret.as_bytes(), &format!("creditgate {name} check"));
+    let recorded = store
+        .setting_once(&format!("{name}_fingerprint"), &fingerprint, now)
+        .await?;
+    if recorded == fingerprint {
+        Ok(())
+    } else {
+        Err(StartError::Config(format!(
+            "{name} differs from the one the other nodes of this database use: give every \
+             node the same {name} (in the configuration, or CREDITGATE_{})",
+            name.to_ascii_uppercase()
+        )))
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

@@ -15,6 +15,7 @@ mod payments;
 mod prices;
 mod proxy;
 mod reads;
+mod settings;
 mod webhooks;
 
 use creditgate_domain::access::Access;
