@@ -252,7 +252,7 @@ include-path-regex = "^/(anthropic|openai)/"
 checks.negative_data_rejection.expected-statuses = ["400", "401", "402", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 # The proxy answers any method or path it does not serve with a 404 in the provider's own error envelope,
-# as the providers do (the SDKs raise it as NotFoundError), not a 405.
+# as README.md describes (the SDKs raise it as NotFoundError), not a 405.
 [[operations]]
 include-path-regex = "^/(anthropic|openai)/"
 checks.unsupported_method.enabled = false

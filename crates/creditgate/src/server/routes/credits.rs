@@ -263,7 +263,9 @@ pub async fn get_balance(
 }
 
 /// An org's ledger history, newest first.
-#[utoipa::path(get, path = "/v1/orgs/{org_id}/transfers", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"), ListQuery),
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/transfers", tag = "credits", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Items per page (1 to 100, default 20)."),
+        ("starting_after" = Option<String>, Query, pattern = "^[!-~]{1,256}$", description = "The id of the last transfer of the previous page: one of this org's (else a 400).")),
     responses((status = 200, body = ListView<TransferView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_transfers(
     State(state): State<AppState>,

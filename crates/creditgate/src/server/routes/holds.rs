@@ -204,7 +204,7 @@ pub enum SettleHoldForms {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct SettleByUsage {
-    /// What the call used, priced at the hold's price version.
+    /// What the call used, at the hold's price version (a hold placed by amount: a 400).
     pub usage: UsageBody,
 }
 

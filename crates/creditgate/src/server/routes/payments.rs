@@ -28,12 +28,11 @@ use crate::server::AppState;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"amount": "25.00", "method": "checkout"}))]
 pub struct CreateTopUp {
-    /// How much, in whole cents, within the deployment's top-up limits (a 400
-    /// `amount_out_of_range` outside them; 5.00 to 5000.00 by default).
+    /// Whole cents within the deployment's top-up limits (else 400; 5.00 to 5000.00 by default).
     #[schema(value_type = Cents)]
     pub amount: Money,
     /// `checkout` (default: answers a page to pay on) or `saved_card` (charges the org's
-    /// saved card now).
+    /// saved card now; a 400 when it has none).
     #[serde(default)]
     #[schema(value_type = Option<TopUpMethod>)]
     pub method: Option<String>,
@@ -426,7 +425,8 @@ pub async fn get_auto_reload(
 
 /// Set an org's auto-reload: when the available balance reaches `threshold`, charge the
 /// saved card `amount` (or up to `target`), at most `monthly_limit` a month. Enabling needs
-/// the consent record and a card. Evaluated at once.
+/// the consent record and a card (else 400, as are a target not above threshold or a
+/// monthly_limit below one reload). Evaluated at once.
 #[utoipa::path(put, path = "/v1/orgs/{org_id}/auto_reload", tag = "payments", params(("org_id" = String, Path, pattern = "^org_[A-Za-z0-9]{1,64}$")), request_body = PutAutoReloadForms,
     responses((status = 200, body = AutoReloadView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn put_auto_reload(

@@ -44,7 +44,7 @@ pub struct UsageEvent {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordUsage {
-    /// The org (operator token only).
+    /// The org: required with the operator token (a 400 without it); a key records for its own.
     #[schema(pattern = "^org_[A-Za-z0-9]{1,64}$")]
     pub org_id: Option<String>,
     /// The events (1 to the configured maximum, 1000 by default).
