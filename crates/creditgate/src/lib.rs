@@ -5,3 +5,4 @@ pub mod app;
 pub mod config;
 pub mod proxy;
 pub mod server;
+pub mod workers;

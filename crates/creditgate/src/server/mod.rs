@@ -12,14 +12,12 @@ pub mod error;
 pub mod ids;
 pub mod json;
 pub(crate) mod metrics;
-pub mod notices;
 pub mod openapi;
 mod payment_pages;
 pub mod payments;
 mod proxy;
 pub(crate) mod routes;
 pub(crate) mod views;
-pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,6 +34,7 @@ use creditgate_store::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Upstream};
+use crate::workers::{expiry_step, notice_step, on_timer, payments_loop, webhook_step, Mailer};
 use ids::{IdSource, RandomIds};
 
 /// Shared by every handler. Cheap to clone.
@@ -131,6 +130,11 @@ impl AppState {
     pub fn wake_payments(&self) {
         self.0.payments_wake.notify_one();
     }
+
+    /// Resolves when the payments worker is woken (see [`AppState::wake_payments`]).
+    pub async fn payments_woken(&self) {
+        self.0.payments_wake.notified().await;
+    }
     /// The proxied calls in flight (their metering tasks).
     pub fn proxy_calls(&self) -> &tokio_util::task::TaskTracker {
         &self.0.proxy_calls
@@ -194,7 +198,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     address: SocketAddr,
     state: AppState,
-    mailer: Arc<notices::Mailer>,
+    mailer: Arc<Mailer>,
 }
 
 impl Application {
@@ -234,33 +238,11 @@ impl Application {
                 parts.clock.clone(),
             )
             .await?;
-        let mailer = Arc::new(notices::Mailer::from_config(&config).map_err(StartError::Config)?);
+        let mailer = Arc::new(Mailer::from_config(&config).map_err(StartError::Config)?);
         let provider = payments::Provider::from_config(&config).map_err(StartError::Config)?;
         let payment_limits = payments::limits(&config).map_err(StartError::Config)?;
-        let operator_token = secret_or_file(
-            &config.operator_token,
-            &config.data_dir,
-            "operator_token",
-            "op_",
-        )?;
-        let key_hash_secret = secret_or_file(
-            &config.key_hash_secret,
-            &config.data_dir,
-            "key_hash_secret",
-            "",
-        )?;
-        for (name, secret) in [
-            ("key_hash_secret", &key_hash_secret),
-            ("operator_token", &operator_token),
-        ] {
-            shared_secret(&store, name, secret, parts.clock.now()).await?;
-        }
-        let node_id = secret_or_file(&config.node_id, &config.data_dir, "node_id", "")?;
-        if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(StartError::Config(
-                "node_id: letters and digits only".into(),
-            ));
-        }
+        let (operator_token, key_hash_secret, node_id) =
+            node_secrets(&config, &store, parts.clock.now()).await?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -415,89 +397,38 @@ async fn start_demo_upstream() -> Result<SocketAddr, StartError> {
     Ok(address)
 }
 
-/// Runs `step` every `interval_ms` until `shutdown` is cancelled; a step under way is
-/// finished first (the steps decide themselves whether to stop early).
-async fn on_timer<F, Fut>(interval_ms: u64, shutdown: CancellationToken, mut step: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let interval = Duration::from_millis(interval_ms.max(10));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        step().await;
+/// The operator token, the key-hash secret (each from the configuration, or else the data
+/// directory, and the same on every node of the database) and the node's id.
+async fn node_secrets(
+    config: &Config,
+    store: &Store,
+    now: creditgate_domain::Timestamp,
+) -> Result<(String, String, String), StartError> {
+    let operator_token = secret_or_file(
+        &config.operator_token,
+        &config.data_dir,
+        "operator_token",
+        "op_",
+    )?;
+    let key_hash_secret = secret_or_file(
+        &config.key_hash_secret,
+        &config.data_dir,
+        "key_hash_secret",
+        "",
+    )?;
+    for (name, secret) in [
+        ("key_hash_secret", &key_hash_secret),
+        ("operator_token", &operator_token),
+    ] {
+        shared_secret(store, name, secret, now).await?;
     }
-}
-
-/// Closes expired holds and grants through the writer like every balance change, warns of
-/// grants expiring within `credits_expiring_lead_ms` (one `credits.expiring` notice per
-/// grant), and prunes old idempotency records.
-async fn expiry_step(state: &AppState) {
-    let idempotency_ttl_ms =
-        i64::try_from(state.config().idempotency_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let now = state.now();
-    if let Err(error) = creditgate_store::expiry::run_once(state.store(), state.writer(), now).await
-    {
-        tracing::warn!(%error, "expiry step failed; the next one retries");
+    let node_id = secret_or_file(&config.node_id, &config.data_dir, "node_id", "")?;
+    if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(StartError::Config(
+            "node_id: letters and digits only".into(),
+        ));
     }
-    let lead_ms = state.config().credits_expiring_lead_ms;
-    let limit = creditgate_store::expiry::EXPIRY_BATCH_LEN_MAX;
-    match state
-        .store()
-        .warn_expiring_grants(now, lead_ms, limit)
-        .await
-    {
-        Ok(0) => {}
-        Ok(warned) => tracing::info!(warned, "credits-expiring notices written"),
-        Err(error) => {
-            tracing::warn!(%error, "warning of expiring credits failed; the next step retries")
-        }
-    }
-    let before = creditgate_domain::Timestamp::from_unix_ms(
-        now.unix_ms().saturating_sub(idempotency_ttl_ms),
-    );
-    if let Err(error) = state.store().prune_idempotency_records(before).await {
-        tracing::warn!(%error, "pruning idempotency records failed");
-    }
-}
-
-/// Runs the payments worker (`payments::run_once`) every `payments_interval_ms`, and at
-/// once when woken (auto-reload settings changed). A run under way is finished first.
-async fn payments_loop(state: &AppState, shutdown: &CancellationToken) {
-    let interval = Duration::from_millis(state.config().payments_interval_ms.max(10));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-            _ = state.0.payments_wake.notified() => {}
-        }
-        if let Err(error) = payments::run_once(state, state.now()).await {
-            tracing::warn!(%error, "payments step failed; the next one retries");
-        }
-    }
-}
-
-/// Delivers the notice outbox (the step is `notices::run_once`).
-async fn notice_step(state: &AppState, mailer: &notices::Mailer) {
-    if let Err(error) = notices::run_once(state, mailer, state.now()).await {
-        tracing::warn!(%error, "notice step failed; the next one retries");
-    }
-}
-
-/// Sends the webhook deliveries (the step is `webhooks::run_once`). A run waits for its
-/// slowest endpoint (at most `webhook_timeout_ms`); shutdown does not wait for it.
-async fn webhook_step(state: &AppState, shutdown: &CancellationToken) {
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        result = webhooks::run_once(state, state.now()) => {
-            if let Err(error) = result {
-                tracing::warn!(%error, "webhook step failed; the next one retries");
-            }
-        }
-    }
+    Ok((operator_token, key_hash_secret, node_id))
 }
 
 /// A secret from the configuration, or else from `data_dir/name`, made there once.

@@ -31,9 +31,9 @@ use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::json::show;
 use super::notices::Outcome;
-use super::AppState;
+use crate::server::json::show;
+use crate::server::AppState;
 use creditgate_domain::outbox::after_failure;
 
 /// The signature header.

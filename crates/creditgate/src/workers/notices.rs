@@ -24,8 +24,8 @@ use creditgate_store::api::{AutoReload, Notice};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::AppState;
 use crate::config::{Config, MailTransport, SmtpTls};
+use crate::server::AppState;
 
 /// Why a notice could not be delivered now.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +134,7 @@ pub fn claim_terms(
         now.unix_ms()
             .saturating_add(i64::try_from(work_ms).unwrap_or(i64::MAX)),
     );
-    let token = format!("{}:{}", state.node_id(), super::ids::random_hex(8));
+    let token = format!("{}:{}", state.node_id(), crate::server::ids::random_hex(8));
     (lease_until, token)
 }
 
@@ -232,7 +232,7 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
     let action_url = notice
         .payment_id
         .as_deref()
-        .map(|id| super::payments::confirmation_url(state, id));
+        .map(|id| crate::server::payments::confirmation_url(state, id));
     let context = EmailContext {
         product_name: &state.config().product_name,
         org_name: &org.name,
