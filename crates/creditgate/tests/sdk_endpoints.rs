@@ -29,12 +29,12 @@ mod api_support;
 mod sdk_support;
 mod smtp_support;
 
-use api_helpers::{create_org_with, patch_org};
+use api_helpers::patch_org;
 use api_support::{databases, spawn_app, As, TestApp};
 use reqwest::{Method, StatusCode};
 use sdk_support::{
-    balance, expect_ok, expect_refused, holds_settled, micros, money, transfers, Call, Checks,
-    Customer, Endpoint, Outcome, Phase, Sdk,
+    balance, expect_ok, expect_refused, holds_settled, micros, money, org_with_key, usage_amounts,
+    Call, Checks, Customer, Endpoint, Outcome, Phase, Sdk,
 };
 use serde_json::{json, Value};
 
@@ -213,32 +213,12 @@ fn check_metered(
     charge
 }
 
-/// The amounts of the org's usage transfers, sorted.
-async fn usage_amounts(app: &TestApp, org_id: &str) -> Vec<i64> {
-    let mut amounts: Vec<i64> = transfers(app, org_id)
-        .await
-        .iter()
-        .filter(|t| t["kind"] == "usage")
-        .map(|t| micros(t["amount"].as_str().expect("amount")))
-        .collect();
-    amounts.sort_unstable();
-    amounts
-}
-
 async fn posted_and_reserved(app: &TestApp, org_id: &str) -> (i64, i64) {
     let b = balance(app, org_id).await;
     (
         micros(b["posted"].as_str().expect("posted")),
         micros(b["reserved"].as_str().expect("reserved")),
     )
-}
-
-async fn org_with_key(app: &TestApp, name: &str, credits: &str) -> (String, String) {
-    let org = create_org_with(app, name, json!({})).await;
-    let org_id = org["id"].as_str().expect("id").to_owned();
-    app.grant(&org_id, credits).await;
-    let (_, key) = app.create_key(&org_id).await;
-    (org_id, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

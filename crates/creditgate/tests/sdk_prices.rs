@@ -27,12 +27,11 @@ mod api_support;
 mod sdk_support;
 mod smtp_support;
 
-use api_helpers::create_org_with;
-use api_support::{databases, spawn_app, As, TestApp};
+use api_support::{databases, spawn_app, As};
 use reqwest::{Method, StatusCode};
 use sdk_support::{
-    balance, expect_refused, holds_settled, micros, transfers, Call, Checks, Customer, Outcome,
-    Phase, Sdk,
+    balance, expect_refused, holds_settled, micros, org_with_key, usage_amounts, Call, Checks,
+    Customer, Outcome, Phase, Sdk,
 };
 use serde_json::{json, Value};
 
@@ -126,25 +125,6 @@ fn demo_usage(system: &[(String, Option<&str>)], question: &str, max_tokens: u64
 fn call(system: &[(String, Option<&str>)], question: &str, max_tokens: u64) -> Call {
     let blocks: Vec<Value> = system.iter().map(|(t, ttl)| block(t, *ttl)).collect();
     Call::anthropic(MODEL, question, max_tokens).extra(json!({ "system": blocks }))
-}
-
-async fn org_with_key(app: &TestApp, name: &str, credits: &str) -> (String, String) {
-    let org = create_org_with(app, name, json!({})).await;
-    let org_id = org["id"].as_str().expect("id").to_owned();
-    app.grant(&org_id, credits).await;
-    let (_, key) = app.create_key(&org_id).await;
-    (org_id, key)
-}
-
-async fn usage_amounts(app: &TestApp, org_id: &str) -> Vec<i64> {
-    let mut amounts: Vec<i64> = transfers(app, org_id)
-        .await
-        .iter()
-        .filter(|t| t["kind"] == "usage")
-        .map(|t| micros(t["amount"].as_str().expect("amount")))
-        .collect();
-    amounts.sort_unstable();
-    amounts
 }
 
 fn manual() -> String {

@@ -643,6 +643,26 @@ pub async fn balance(app: &TestApp, org_id: &str) -> Value {
     reply.body
 }
 
+/// A new org with `credits` granted and a key: (its id, the key's secret).
+pub async fn org_with_key(app: &TestApp, name: &str, credits: &str) -> (String, String) {
+    let org_id = app.create_org(name).await;
+    app.grant(&org_id, credits).await;
+    let (_, key) = app.create_key(&org_id).await;
+    (org_id, key)
+}
+
+/// The amounts of the org's usage transfers, sorted.
+pub async fn usage_amounts(app: &TestApp, org_id: &str) -> Vec<i64> {
+    let mut amounts: Vec<i64> = transfers(app, org_id)
+        .await
+        .iter()
+        .filter(|t| t["kind"] == "usage")
+        .map(|t| micros(t["amount"].as_str().expect("amount")))
+        .collect();
+    amounts.sort_unstable();
+    amounts
+}
+
 /// Every transfer of the org, newest first.
 pub async fn transfers(app: &TestApp, org_id: &str) -> Vec<Value> {
     let mut all = Vec::new();

@@ -59,6 +59,14 @@ fn delivery_row(row: &Row) -> Result<WebhookDelivery, StoreError> {
     })
 }
 
+/// A row of `DELIVERY_COLUMNS_D` then `ENDPOINT_COLUMNS_E`.
+fn delivery_with_endpoint(row: &Row) -> Result<(WebhookDelivery, WebhookEndpoint), StoreError> {
+    Ok((
+        delivery_row(row)?,
+        endpoint_row(&row.skip(DELIVERY_COLUMNS_LEN))?,
+    ))
+}
+
 fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
@@ -208,14 +216,7 @@ impl Store {
                 &values![now.unix_ms(), limit_i64(limit)],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    delivery_row(row)?,
-                    endpoint_row(&row.skip(DELIVERY_COLUMNS_LEN))?,
-                ))
-            })
-            .collect()
+        rows.iter().map(delivery_with_endpoint).collect()
     }
 
     /// Claims the pending deliveries due at `now` to enabled endpoints, oldest first, at
@@ -266,14 +267,7 @@ impl Store {
                 &values![token, lease_until.unix_ms()],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    delivery_row(row)?,
-                    endpoint_row(&row.skip(DELIVERY_COLUMNS_LEN))?,
-                ))
-            })
-            .collect()
+        rows.iter().map(delivery_with_endpoint).collect()
     }
 
     /// Marks a delivery sent: the endpoint answered `status` (2xx).
