@@ -82,10 +82,6 @@ const LONG_FNS: &[(&str, usize)] = &[
         125,
     ),
     (
-        "crates/creditgate/src/server/routes/prices.rs::set_price",
-        86,
-    ),
-    (
         "crates/creditgate/src/server/routes/usage.rs::record_usage",
         72,
     ),

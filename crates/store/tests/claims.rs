@@ -61,7 +61,17 @@ async fn claims_are_disjoint_and_leases_come_back() {
             .claim_notices(now.plus_ms(59_999), lease, "c:1", 100);
         assert!(again.await.unwrap().is_empty());
         // One is sent; the others' node "died": after the lease they come back, once.
-        ledger.store.notice_sent(&a[0].id, now).await.unwrap();
+        assert!(ledger
+            .store
+            .notice_sent(&a[0].id, "node-a:1", now)
+            .await
+            .unwrap());
+        // Another claim cannot mark it: it is node a's.
+        assert!(!ledger
+            .store
+            .notice_sent(&a[1].id, "node-b:1", now)
+            .await
+            .unwrap());
         let back = ledger
             .store
             .claim_notices(lease, lease.plus_ms(60_000), "c:2", 100)

@@ -133,7 +133,7 @@ async fn a_link_opens_one_session_and_sessions_end() {
         assert_eq!(notice.kind, "member.invited");
         assert_eq!(notice.member_id.as_deref(), Some("mem_a"));
         assert_eq!(notice.secret.as_deref(), Some("secret_invite"));
-        store.notice_sent("ntc_invite", at(2)).await.unwrap();
+        store.notice_sent("ntc_invite", "", at(2)).await.unwrap();
         let sent = store.due_notices(at(3), 10).await.unwrap();
         assert!(sent.iter().all(|n| n.id != "ntc_invite"));
 

@@ -416,12 +416,7 @@ async fn node_secrets(
         "key_hash_secret",
         "",
     )?;
-    for (name, secret) in [
-        ("key_hash_secret", &key_hash_secret),
-        ("operator_token", &operator_token),
-    ] {
-        shared_secret(store, name, secret, now).await?;
-    }
+    shared_secret(store, "key_hash_secret", &key_hash_secret, now).await?;
     let node_id = secret_or_file(&config.node_id, &config.data_dir, "node_id", "")?;
     if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(StartError::Config(
@@ -458,11 +453,13 @@ fn secret_or_file(
     Ok(secret)
 }
 
-/// Checks that `secret` (configuration `name`) is the one every node of this database uses:
-/// the first node records a fingerprint of it (a keyed hash, not the secret), and a node
-/// whose secret gives another fingerprint refuses to start, since with its own key-hash
-/// secret the keys made through the others would not authenticate on it, nor would the
-/// operator's token.
+/// Checks that `secret` (configuration `name`: the key-hash secret) is the one every node of
+/// this database uses: the first node records a fingerprint of it (a keyed hash, not the
+/// secret), and a node whose secret gives another fingerprint refuses to start, since the
+/// keys made through the others would not authenticate on it. (The operator token is not
+/// checked: it must stay easy to change, and its fingerprint would let a copy of the
+/// database test guesses at it.) Changing the key-hash secret on purpose, which retires
+/// every key, means deleting the `key_hash_secret_fingerprint` row of `settings`.
 async fn shared_secret(
     store: &Store,
     name: &str,

@@ -157,9 +157,17 @@ pub async fn run_once(
         // Webhooks first, so they never wait on email; repeating it for a retried notice
         // makes no second delivery (the ids are derived).
         super::webhooks::fan_out(state, &notice, now).await?;
-        match deliver(state, mailer, &notice).await {
+        // Each send within smtp_timeout_ms, so the claim's lease outlasts the batch.
+        let send_ms = std::time::Duration::from_millis(config.smtp_timeout_ms.max(1));
+        let sent = match tokio::time::timeout(send_ms, deliver(state, mailer, &notice)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(MailError::Deliver("timed out".into())),
+        };
+        match sent {
             Ok(()) => {
-                state.store().notice_sent(&notice.id, now).await?;
+                if !state.store().notice_sent(&notice.id, &token, now).await? {
+                    tracing::warn!(notice = %notice.id, "sent after its claim passed on");
+                }
                 outcome.sent += 1;
             }
             Err(error) => {
@@ -170,7 +178,13 @@ pub async fn run_once(
                 tracing::warn!(notice = %notice.id, %error, failures, parked, "notice not delivered");
                 state
                     .store()
-                    .notice_failed(&notice.id, &error.to_string(), failed.retry_at, parked)
+                    .notice_failed(
+                        &notice.id,
+                        &token,
+                        &error.to_string(),
+                        failed.retry_at,
+                        parked,
+                    )
                     .await?;
                 if parked {
                     outcome.parked += 1;

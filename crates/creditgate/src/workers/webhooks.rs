@@ -202,12 +202,16 @@ pub async fn run_once(state: &AppState, now: Timestamp) -> Result<Outcome, Store
         .store()
         .claim_webhook_deliveries(now, lease_until, &token, batch)
         .await?;
+    let token = token.as_str();
     let results: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(due)
         .map(|(delivery, endpoint)| async move {
             let mut outcome = Outcome::default();
             match attempt(state, &delivery, &endpoint, now).await {
                 Attempt::Sent(status) => {
-                    state.store().webhook_sent(&delivery.id, status, now).await?;
+                    let store = state.store();
+                    if !store.webhook_sent(&delivery.id, token, status, now).await? {
+                        tracing::warn!(delivery = %delivery.id, "sent after its claim passed on");
+                    }
                     outcome.sent += 1;
                 }
                 Attempt::Failed(status, error) => {
@@ -217,7 +221,7 @@ pub async fn run_once(state: &AppState, now: Timestamp) -> Result<Outcome, Store
                     tracing::warn!(delivery = %delivery.id, %error, failures, parked, "webhook not delivered");
                     state
                         .store()
-                        .webhook_failed(&delivery.id, status, &error, failed.retry_at, parked)
+                        .webhook_failed(&delivery.id, token, status, &error, failed.retry_at, parked)
                         .await?;
                     if parked {
                         outcome.parked += 1;

@@ -160,35 +160,45 @@ impl Store {
         Ok(rows)
     }
 
-    /// Marks a notice delivered.
-    pub async fn notice_sent(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
-        self.db()
+    /// Marks a notice delivered, if it is still the claim `claim`'s (`""`: whoever's).
+    /// Answers whether it was: a claim whose lease ran out may have passed the notice on.
+    pub async fn notice_sent(
+        &self,
+        id: &str,
+        claim: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .db()
             .execute(
                 "UPDATE notices SET state = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL, secret = NULL
-                 WHERE id = $1 AND state = 'pending'",
-                &values![id, now.unix_ms()],
+                 WHERE id = $1 AND state = 'pending' AND ($3 = '' OR claimed_by = $3)",
+                &values![id, now.unix_ms(), claim],
             )
             .await?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// Records a failed attempt: retried at `next_attempt_at`, or parked.
+    /// (If it is still the claim `claim`'s, as for [`Store::notice_sent`].)
     pub async fn notice_failed(
         &self,
         id: &str,
+        claim: &str,
         error: &str,
         next_attempt_at: Timestamp,
         parked: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let state = if parked { "parked" } else { "pending" };
-        self.db()
+        let changed = self
+            .db()
             .execute(
                 "UPDATE notices SET state = $2, attempts = attempts + 1, last_error = $3, next_attempt_at = $4
-                 WHERE id = $1 AND state = 'pending'",
-                &values![id, state, error, next_attempt_at.unix_ms()],
+                 WHERE id = $1 AND state = 'pending' AND ($5 = '' OR claimed_by = $5)",
+                &values![id, state, error, next_attempt_at.unix_ms(), claim],
             )
             .await?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// Notices, newest first, filtered by state and org when given.

@@ -44,7 +44,11 @@ fn price_row(row: &Row) -> Result<PriceVersion, StoreError> {
             cache_write: row.amount(5)?,
             cache_read: row.amount(6)?,
             request_fee: row.amount(7)?,
-            cache_write_1h: row.amount(10)?,
+            // Written NULL by a node from before migration 0010: its one cache-write rate.
+            cache_write_1h: match row.opt_amount(10)? {
+                Some(rate) => rate,
+                None => row.amount(5)?,
+            },
             web_search_request: row.amount(11)?,
             web_fetch_request: row.amount(12)?,
             long_input: long_input(row)?,

@@ -274,44 +274,52 @@ impl Store {
     pub async fn webhook_sent(
         &self,
         id: &str,
+        claim: &str,
         status: u16,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.db()
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .db()
             .execute(
                 "UPDATE webhook_deliveries SET state = 'sent', sent_at = $2, attempts = attempts + 1,
-                 last_status = $3, last_error = NULL WHERE id = $1 AND state = 'pending'",
-                &values![id, now.unix_ms(), i64::from(status)],
+                 last_status = $3, last_error = NULL
+                 WHERE id = $1 AND state = 'pending' AND ($4 = '' OR claimed_by = $4)",
+                &values![id, now.unix_ms(), i64::from(status), claim],
             )
             .await?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// Records a failed attempt (`status` if the endpoint answered): retried at
     /// `next_attempt_at`, or parked.
+    /// (If it is still the claim `claim`'s, as for [`Store::notice_sent`].)
     pub async fn webhook_failed(
         &self,
         id: &str,
+        claim: &str,
         status: Option<u16>,
         error: &str,
         next_attempt_at: Timestamp,
         parked: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let state = if parked { "parked" } else { "pending" };
-        self.db()
+        let changed = self
+            .db()
             .execute(
                 "UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, last_status = $3,
-                 last_error = $4, next_attempt_at = $5 WHERE id = $1 AND state = 'pending'",
+                 last_error = $4, next_attempt_at = $5
+                 WHERE id = $1 AND state = 'pending' AND ($6 = '' OR claimed_by = $6)",
                 &values![
                     id,
                     state,
                     status.map(i64::from),
                     error,
-                    next_attempt_at.unix_ms()
+                    next_attempt_at.unix_ms(),
+                    claim
                 ],
             )
             .await?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// An endpoint's deliveries (its delivery log), newest first, at most `limit`.

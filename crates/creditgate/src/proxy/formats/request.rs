@@ -451,9 +451,14 @@ fn openai_part(e: &mut Estimate, part: &Value) {
 
 /// The body to send upstream: for an OpenAI stream whose client did not ask for usage, the
 /// request with `stream_options.include_usage = true` added (other `stream_options` kept), since
-/// the proxy needs the final usage chunk; otherwise `None`, meaning "send the original bytes".
+/// the proxy needs the final usage chunk; for an Anthropic request with server tools, the
+/// request as read, each tool with a `max_uses`; otherwise `None`, meaning "send the original
+/// bytes".
 pub fn upstream_body(style: Style, body: &Value, facts: &RequestFacts) -> Option<Vec<u8>> {
-    if style == Style::Anthropic && facts.server_tools_unbounded {
+    // With server tools, what is sent is what was read (a body with a repeated key could
+    // otherwise mean one bound here and another upstream), and each tool has its max_uses.
+    let has_server_tools = facts.web_search_requests_max > 0 || facts.web_fetch_requests_max > 0;
+    if style == Style::Anthropic && has_server_tools {
         return bound_server_tools(body);
     }
     if style != Style::OpenAi || !facts.stream || facts.client_wants_usage {

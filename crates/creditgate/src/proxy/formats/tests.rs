@@ -687,7 +687,11 @@ fn server_tools_are_bounded_and_unbounded_ones_capped_upstream() {
         ),
         (5, 3, false)
     );
-    assert_eq!(upstream_body(Style::Anthropic, &bounded, &facts), None);
+    // Sent as read (re-serialized), the bounds unchanged.
+    let sent: Value =
+        serde_json::from_slice(&upstream_body(Style::Anthropic, &bounded, &facts).unwrap())
+            .unwrap();
+    assert_eq!(sent, bounded);
 
     let open = request(json!([
         {"type": "web_search_20250305", "name": "web_search"},
@@ -1162,6 +1166,22 @@ fn anthropic_usage_so_far_and_error_events() {
     // After finish: passed through, not read.
     assert_eq!(meter.feed(b"data: x\n\n"), b"data: x\n\n");
     assert_eq!(meter.finish(), (Vec::new(), seen));
+}
+
+#[test]
+fn a_delta_split_without_its_total_keeps_the_earlier_total() {
+    let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"cache_creation_input_tokens\":900,\"output_tokens\":1}}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7,\"cache_creation\":{\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":300}}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let mut meter = StreamMeter::new(Style::Anthropic, true);
+    meter.feed(stream.as_bytes());
+    let (_, seen) = meter.finish();
+    let usage = seen.usage.expect("usage");
+    // 900 written in all; the split names 400 of them: the other 500 count as 5-minute.
+    assert_eq!(
+        (usage.cache_write_tokens, usage.cache_write_1h_tokens),
+        (600, 300)
+    );
 }
 
 /// A stream whose `message_start` splits its cache writes by lifetime and whose

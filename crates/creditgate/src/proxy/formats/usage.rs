@@ -98,10 +98,11 @@ impl CacheWrites {
     /// counts: a call is never charged less than either says.
     pub(super) fn resolve(self, earlier: (u64, u64)) -> (u64, u64) {
         let (five, hour) = self.split.unwrap_or(earlier);
-        let rest = self
+        // Without a total here, the earlier report's stands (it is not taken back).
+        let total = self
             .total
-            .unwrap_or(0)
-            .saturating_sub(five.saturating_add(hour));
+            .unwrap_or_else(|| earlier.0.saturating_add(earlier.1));
+        let rest = total.saturating_sub(five.saturating_add(hour));
         (five.saturating_add(rest), hour)
     }
 }

@@ -78,6 +78,54 @@ pub struct SetLongInput {
     pub cache_read: Option<Money>,
 }
 
+/// The long-input rates given, checked.
+fn long_input(given: Option<SetLongInput>) -> Result<Option<LongInput>, ApiError> {
+    Ok(match given {
+        None => None,
+        Some(long) if long.above_input_tokens == 0 || long.above_input_tokens > TOKENS_MAX => {
+            return Err(ApiError::invalid(
+                "long_input.above_input_tokens",
+                "parameter_invalid",
+                format!("long_input.above_input_tokens must be 1 to {TOKENS_MAX}."),
+            ))
+        }
+        Some(long) => Some(LongInput {
+            above_input_tokens: long.above_input_tokens,
+            rates: rates(
+                long.input,
+                long.output,
+                long.cache_write,
+                long.cache_write_1h,
+                long.cache_read,
+            ),
+        }),
+    })
+}
+
+/// Long-input rates are never below the base ones: a hold is priced at the rates its bound
+/// falls under, so a dearer base rate for a smaller call could pass its hold.
+fn check_long_rates(base: &TokenRates, long: &TokenRates) -> Result<(), ApiError> {
+    let pairs = [
+        ("long_input.input", base.input, long.input),
+        ("long_input.output", base.output, long.output),
+        ("long_input.cache_write", base.cache_write, long.cache_write),
+        (
+            "long_input.cache_write_1h",
+            base.cache_write_1h,
+            long.cache_write_1h,
+        ),
+        ("long_input.cache_read", base.cache_read, long.cache_read),
+    ];
+    match pairs.iter().find(|(_, base, long)| long < base) {
+        Some((param, base, long)) => Err(ApiError::invalid(
+            *param,
+            "parameter_invalid",
+            format!("{param} ({long}) must be at least the base rate ({base})."),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The rates `input`, `output` and the optional cache rates stand for (see [`SetPrice`]).
 fn rates(
     input: Money,
@@ -137,26 +185,7 @@ pub async fn set_price(
             )?)
         }
     };
-    let long_input = match body.long_input {
-        None => None,
-        Some(long) if long.above_input_tokens == 0 || long.above_input_tokens > TOKENS_MAX => {
-            return Err(ApiError::invalid(
-                "long_input.above_input_tokens",
-                "parameter_invalid",
-                format!("long_input.above_input_tokens must be 1 to {TOKENS_MAX}."),
-            ))
-        }
-        Some(long) => Some(LongInput {
-            above_input_tokens: long.above_input_tokens,
-            rates: rates(
-                long.input,
-                long.output,
-                long.cache_write,
-                long.cache_write_1h,
-                long.cache_read,
-            ),
-        }),
-    };
+    let long_input = long_input(body.long_input)?;
     let base = rates(
         body.input,
         body.output,
@@ -164,6 +193,9 @@ pub async fn set_price(
         body.cache_write_1h,
         body.cache_read,
     );
+    if let Some(long) = &long_input {
+        check_long_rates(&base, &long.rates)?;
+    }
     let fee = |money: Option<Money>| money.map_or(Amount::ZERO, |m| m.0);
     let price = PriceVersion {
         id: state.new_id("price"),
