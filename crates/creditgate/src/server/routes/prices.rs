@@ -102,30 +102,6 @@ fn long_input(given: Option<SetLongInput>) -> Result<Option<LongInput>, ApiError
     })
 }
 
-/// Long-input rates are never below the base ones: a hold is priced at the rates its bound
-/// falls under, so a dearer base rate for a smaller call could pass its hold.
-fn check_long_rates(base: &TokenRates, long: &TokenRates) -> Result<(), ApiError> {
-    let pairs = [
-        ("long_input.input", base.input, long.input),
-        ("long_input.output", base.output, long.output),
-        ("long_input.cache_write", base.cache_write, long.cache_write),
-        (
-            "long_input.cache_write_1h",
-            base.cache_write_1h,
-            long.cache_write_1h,
-        ),
-        ("long_input.cache_read", base.cache_read, long.cache_read),
-    ];
-    match pairs.iter().find(|(_, base, long)| long < base) {
-        Some((param, base, long)) => Err(ApiError::invalid(
-            *param,
-            "parameter_invalid",
-            format!("{param} ({long}) must be at least the base rate ({base})."),
-        )),
-        None => Ok(()),
-    }
-}
-
 /// The rates `input`, `output` and the optional cache rates stand for (see [`SetPrice`]).
 fn rates(
     input: Money,
@@ -193,9 +169,6 @@ pub async fn set_price(
         body.cache_write_1h,
         body.cache_read,
     );
-    if let Some(long) = &long_input {
-        check_long_rates(&base, &long.rates)?;
-    }
     let fee = |money: Option<Money>| money.map_or(Amount::ZERO, |m| m.0);
     let price = PriceVersion {
         id: state.new_id("price"),
