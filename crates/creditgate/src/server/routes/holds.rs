@@ -222,26 +222,26 @@ pub struct SettleByAmount {
 #[serde(deny_unknown_fields)]
 pub struct VoidHold {}
 
-fn tokens(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+/// `value`, or a 400 naming `param` when it is above `max`.
+fn at_most(param: &str, value: Option<u64>, max: u64) -> Result<Option<u64>, ApiError> {
     match value {
-        Some(v) if v > pricing::TOKENS_MAX => Err(ApiError::invalid(
+        Some(v) if v > max => Err(ApiError::invalid(
             param,
             "parameter_invalid",
-            format!("{param} must be at most {}.", pricing::TOKENS_MAX),
+            format!("{param} must be at most {max}."),
         )),
         other => Ok(other),
     }
 }
 
+/// A token count, at most [`pricing::TOKENS_MAX`].
+fn tokens(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    at_most(param, value, pricing::TOKENS_MAX)
+}
+
+/// A server-tool request count, at most [`pricing::TOOL_REQUESTS_MAX`].
 fn tool_requests(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
-    match value {
-        Some(v) if v > pricing::TOOL_REQUESTS_MAX => Err(ApiError::invalid(
-            param,
-            "parameter_invalid",
-            format!("{param} must be at most {}.", pricing::TOOL_REQUESTS_MAX),
-        )),
-        other => Ok(other),
-    }
+    at_most(param, value, pricing::TOOL_REQUESTS_MAX)
 }
 
 /// Reserve credits for a call. 402 when the org cannot cover it or is suspended.
