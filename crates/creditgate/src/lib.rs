@@ -1,8 +1,13 @@
-//! creditgate's shell: configuration, the HTTP service and the operator CLI. The pure rules
-//! live in `creditgate-domain`, SQL in `creditgate-store`; `anyhow` only in `main.rs`.
+//! creditgate's shell: configuration, the application layer, the HTTP transports, the
+//! background workers and the provider adapters. The pure rules live in `creditgate-domain`,
+//! SQL in `creditgate-store`; the binary's own commands (`cmd/`) are the only users of
+//! `anyhow`.
 
 pub mod app;
 pub mod config;
-pub mod proxy;
-pub mod server;
+pub mod demo_upstream;
+pub mod http;
+pub mod ids;
+pub mod node;
+pub mod providers;
 pub mod workers;

@@ -5,14 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod bench;
-mod cli;
-mod demo;
-mod load;
-mod reconcile;
+mod cmd;
+
+use cmd::{bench, cli, demo, load, reconcile};
 
 use creditgate::config::Config;
-use creditgate::server::{Application, Parts};
+use creditgate::node::{Application, Parts};
 
 /// Prepaid usage credits for API providers.
 #[derive(Parser)]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use api_helpers::create_org_with;
 use api_support::{spawn_app_with, TestApp};
 use creditgate::config::Config;
-use creditgate::server::{Application, Parts};
+use creditgate::node::{Application, Parts};
 use serde_json::json;
 use smtp_support::Smtpd;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,7 @@ fn config_on(app: &TestApp, node: &str) -> Config {
     let data_dir = std::env::temp_dir().join(format!(
         "creditgate_node_{node}_{}_{}",
         std::process::id(),
-        creditgate::server::ids::random_hex(6)
+        creditgate::ids::random_hex(6)
     ));
     Config {
         data_dir,

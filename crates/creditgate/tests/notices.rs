@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use api_helpers::*;
 use api_support::{databases, spawn_app_with, As, TempDir, TestApp, OPERATOR_TOKEN};
 use creditgate::config::Config;
-use creditgate::server::{Application, Parts};
+use creditgate::node::{Application, Parts};
 use creditgate_domain::member::Role;
 use creditgate_domain::Timestamp;
 use creditgate_store::api::{Added, Member as StoreMember, NewLink};

@@ -7,8 +7,8 @@ use creditgate_domain::Timestamp;
 use creditgate_store::api::{Org, Page};
 
 use super::{org_for, Actor};
-use crate::server::error::ApiError;
-use crate::server::AppState;
+use crate::http::error::ApiError;
+use crate::node::AppState;
 
 /// Why an org's metered calls are refused now, if they are: the code of their 402, and for a
 /// spend limit, when it resets.

@@ -5,11 +5,11 @@ use creditgate_domain::Amount;
 use creditgate_store::api::ApiKey;
 
 use super::{authorize, org_for, Actor};
-use crate::server::auth::{secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
-use crate::server::error::ApiError;
-use crate::server::ids::random_hex;
-use crate::server::routes::{path_id, text};
-use crate::server::AppState;
+use crate::http::api::{path_id, text};
+use crate::http::auth::{secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
+use crate::http::error::ApiError;
+use crate::ids::random_hex;
+use crate::node::AppState;
 
 /// Longest key name.
 pub const KEY_NAME_LEN_MAX: usize = 100;

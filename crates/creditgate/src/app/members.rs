@@ -7,10 +7,10 @@ use creditgate_domain::Timestamp;
 use creditgate_store::api::{Added, Member, NewLink};
 
 use super::{org_for, Actor};
-use crate::server::billing;
-use crate::server::error::ApiError;
-use crate::server::routes::{path_id, text};
-use crate::server::AppState;
+use crate::http::api::{path_id, text};
+use crate::http::billing;
+use crate::http::error::ApiError;
+use crate::node::AppState;
 
 /// Longest email address.
 pub const EMAIL_LEN_MAX: usize = 254;

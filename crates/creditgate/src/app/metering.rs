@@ -12,11 +12,11 @@ use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::api::Org;
 
 use super::Actor;
-use crate::server::error::ApiError;
-use crate::server::metrics;
-use crate::server::routes::rejection;
-use crate::server::views::HoldTerms;
-use crate::server::AppState;
+use crate::http::api::rejection;
+use crate::http::error::ApiError;
+use crate::http::metrics;
+use crate::http::views::HoldTerms;
+use crate::node::AppState;
 use creditgate_domain::ids;
 
 /// The version of `model` in force at `at`, or a 400 naming `param`.

@@ -13,6 +13,7 @@
 //! balance and history ([`balance`]), top-ups and auto-reload ([`payments`]).
 
 pub mod balance;
+pub mod charges;
 pub mod keys;
 pub mod members;
 pub mod metering;
@@ -22,10 +23,10 @@ pub mod payments;
 use creditgate_domain::member::{self, Action};
 use creditgate_store::api::Org;
 
-pub use crate::server::auth::Caller as Actor;
-use crate::server::error::ApiError;
-use crate::server::routes::path_id;
-use crate::server::AppState;
+use crate::http::api::path_id;
+pub use crate::http::auth::Caller as Actor;
+use crate::http::error::ApiError;
+use crate::node::AppState;
 
 /// Whether `actor` may do `action` (on an org it may see): the operator anything, a member
 /// what its role allows, an org's key what [`member::key_allows`] says.

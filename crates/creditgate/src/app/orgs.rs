@@ -7,9 +7,9 @@ use creditgate_domain::Amount;
 use creditgate_store::api::{NewOrg, Org, OrgPatch, OrgUpdate};
 
 use super::{authorize, Actor};
-use crate::server::error::ApiError;
-use crate::server::routes::{path_id, text};
-use crate::server::AppState;
+use crate::http::api::{path_id, text};
+use crate::http::error::ApiError;
+use crate::node::AppState;
 
 /// Most billing contacts per org.
 pub const BILLING_EMAILS_MAX: usize = 10;

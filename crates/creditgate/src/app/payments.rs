@@ -7,12 +7,12 @@ use creditgate_domain::Amount;
 use creditgate_store::api::{AutoReload, Payment, PaymentProfile};
 
 use super::{org_for, Actor};
-use crate::server::error::ApiError;
-use crate::server::json::show;
-use crate::server::payments;
-use crate::server::routes::idempotency::scope;
-use crate::server::routes::text;
-use crate::server::AppState;
+use crate::app::charges;
+use crate::http::api::idempotency::scope;
+use crate::http::api::text;
+use crate::http::error::ApiError;
+use crate::http::json::show;
+use crate::node::AppState;
 use creditgate_domain::ids;
 
 /// Longest return URL.
@@ -95,10 +95,10 @@ pub async fn top_up(
     }
     Ok(match (payment.method, payment.state) {
         (PaymentMethod::Checkout, PaymentState::Created) => {
-            payments::open_checkout(state, &payment).await?
+            charges::open_checkout(state, &payment).await?
         }
         (PaymentMethod::SavedCard, PaymentState::Created | PaymentState::Charging) => {
-            payments::charge(state, &payment).await?
+            charges::charge(state, &payment).await?
         }
         _ => payment,
     })
@@ -240,7 +240,7 @@ pub async fn set_auto_reload(
     let consent = consent(state, actor, set.consent, previous.as_ref())?;
     if let Some(method) = &set.payment_method {
         text("payment_method", method, 1, PAYMENT_METHOD_LEN_MAX)?;
-        payments::save_card(state, &org.id, method).await?;
+        charges::save_card(state, &org.id, method).await?;
     }
     if settings.enabled
         && state

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::server::AppState;
+use crate::node::AppState;
 pub use notices::Mailer;
 
 /// Runs `step` every `interval_ms` until `shutdown` is cancelled; a step under way is
@@ -72,7 +72,7 @@ pub(crate) async fn payments_loop(state: &AppState, shutdown: &CancellationToken
             _ = tokio::time::sleep(interval) => {}
             _ = state.payments_woken() => {}
         }
-        if let Err(error) = crate::server::payments::run_once(state, state.now()).await {
+        if let Err(error) = crate::app::charges::run_once(state, state.now()).await {
             tracing::warn!(%error, "payments step failed; the next one retries");
         }
     }

@@ -14,94 +14,15 @@
 //! member is gone or the secret was cleared, there is nothing to send and the row is marked
 //! sent.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use creditgate_domain::notice::{self, EmailContext, NoticeKind};
 use creditgate_domain::outbox::after_failure;
 use creditgate_domain::Timestamp;
 use creditgate_store::api::{AutoReload, Notice};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 
-use crate::config::{Config, MailTransport, SmtpTls};
-use crate::server::AppState;
-
-/// Why a notice could not be delivered now.
-#[derive(Debug, thiserror::Error)]
-pub enum MailError {
-    /// The message could not be built (a bad address, say): retrying will not help.
-    #[error("building the message: {0}")]
-    Build(String),
-    /// The delivery failed; a later attempt may succeed.
-    #[error("delivering: {0}")]
-    Deliver(String),
-}
-
-/// Where emails go.
-pub enum Mailer {
-    /// `.eml` files in a directory, named by notice id (the embedded default).
-    Files(PathBuf),
-    /// An SMTP server.
-    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>),
-}
-
-impl Mailer {
-    /// The mailer the configuration names.
-    pub fn from_config(config: &Config) -> Result<Mailer, String> {
-        match config.mail {
-            MailTransport::Files => Ok(Mailer::Files(config.data_dir.join("mail"))),
-            MailTransport::Smtp => {
-                use lettre::transport::smtp::authentication::Credentials;
-                let host = config.smtp_host.as_str();
-                let mut builder = match config.smtp_tls {
-                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                    SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                        .map_err(|e| format!("smtp_host {host}: {e}"))?,
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                        .map_err(|e| format!("smtp_host {host}: {e}"))?,
-                };
-                if config.smtp_port != 0 {
-                    builder = builder.port(config.smtp_port);
-                }
-                if !config.smtp_username.is_empty() {
-                    builder = builder.credentials(Credentials::new(
-                        config.smtp_username.clone(),
-                        config.smtp_password.clone(),
-                    ));
-                }
-                builder =
-                    builder.timeout(Some(Duration::from_millis(config.smtp_timeout_ms.max(1))));
-                Ok(Mailer::Smtp(Box::new(builder.build())))
-            }
-        }
-    }
-
-    async fn send(&self, id: &str, message: Message) -> Result<(), MailError> {
-        match self {
-            Mailer::Files(dir) => {
-                let path = dir.join(format!("{id}.eml"));
-                let bytes = message.formatted();
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| MailError::Deliver(e.to_string()))?;
-                // Written whole, then renamed: a reader never sees half an email.
-                let partial = dir.join(format!(".{id}.eml.partial"));
-                tokio::fs::write(&partial, bytes)
-                    .await
-                    .map_err(|e| MailError::Deliver(e.to_string()))?;
-                tokio::fs::rename(&partial, &path)
-                    .await
-                    .map_err(|e| MailError::Deliver(e.to_string()))
-            }
-            Mailer::Smtp(transport) => transport
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| MailError::Deliver(e.to_string())),
-        }
-    }
-}
+use crate::node::AppState;
+pub use crate::providers::mail::{MailError, Mailer};
 
 /// What one run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,7 +55,7 @@ pub fn claim_terms(
         now.unix_ms()
             .saturating_add(i64::try_from(work_ms).unwrap_or(i64::MAX)),
     );
-    let token = format!("{}:{}", state.node_id(), crate::server::ids::random_hex(8));
+    let token = format!("{}:{}", state.node_id(), crate::ids::random_hex(8));
     (lease_until, token)
 }
 
@@ -246,7 +167,7 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
     let action_url = notice
         .payment_id
         .as_deref()
-        .map(|id| crate::server::payments::confirmation_url(state, id));
+        .map(|id| crate::app::charges::confirmation_url(state, id));
     let context = EmailContext {
         product_name: &state.config().product_name,
         org_name: &org.name,

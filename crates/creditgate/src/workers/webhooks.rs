@@ -32,8 +32,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::notices::Outcome;
-use crate::server::json::show;
-use crate::server::AppState;
+use crate::http::json::show;
+use crate::node::AppState;
 use creditgate_domain::outbox::after_failure;
 
 /// The signature header.

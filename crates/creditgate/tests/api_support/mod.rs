@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use creditgate::config::Config;
-use creditgate::server::{Application, Parts};
+use creditgate::node::{Application, Parts};
 use creditgate_store::testing::TestDatabase;
 use creditgate_store::Store;
 use reqwest::{Method, StatusCode};

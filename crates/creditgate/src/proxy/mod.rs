@@ -1,4 +1,0 @@
-//! The metering proxy.
-
-pub mod endpoints;
-pub mod formats;
