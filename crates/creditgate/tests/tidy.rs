@@ -52,16 +52,8 @@ const LONG_FNS: &[(&str, usize)] = &[
         79,
     ),
     (
-        "crates/creditgate/src/http/billing/pages/auto_reload.rs::reload_view",
-        107,
-    ),
-    (
         "crates/creditgate/src/http/billing/pages/sign_in.rs::auth_use",
         77,
-    ),
-    (
-        "crates/creditgate/src/http/billing/pages/usage.rs::usage_page",
-        83,
     ),
     (
         "crates/creditgate/src/demo_upstream/openai_responses.rs::openai_response_events",

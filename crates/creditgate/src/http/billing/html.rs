@@ -1,11 +1,12 @@
 //! The billing pages' HTML: one layout (navigation, access banner slot, sign-out), one
-//! stylesheet inlined in every page (no external resources), and small builders. Every
-//! interpolated value goes through [`esc`].
+//! stylesheet inlined in every page (no external resources), and small builders. The
+//! markup is `maud` templates, which escape every interpolated value by default; only
+//! trusted markup of our own (the stylesheet, the usage chart's SVG) is `PreEscaped`.
 
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use creditgate_domain::member::{allows, Action, Role};
-pub use creditgate_domain::notice::escape_html as esc;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// The stylesheet: system fonts, WCAG AA contrast, one column below 40rem.
 const CSS: &str = "\
@@ -74,69 +75,70 @@ pub struct Viewer<'a> {
 }
 
 /// A hidden CSRF field.
-pub fn csrf_field(token: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        esc(token)
-    )
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
 }
 
 /// A whole page for a signed-in member: `current` is the navigation entry's path.
-pub fn page(viewer: &Viewer, current: &str, title: &str, body: &str) -> String {
+pub fn page(viewer: &Viewer, current: &str, title: &str, body: Markup) -> String {
     let base = format!("/billing/{}", viewer.org_id);
-    let nav: String = NAV
+    let entries = NAV
         .iter()
-        .filter(|(_, _, action)| allows(viewer.role, *action))
-        .map(|(path, label, _)| {
-            let current = if *path == current {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            format!("<li><a href=\"{base}{path}\"{current}>{label}</a></li>")
-        })
-        .collect();
-    let header = format!(
-        "<header><span class=\"brand\">{product} · {org}</span>\
-         <nav aria-label=\"Billing\"><ul>{nav}</ul></nav>\
-         <form class=\"inline\" method=\"post\" action=\"/billing/sign-out\">{csrf}\
-         <span class=\"muted\">{email} ({role})</span> \
-         <button type=\"submit\" class=\"secondary\">Sign out</button></form></header>",
-        product = esc(viewer.product),
-        org = esc(viewer.org_name),
-        csrf = csrf_field(viewer.csrf),
-        email = esc(viewer.email),
-        role = viewer.role.label(),
-    );
+        .filter(|(_, _, action)| allows(viewer.role, *action));
+    let header = html! {
+        header {
+            span.brand { (viewer.product) " · " (viewer.org_name) }
+            nav aria-label="Billing" {
+                ul {
+                    @for (path, label, _) in entries {
+                        li {
+                            @let here = (*path == current).then_some("page");
+                            a href={ (base) (path) } aria-current=[here] { (label) }
+                        }
+                    }
+                }
+            }
+            form.inline method="post" action="/billing/sign-out" {
+                (csrf_field(viewer.csrf))
+                span.muted { (viewer.email) " (" (viewer.role.label()) ")" }
+                " "
+                button.secondary type="submit" { "Sign out" }
+            }
+        }
+    };
     document(
         &format!("{title} · {}", viewer.org_name),
-        &format!(
-            "{header}<main id=\"main\"><h1>{}</h1>{body}</main>",
-            esc(title)
-        ),
+        html! { (header) main #main { h1 { (title) } (body) } },
     )
 }
 
 /// A page for someone not signed in.
-pub fn public_page(product: &str, title: &str, body: &str) -> String {
+pub fn public_page(product: &str, title: &str, body: Markup) -> String {
     document(
         title,
-        &format!(
-            "<header><span class=\"brand\">{}</span></header><main id=\"main\"><h1>{}</h1>{body}</main>",
-            esc(product),
-            esc(title)
-        ),
+        html! {
+            header { span.brand { (product) } }
+            main #main { h1 { (title) } (body) }
+        },
     )
 }
 
-fn document(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
-         <title>{}</title><style>{CSS}</style></head><body>{body}</body></html>",
-        esc(title)
-    )
+fn document(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (title) }
+                // Our own constant stylesheet: trusted markup.
+                style { (PreEscaped(CSS)) }
+            }
+            body { (body) }
+        }
+    }
+    .into_string()
 }
 
 /// An HTML response that is never cached, framed or sniffed.
@@ -158,7 +160,7 @@ pub fn respond(status: StatusCode, html: String) -> Response {
 }
 
 /// A message box: `class` is `notice` or `error`.
-pub fn message(class: &str, text: &str) -> String {
+pub fn message(class: &str, text: &str) -> Markup {
     let role = if class == "error" { "alert" } else { "status" };
-    format!("<div class=\"{class}\" role=\"{role}\">{}</div>", esc(text))
+    html! { div class=(class) role=(role) { (text) } }
 }

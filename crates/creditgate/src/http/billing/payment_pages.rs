@@ -15,9 +15,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use creditgate_domain::notice::{escape_html, format_money};
+use creditgate_domain::notice::format_money;
 use creditgate_domain::payment::{PaymentMethod, PaymentState};
 use creditgate_store::api::Payment;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
 use crate::app::charges;
@@ -41,18 +42,36 @@ pub struct PayForm {
     pub payment_method: String,
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;\
-         margin:2rem auto;padding:0 1rem;color:#1a1a1a}}button{{font-size:1rem;padding:.6rem 1.2rem;\
-         background:#1f4fd8;color:#fff;border:0;border-radius:.3rem}}label{{display:block;margin:.4rem 0}}\
-         .error{{color:#a40000}}.note{{color:#555;font-size:.9rem}}</style></head><body>\
-         <h1>{title}</h1>{body}</body></html>",
-        title = escape_html(title)
-    );
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+/// The payment pages' own small stylesheet: trusted markup.
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;\
+    padding:0 1rem;color:#1a1a1a}button{font-size:1rem;padding:.6rem 1.2rem;background:#1f4fd8;\
+    color:#fff;border:0;border-radius:.3rem}label{display:block;margin:.4rem 0}\
+    .error{color:#a40000}.note{color:#555;font-size:.9rem}";
+
+fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body { h1 { (title) } (body) }
+        }
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(html.into_string()),
+    )
+        .into_response()
+}
+
+/// A page that says one thing.
+fn plain(status: StatusCode, title: &str, text: &str) -> Response {
+    page(status, title, html! { p { (text) } })
 }
 
 async fn load(state: &AppState, payment_id: &str) -> Result<Payment, Response> {
@@ -60,26 +79,26 @@ async fn load(state: &AppState, payment_id: &str) -> Result<Payment, Response> {
     let payment = if valid {
         state.store().payment(payment_id).await.map_err(|error| {
             tracing::error!(%error, "loading a payment for its page");
-            page(
+            plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                "<p>Try again in a moment.</p>",
+                "Try again in a moment.",
             )
         })?
     } else {
         None
     };
     payment.ok_or_else(|| {
-        page(
+        plain(
             StatusCode::NOT_FOUND,
             "No such payment",
-            "<p>This payment link is not valid.</p>",
+            "This payment link is not valid.",
         )
     })
 }
 
 fn amount_text(payment: &Payment) -> String {
-    escape_html(&format_money(payment.amount, &payment.currency))
+    format_money(payment.amount, &payment.currency)
 }
 
 fn done_page(state: &AppState, payment: &Payment) -> Response {
@@ -90,48 +109,43 @@ fn done_page(state: &AppState, payment: &Payment) -> Response {
     page(
         StatusCode::OK,
         "Payment received",
-        &format!(
-            "<p>{} of credits were added. Thank you.</p><p><a href=\"{}\">Back to billing</a></p>",
-            amount_text(payment),
-            escape_html(&back)
-        ),
+        html! {
+            p { (amount_text(payment)) " of credits were added. Thank you." }
+            p { a href=(back) { "Back to billing" } }
+        },
     )
 }
 
 fn closed_page(payment: &Payment) -> Response {
-    page(
-        StatusCode::CONFLICT,
-        "Nothing to pay",
-        &format!(
-            "<p>This payment is {} and cannot be paid here.</p>",
-            payment.state.as_str()
-        ),
-    )
+    let text = format!(
+        "This payment is {} and cannot be paid here.",
+        payment.state.as_str()
+    );
+    plain(StatusCode::CONFLICT, "Nothing to pay", &text)
 }
 
 fn checkout_form(state: &AppState, payment: &Payment, error: Option<&str>) -> Response {
-    let product = escape_html(&state.config().product_name);
-    let mut cards = String::new();
-    for (index, (id, label, _)) in sandbox::TEST_CARDS.iter().enumerate() {
-        cards.push_str(&format!(
-            "<label><input type=\"radio\" name=\"payment_method\" value=\"{id}\"{}> {label} <code>{id}</code></label>",
-            if index == 0 { " checked" } else { "" },
-            label = escape_html(label),
-        ));
-    }
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(e)))
-        .unwrap_or_default();
+    let amount = amount_text(payment);
     page(
         StatusCode::OK,
         "Sandbox checkout",
-        &format!(
-            "<p>Add <strong>{amount}</strong> of {product} credits.</p>{error}\
-             <form method=\"post\"><fieldset><legend>Test card</legend>{cards}</fieldset>\
-             <p><button type=\"submit\">Pay {amount}</button></p></form>\
-             <p class=\"note\">Sandbox payments: no real card is charged.</p>",
-            amount = amount_text(payment),
-        ),
+        html! {
+            p { "Add " strong { (amount) } " of " (state.config().product_name) " credits." }
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            form method="post" {
+                fieldset {
+                    legend { "Test card" }
+                    @for (index, (id, label, _)) in sandbox::TEST_CARDS.iter().enumerate() {
+                        label {
+                            input type="radio" name="payment_method" value=(id) checked[index == 0];
+                            " " (label) " " code { (id) }
+                        }
+                    }
+                }
+                p { button type="submit" { "Pay " (amount) } }
+            }
+            p.note { "Sandbox payments: no real card is charged." }
+        },
     )
 }
 
@@ -188,10 +202,10 @@ async fn checkout_pay(
         Ok(Err(message)) => checkout_form(&state, &payment, Some(&message)),
         Err(error) => {
             tracing::error!(%error, payment = %payment.id, "sandbox checkout failed");
-            page(
+            plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                "<p>The payment could not be completed; try again.</p>",
+                "The payment could not be completed; try again.",
             )
         }
     }
@@ -222,17 +236,18 @@ async fn confirm_page(
             if let Provider::Stripe(_) = state.provider() {
                 return to_stripe_checkout(&state, &payment).await;
             }
+            let amount = amount_text(&payment);
             page(
                 StatusCode::OK,
                 "Confirm your payment",
-                &format!(
-                    "<p>Your bank asks you to confirm a payment of <strong>{amount}</strong> \
-                     for {product} credits.</p><form method=\"post\"><button type=\"submit\">\
-                     Confirm {amount}</button></form><p class=\"note\">Sandbox: this stands for \
-                     the bank's 3-D Secure check.</p>",
-                    amount = amount_text(&payment),
-                    product = escape_html(&state.config().product_name),
-                ),
+                html! {
+                    p {
+                        "Your bank asks you to confirm a payment of " strong { (amount) }
+                        " for " (state.config().product_name) " credits."
+                    }
+                    form method="post" { button type="submit" { "Confirm " (amount) } }
+                    p.note { "Sandbox: this stands for the bank's 3-D Secure check." }
+                },
             )
         }
         _ => closed_page(&payment),
@@ -264,10 +279,10 @@ async fn to_stripe_checkout(state: &AppState, payment: &Payment) -> Response {
         },
         Err(error) => {
             tracing::error!(%error, payment = %payment.id, "opening a checkout for a confirmation");
-            page(
+            plain(
                 StatusCode::BAD_GATEWAY,
                 "Something went wrong",
-                "<p>The payment page could not be opened; try again in a moment.</p>",
+                "The payment page could not be opened; try again in a moment.",
             )
         }
     }
@@ -304,10 +319,10 @@ async fn confirm_pay(
         Ok(other) => closed_page(&other),
         Err(error) => {
             tracing::error!(%error, payment = %payment.id, "sandbox confirmation failed");
-            page(
+            plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                "<p>The payment could not be confirmed; try again.</p>",
+                "The payment could not be confirmed; try again.",
             )
         }
     }

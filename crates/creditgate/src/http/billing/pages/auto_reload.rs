@@ -12,8 +12,11 @@ use super::{enter, field, internal, parse_amount, redirect, saved_card, utc_date
 use crate::app;
 use crate::app::payments::{Consent, SetAutoReload};
 use crate::http::api::Path;
-use crate::http::billing::html::{esc, message};
+use crate::http::billing::html::message;
 use crate::node::AppState;
+use crate::providers::sandbox::TEST_CARDS;
+use creditgate_store::api::AutoReload;
+use maud::{html, Markup};
 
 const CONSENT_TEXT: &str = "I authorize {org_provider} to charge the card on file for {org} \
      automatically whenever its credit balance falls below the threshold set here, for the \
@@ -33,34 +36,66 @@ async fn reload_view(ctx: &Ctx, error: &str, saved: bool) -> Response {
         Err(error) => return internal(state, error.message),
     };
     let card = saved_card(state, &ctx.org.id).await;
-    let can_manage = ctx.can(Action::ManageAutoReload);
-    let status = match &current {
-        Some(reload) if reload.settings.enabled => format!(
-            "<p id=\"reload-status\"><strong>Auto-reload is on.</strong> When the balance falls below {}, {}.</p>",
-            esc(&ctx.money(reload.settings.threshold)),
-            match reload.settings.amount {
-                ReloadAmount::Fixed(amount) => format!("{} is added", esc(&ctx.money(amount))),
-                ReloadAmount::Target(target) => format!("the balance is reloaded to {}", esc(&ctx.money(target))),
+    let attempts = recent_reloads(ctx).await;
+    let failure = current.as_ref().and_then(|r| r.last_failure.as_ref());
+    let body = html! {
+        @if saved { (message("notice", "Auto-reload settings saved.")) }
+        @if !error.is_empty() { (message("error", error)) }
+        @if let Some(failure) = failure {
+            (message("error", &format!("The last automatic charge failed: {failure}")))
+        }
+        section.card {
+            (status(ctx, current.as_ref()))
+            p { "Card on file: " strong #card-on-file { (card.as_deref().unwrap_or("none")) } }
+            @if let Some(reload) = &current {
+                p.muted #consent-record {
+                    "Consent given by " (reload.consent_by) " on "
+                    (utc_date(reload.consent_at.unix_ms().div_euclid(1000)))
+                    " (text version " (reload.consent_text_version) ")."
+                }
             }
-        ),
-        Some(reload) => format!(
-            "<p id=\"reload-status\"><strong>Auto-reload is off.</strong>{}</p>",
-            match reload.disabled_reason.as_deref() {
-                Some("too_many_failures") => " It turned itself off after repeated failed charges: update the card and turn it on again.",
-                _ => "",
-            }
-        ),
-        None => "<p id=\"reload-status\"><strong>Auto-reload is off.</strong></p>".to_owned(),
+        }
+        @if ctx.can(Action::ManageAutoReload) {
+            (reload_form(ctx, current.as_ref(), card.as_deref()))
+        }
+        h2 { "Recent automatic charges" }
+        (attempts)
     };
-    let consent = current.as_ref().map(|reload| {
-        format!(
-            "<p class=\"muted\" id=\"consent-record\">Consent given by {} on {} (text version {}).</p>",
-            esc(&reload.consent_by),
-            esc(&utc_date(reload.consent_at.unix_ms().div_euclid(1000))),
-            esc(&reload.consent_text_version)
-        )
-    });
-    let (threshold, amount, target, monthly) = match &current {
+    ctx.page("/auto-reload", "Auto-reload", body)
+}
+
+/// Whether auto-reload is on, and what it does.
+fn status(ctx: &Ctx, current: Option<&AutoReload>) -> Markup {
+    html! {
+        p #reload-status {
+            @match current {
+                Some(reload) if reload.settings.enabled => {
+                    strong { "Auto-reload is on." }
+                    " When the balance falls below " (ctx.money(reload.settings.threshold)) ", "
+                    @match reload.settings.amount {
+                        ReloadAmount::Fixed(amount) => { (ctx.money(amount)) " is added" }
+                        ReloadAmount::Target(target) => {
+                            "the balance is reloaded to " (ctx.money(target))
+                        }
+                    }
+                    "."
+                }
+                Some(reload) => {
+                    strong { "Auto-reload is off." }
+                    @if reload.disabled_reason.as_deref() == Some("too_many_failures") {
+                        " It turned itself off after repeated failed charges: update the card \
+                         and turn it on again."
+                    }
+                }
+                None => { strong { "Auto-reload is off." } }
+            }
+        }
+    }
+}
+
+/// The settings form, filled in with the current settings (or suggestions).
+fn reload_form(ctx: &Ctx, current: Option<&AutoReload>, card: Option<&str>) -> Markup {
+    let (threshold, amount, target, monthly) = match current {
         Some(reload) => {
             let (amount, target) = match reload.settings.amount {
                 ReloadAmount::Fixed(amount) => (amount.to_string(), String::new()),
@@ -81,119 +116,131 @@ async fn reload_view(ctx: &Ctx, error: &str, saved: bool) -> Response {
         ),
     };
     let by_target = !target.is_empty() && amount.is_empty();
-    let cards = card_choices(state, card.as_deref());
-    let form = if can_manage {
-        format!(
-            "<form method=\"post\" class=\"card\">{csrf}\
-             <label><input type=\"checkbox\" name=\"enabled\" value=\"on\" id=\"enabled\"{checked}> Turn on auto-reload</label>\
-             <label for=\"threshold\">When the balance falls below</label>\
-             <input type=\"text\" inputmode=\"decimal\" id=\"threshold\" name=\"threshold\" value=\"{threshold}\" required>\
-             <fieldset><legend>Then</legend>\
-             <label><input type=\"radio\" name=\"mode\" value=\"amount\"{amount_checked}> add a fixed amount</label>\
-             <label for=\"amount\" class=\"hint\">Amount</label><input type=\"text\" inputmode=\"decimal\" id=\"amount\" name=\"amount\" value=\"{amount}\">\
-             <label><input type=\"radio\" name=\"mode\" value=\"target\"{target_checked}> reload up to a balance</label>\
-             <label for=\"target\" class=\"hint\">Target balance</label><input type=\"text\" inputmode=\"decimal\" id=\"target\" name=\"target\" value=\"{target}\">\
-             </fieldset>\
-             <label for=\"monthly_limit\">Monthly limit <span class=\"hint\">(the most auto-reload may charge in a calendar month)</span></label>\
-             <input type=\"text\" inputmode=\"decimal\" id=\"monthly_limit\" name=\"monthly_limit\" value=\"{monthly}\" required>\
-             {cards}\
-             <h2>Consent</h2><p id=\"consent-text\">{consent_text}</p>\
-             <label><input type=\"checkbox\" name=\"consent\" value=\"{version}\" id=\"consent\"> I agree (version {version})</label>\
-             <button type=\"submit\" id=\"save-reload\">Save auto-reload</button></form>",
-            csrf = ctx.csrf(),
-            checked = if current.as_ref().is_none_or(|r| r.settings.enabled) { " checked" } else { "" },
-            amount_checked = if by_target { "" } else { " checked" },
-            target_checked = if by_target { " checked" } else { "" },
-            consent_text = esc(&consent_text(ctx)),
-            version = esc(&state.config().consent_text_version),
-        )
-    } else {
-        String::new()
-    };
-    let attempts = recent_reloads(ctx).await;
-    let error = if error.is_empty() {
-        String::new()
-    } else {
-        message("error", error)
-    };
-    let saved = if saved {
-        message("notice", "Auto-reload settings saved.")
-    } else {
-        String::new()
-    };
-    let failure = current
-        .as_ref()
-        .and_then(|v| v.last_failure.as_ref())
-        .map(|f| message("error", &format!("The last automatic charge failed: {f}")))
-        .unwrap_or_default();
-    let body = format!(
-        "{saved}{error}{failure}<section class=\"card\">{status}<p>Card on file: <strong id=\"card-on-file\">{card}</strong></p>{consent}</section>{form}<h2>Recent automatic charges</h2>{attempts}",
-        card = esc(card.as_deref().unwrap_or("none")),
-        consent = consent.unwrap_or_default(),
-    );
-    ctx.page("/auto-reload", "Auto-reload", &body)
-}
-
-fn card_choices(state: &AppState, card: Option<&str>) -> String {
-    let keep = card.map(|label| {
-        format!(
-            "<label><input type=\"radio\" name=\"payment_method\" value=\"\" checked> Keep the card on file ({})</label>",
-            esc(label)
-        )
-    });
-    match state.provider() {
-        crate::providers::Provider::Sandbox => {
-            let test_cards: String = crate::providers::sandbox::TEST_CARDS
-                .iter()
-                .enumerate()
-                .map(|(index, (id, label, _))| {
-                    let checked = if card.is_none() && index == 0 { " checked" } else { "" };
-                    format!(
-                        "<label><input type=\"radio\" name=\"payment_method\" value=\"{id}\"{checked}> Sandbox test card {} <span class=\"hint\">({id})</span></label>",
-                        esc(label)
-                    )
-                })
-                .collect();
-            format!(
-                "<fieldset><legend>Card</legend>{}{test_cards}</fieldset>",
-                keep.unwrap_or_default()
-            )
+    let enabled = current.is_none_or(|r| r.settings.enabled);
+    let version = &ctx.state.config().consent_text_version;
+    html! {
+        form.card method="post" {
+            (ctx.csrf())
+            label {
+                input type="checkbox" name="enabled" value="on" #enabled checked[enabled];
+                " Turn on auto-reload"
+            }
+            label for="threshold" { "When the balance falls below" }
+            input type="text" inputmode="decimal" #threshold name="threshold" value=(threshold)
+                required;
+            fieldset {
+                legend { "Then" }
+                label {
+                    input type="radio" name="mode" value="amount" checked[!by_target];
+                    " add a fixed amount"
+                }
+                label.hint for="amount" { "Amount" }
+                input type="text" inputmode="decimal" #amount name="amount" value=(amount);
+                label {
+                    input type="radio" name="mode" value="target" checked[by_target];
+                    " reload up to a balance"
+                }
+                label.hint for="target" { "Target balance" }
+                input type="text" inputmode="decimal" #target name="target" value=(target);
+            }
+            label for="monthly_limit" {
+                "Monthly limit "
+                span.hint { "(the most auto-reload may charge in a calendar month)" }
+            }
+            input type="text" inputmode="decimal" #monthly_limit name="monthly_limit"
+                value=(monthly) required;
+            (card_choices(&ctx.state, card))
+            h2 { "Consent" }
+            p #consent-text { (consent_text(ctx)) }
+            label {
+                input type="checkbox" name="consent" value=(version) #consent;
+                " I agree (version " (version) ")"
+            }
+            button type="submit" #save-reload { "Save auto-reload" }
         }
-        crate::providers::Provider::Stripe(_) => format!(
-            "<fieldset><legend>Card</legend>{}<p class=\"hint\">To use another card, add credits with it: the payment page saves it for auto-reload.</p></fieldset>",
-            keep.unwrap_or_else(|| "<p>No card on file yet: add credits once and the card is saved.</p>".to_owned())
-        ),
     }
 }
 
-async fn recent_reloads(ctx: &Ctx) -> String {
+fn card_choices(state: &AppState, card: Option<&str>) -> Markup {
+    let keep = card.map(|label| {
+        html! {
+            label {
+                input type="radio" name="payment_method" value="" checked;
+                " Keep the card on file (" (label) ")"
+            }
+        }
+    });
+    match state.provider() {
+        crate::providers::Provider::Sandbox => html! {
+            fieldset {
+                legend { "Card" }
+                @if let Some(keep) = keep { (keep) }
+                @for (index, (id, label, _)) in TEST_CARDS.iter().enumerate() {
+                    label {
+                        input type="radio" name="payment_method" value=(id)
+                            checked[card.is_none() && index == 0];
+                        " Sandbox test card " (label) " "
+                        span.hint { "(" (id) ")" }
+                    }
+                }
+            }
+        },
+        crate::providers::Provider::Stripe(_) => html! {
+            fieldset {
+                legend { "Card" }
+                @if let Some(keep) = keep {
+                    (keep)
+                } @else {
+                    p { "No card on file yet: add credits once and the card is saved." }
+                }
+                p.hint {
+                    "To use another card, add credits with it: the payment page saves it for \
+                     auto-reload."
+                }
+            }
+        },
+    }
+}
+
+async fn recent_reloads(ctx: &Ctx) -> Markup {
     let payments = match ctx.state.store().payments(&ctx.org.id, 50, None).await {
         Ok(page) => page.map(|page| page.items).unwrap_or_default(),
         Err(error) => {
             tracing::warn!(%error, "reading payments");
-            return "<p>Could not load them.</p>".to_owned();
+            return html! { p { "Could not load them." } };
         }
     };
-    let rows: String = payments
+    let reloads: Vec<_> = payments
         .iter()
         .filter(|p| p.kind == creditgate_domain::payment::PaymentKind::AutoReload)
         .take(10)
-        .map(|p| {
-            format!(
-                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&utc_date(p.created_at.unix_ms().div_euclid(1000))),
-                esc(&ctx.money(p.amount)),
-                esc(p.state.as_str()),
-                esc(p.failure_message.as_deref().unwrap_or(""))
-            )
-        })
         .collect();
-    if rows.is_empty() {
-        "<p class=\"muted\">None yet.</p>".to_owned()
-    } else {
-        format!(
-            "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">When (UTC)</th><th scope=\"col\" class=\"num\">Amount</th><th scope=\"col\">State</th><th scope=\"col\">Failure</th></tr></thead><tbody>{rows}</tbody></table></div>"
-        )
+    if reloads.is_empty() {
+        return html! { p.muted { "None yet." } };
+    }
+    html! {
+        div.table-wrap {
+            table {
+                thead {
+                    tr {
+                        th scope="col" { "When (UTC)" }
+                        th.num scope="col" { "Amount" }
+                        th scope="col" { "State" }
+                        th scope="col" { "Failure" }
+                    }
+                }
+                tbody {
+                    @for p in reloads {
+                        tr {
+                            td { (utc_date(p.created_at.unix_ms().div_euclid(1000))) }
+                            td.num { (ctx.money(p.amount)) }
+                            td { (p.state.as_str()) }
+                            td { (p.failure_message.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

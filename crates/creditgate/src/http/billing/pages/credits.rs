@@ -13,53 +13,62 @@ use super::{enter, field, parse_amount, redirect, saved_card, valid_secret, Ctx,
 use crate::app;
 use crate::app::payments::TopUp;
 use crate::http::api::Path;
-use crate::http::billing::html::{esc, message};
+use crate::http::billing::html::message;
 use crate::http::billing::new_secret;
 use crate::node::AppState;
+use maud::{html, Markup};
 
 /// Top-up presets, in whole currency units (those within the limits are shown).
 const PRESETS: [i64; 4] = [10, 25, 50, 100];
 
-fn credits_form(ctx: &Ctx, error: &str, saved_card: Option<&str>) -> String {
+fn credits_form(ctx: &Ctx, error: &str, saved_card: Option<&str>) -> Markup {
     let limits = ctx.state.payment_limits();
-    let presets: String = PRESETS
+    let presets = PRESETS
         .iter()
         .filter_map(|units| Amount::from_units(*units))
-        .filter(|amount| *amount >= limits.amount_min && *amount <= limits.amount_max)
-        .map(|amount| {
-            format!(
-                "<button type=\"submit\" name=\"amount\" value=\"{value}\" class=\"secondary\">{label}</button>",
-                value = amount,
-                label = esc(&ctx.money(amount))
-            )
-        })
-        .collect();
-    let method = match saved_card {
-        Some(label) => format!(
-            "<fieldset><legend>Pay with</legend>\
-             <label><input type=\"radio\" name=\"method\" value=\"checkout\" checked> A card on the payment page</label>\
-             <label><input type=\"radio\" name=\"method\" value=\"saved_card\"> The card on file ({})</label></fieldset>",
-            esc(label)
-        ),
-        None => "<input type=\"hidden\" name=\"method\" value=\"checkout\">".to_owned(),
-    };
-    let key = new_secret();
-    let error = if error.is_empty() {
-        String::new()
-    } else {
-        message("error", error)
-    };
-    format!(
-        "{error}<form method=\"post\" class=\"card\">{csrf}<input type=\"hidden\" name=\"idempotency_key\" value=\"{key}\">\
-         {method}<h2 id=\"presets-label\">Choose an amount</h2><div class=\"presets\" role=\"group\" aria-labelledby=\"presets-label\">{presets}</div>\
-         <label for=\"custom\">Or another amount <span class=\"hint\">({min} to {max})</span></label>\
-         <input type=\"text\" inputmode=\"decimal\" id=\"custom\" name=\"custom\" placeholder=\"e.g. 40.00\">\
-         <button type=\"submit\" id=\"pay-custom\">Continue to payment</button></form>\
-         <p class=\"muted\">Credits are added as soon as the payment succeeds, and API access comes back within a second.</p>",
-        csrf = ctx.csrf(),
-        min = esc(&ctx.money(limits.amount_min)),
-        max = esc(&ctx.money(limits.amount_max)),
-    )
+        .filter(|amount| *amount >= limits.amount_min && *amount <= limits.amount_max);
+    html! {
+        @if !error.is_empty() { (message("error", error)) }
+        form.card method="post" {
+            (ctx.csrf())
+            input type="hidden" name="idempotency_key" value=(new_secret());
+            @if let Some(label) = saved_card {
+                fieldset {
+                    legend { "Pay with" }
+                    label {
+                        input type="radio" name="method" value="checkout" checked;
+                        " A card on the payment page"
+                    }
+                    label {
+                        input type="radio" name="method" value="saved_card";
+                        " The card on file (" (label) ")"
+                    }
+                }
+            } @else {
+                input type="hidden" name="method" value="checkout";
+            }
+            h2 #presets-label { "Choose an amount" }
+            div.presets role="group" aria-labelledby="presets-label" {
+                @for amount in presets {
+                    button.secondary type="submit" name="amount" value=(amount) {
+                        (ctx.money(amount))
+                    }
+                }
+            }
+            label for="custom" {
+                "Or another amount "
+                span.hint {
+                    "(" (ctx.money(limits.amount_min)) " to " (ctx.money(limits.amount_max)) ")"
+                }
+            }
+            input type="text" inputmode="decimal" #custom name="custom" placeholder="e.g. 40.00";
+            button type="submit" #pay-custom { "Continue to payment" }
+        }
+        p.muted {
+            "Credits are added as soon as the payment succeeds, and API access comes back \
+             within a second."
+        }
+    }
 }
 
 pub(super) async fn credits_page(
@@ -72,7 +81,7 @@ pub(super) async fn credits_page(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    let mut note = String::new();
+    let mut note = None;
     if let Some(payment_id) = query.get("payment") {
         if let Ok(Some(payment)) = state.store().payment(payment_id).await {
             if payment.org_id == org_id {
@@ -83,7 +92,7 @@ pub(super) async fn credits_page(
                     .ok()
                     .flatten()
                     .map(|a| a.available());
-                note = match (payment.state.as_str(), balance) {
+                note = Some(match (payment.state.as_str(), balance) {
                     ("succeeded", Some(available)) => message(
                         "notice",
                         &format!(
@@ -97,13 +106,14 @@ pub(super) async fn credits_page(
                         "notice",
                         "Payment received: your credits are added in a moment. Reload this page to see them.",
                     ),
-                };
+                });
             }
         }
     }
     let card = saved_card(&state, &org_id).await;
-    let body = format!("{note}{}", credits_form(&ctx, "", card.as_deref()));
-    ctx.page("/credits", "Add credits", &body)
+    let body =
+        html! { @if let Some(note) = note { (note) } (credits_form(&ctx, "", card.as_deref())) };
+    ctx.page("/credits", "Add credits", body)
 }
 
 pub(super) async fn credits_add(
@@ -123,7 +133,7 @@ pub(super) async fn credits_add(
     };
     let Some(amount) = parse_amount(text) else {
         let body = credits_form(&ctx, "Enter an amount, like 25.00.", card.as_deref());
-        return ctx.page("/credits", "Add credits", &body);
+        return ctx.page("/credits", "Add credits", body);
     };
     let key = match field(&fields, "idempotency_key") {
         key if valid_secret(key) => key.to_owned(),
@@ -150,7 +160,7 @@ pub(super) async fn credits_add(
         Ok(payment) => payment,
         Err(error) => {
             let body = credits_form(&ctx, &error.message, card.as_deref());
-            return ctx.page("/credits", "Add credits", &body);
+            return ctx.page("/credits", "Add credits", body);
         }
     };
     match (payment.state, payment.action_url.as_deref()) {
@@ -164,12 +174,9 @@ pub(super) async fn credits_add(
                 .as_deref()
                 .unwrap_or("The payment did not go through.");
             let body = credits_form(&ctx, reason, card.as_deref());
-            ctx.page("/credits", "Add credits", &body)
+            ctx.page("/credits", "Add credits", body)
         }
-        _ => redirect(&format!(
-            "{}/credits?payment={}",
-            ctx.base(),
-            esc(&payment.id)
-        )),
+        // A payment id is ours, in id syntax: nothing in it needs encoding.
+        _ => redirect(&format!("{}/credits?payment={}", ctx.base(), payment.id)),
     }
 }

@@ -10,8 +10,9 @@ use creditgate_domain::notice::format_money;
 use super::{enter, internal, problem, utc_date, Fields};
 use crate::app;
 use crate::http::api::Path;
-use crate::http::billing::html::{esc, message};
+use crate::http::billing::html::message;
 use crate::node::AppState;
+use maud::html;
 
 fn kind_label(kind: &str) -> &'static str {
     match kind {
@@ -47,54 +48,56 @@ pub(super) async fn history_page(
     let list = app::balance::transfers(&state, &ctx.caller(), &org_id, 50, after.as_deref()).await;
     let (_, list) = match list {
         Ok(list) => list,
-        Err(error) => return ctx.page("/history", "History", &message("error", &error.message)),
+        Err(error) => return ctx.page("/history", "History", message("error", &error.message)),
     };
     let currency = &state.config().currency;
-    let rows: String = list
-        .items
-        .iter()
-        .map(|t| {
-            let credit = t.credit_account_id.as_str() == org_id;
-            let sign = if credit { "+" } else { "−" };
-            let receipt = if receipted(t.kind.as_str()) && credit {
-                format!(
-                    "<a href=\"{}/receipts/{}\">Receipt</a>",
-                    ctx.base(),
-                    esc(t.id.as_str())
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "<tr><td>{}</td><td>{}</td><td class=\"num\">{sign}{}</td><td class=\"num\">{}</td><td>{receipt}</td></tr>",
-                esc(&utc_date(t.created_at.unix_ms().div_euclid(1000))),
-                kind_label(t.kind.as_str()),
-                esc(&format_money(t.amount, currency)),
-                esc(&format_money(
-                    if credit { t.credit_balance_after } else { t.debit_balance_after },
-                    currency
-                )),
-            )
-        })
-        .collect();
+    if list.items.is_empty() {
+        return ctx.page("/history", "History", html! { p.muted { "Nothing yet." } });
+    }
     let more = match (list.has_more, list.items.last()) {
-        (true, Some(last)) => format!(
-            "<p><a href=\"{}/history?after={}\">Older</a></p>",
-            ctx.base(),
-            esc(last.id.as_str())
-        ),
-        _ => String::new(),
+        (true, Some(last)) => Some(format!("{}/history?after={}", ctx.base(), last.id.as_str())),
+        _ => None,
     };
-    let body = if rows.is_empty() {
-        "<p class=\"muted\">Nothing yet.</p>".to_owned()
-    } else {
-        format!(
-            "<div class=\"table-wrap\"><table id=\"history\"><thead><tr><th scope=\"col\">Date (UTC)</th><th scope=\"col\">What</th>\
-             <th scope=\"col\" class=\"num\">Amount</th><th scope=\"col\" class=\"num\">Balance after</th><th scope=\"col\"><span class=\"sr-only\">Receipt</span></th></tr></thead>\
-             <tbody>{rows}</tbody></table></div>{more}"
-        )
+    let body = html! {
+        div.table-wrap {
+            table #history {
+                thead {
+                    tr {
+                        th scope="col" { "Date (UTC)" }
+                        th scope="col" { "What" }
+                        th.num scope="col" { "Amount" }
+                        th.num scope="col" { "Balance after" }
+                        th scope="col" { span.sr-only { "Receipt" } }
+                    }
+                }
+                tbody {
+                    @for t in &list.items {
+                        @let credit = t.credit_account_id.as_str() == org_id;
+                        @let after =
+                            if credit { t.credit_balance_after } else { t.debit_balance_after };
+                        tr {
+                            td { (utc_date(t.created_at.unix_ms().div_euclid(1000))) }
+                            td { (kind_label(t.kind.as_str())) }
+                            td.num {
+                                (if credit { "+" } else { "−" })
+                                (format_money(t.amount, currency))
+                            }
+                            td.num { (format_money(after, currency)) }
+                            td {
+                                @if receipted(t.kind.as_str()) && credit {
+                                    a href={ (ctx.base()) "/receipts/" (t.id.as_str()) } {
+                                        "Receipt"
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(more) = more { p { a href=(more) { "Older" } } }
     };
-    ctx.page("/history", "History", &body)
+    ctx.page("/history", "History", body)
 }
 
 pub(super) async fn receipt_page(
@@ -118,18 +121,20 @@ pub(super) async fn receipt_page(
         }
         Err(error) => return internal(&state, error),
     };
-    let body = format!(
-        "<section class=\"card\" id=\"receipt\"><dl>\
-         <dt>Receipt number</dt><dd>{id}</dd><dt>Date (UTC)</dt><dd>{date}</dd>\
-         <dt>Org</dt><dd>{org}</dd><dt>What</dt><dd>{what}</dd>\
-         <dt>Credits added</dt><dd><strong>{amount}</strong></dd></dl>\
-         <p class=\"muted\">Issued by {product}. Print this page to keep a copy.</p></section>",
-        id = esc(transfer.id.as_str()),
-        date = esc(&utc_date(transfer.created_at.unix_ms().div_euclid(1000))),
-        org = esc(&ctx.org.name),
-        what = kind_label(transfer.kind.as_str()),
-        amount = esc(&ctx.money(transfer.amount)),
-        product = esc(&state.config().product_name),
-    );
-    ctx.page("/history", "Receipt", &body)
+    let date = utc_date(transfer.created_at.unix_ms().div_euclid(1000));
+    let body = html! {
+        section.card #receipt {
+            dl {
+                dt { "Receipt number" } dd { (transfer.id.as_str()) }
+                dt { "Date (UTC)" } dd { (date) }
+                dt { "Org" } dd { (ctx.org.name) }
+                dt { "What" } dd { (kind_label(transfer.kind.as_str())) }
+                dt { "Credits added" } dd { strong { (ctx.money(transfer.amount)) } }
+            }
+            p.muted {
+                "Issued by " (state.config().product_name) ". Print this page to keep a copy."
+            }
+        }
+    };
+    ctx.page("/history", "Receipt", body)
 }

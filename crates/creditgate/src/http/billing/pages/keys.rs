@@ -8,70 +8,81 @@ use creditgate_domain::member::Action;
 use super::{enter, field, redirect, utc_date, Ctx, Fields};
 use crate::app::keys::{self, NewKey};
 use crate::http::api::Path;
-use crate::http::billing::html::{esc, message};
+use crate::http::billing::html::message;
 use crate::node::AppState;
+use creditgate_store::api::ApiKey;
+use maud::{html, Markup};
 
 async fn keys_view(ctx: &Ctx, created: Option<(&str, &str)>, error: &str) -> Response {
     let state = &ctx.state;
     let keys = match keys::list(state, &ctx.caller(), &ctx.org.id).await {
         Ok(keys) => keys,
-        Err(error) => return ctx.page("/keys", "API keys", &message("error", &error.message)),
+        Err(error) => return ctx.page("/keys", "API keys", message("error", &error.message)),
     };
     let can_manage = ctx.can(Action::ManageKeys);
-    let rows: String = keys
-        .iter()
-        .map(|k| {
-            let action = match (k.revoked_at, can_manage) {
-                (Some(_), _) => "<span class=\"muted\">Revoked</span>".to_owned(),
-                (None, true) => format!(
-                    "<form method=\"post\" action=\"{}/keys/{}/revoke\" class=\"inline\">{}\
-                     <button type=\"submit\" class=\"danger\" aria-label=\"Revoke {}\">Revoke</button></form>",
-                    ctx.base(),
-                    esc(&k.id),
-                    ctx.csrf(),
-                    esc(if k.name.is_empty() { &k.prefix } else { &k.name })
-                ),
-                (None, false) => String::new(),
-            };
-            format!(
-                "<tr><td>{}</td><td><code>{}…</code></td><td>{}</td><td>{action}</td></tr>",
-                esc(&k.name),
-                esc(&k.prefix),
-                esc(&utc_date(k.created_at.unix_ms().div_euclid(1000))),
-            )
-        })
-        .collect();
-    let created = created
-        .map(|(name, secret)| {
-            format!(
-                "<section class=\"notice\" role=\"status\"><p>Key <strong>{}</strong> created. Copy its secret now: \
-                 it is not shown again.</p><p class=\"secret\" id=\"new-secret\">{}</p></section>",
-                esc(name),
-                esc(secret)
-            )
-        })
-        .unwrap_or_default();
-    let form = if can_manage {
-        format!(
-            "<form method=\"post\" class=\"card\">{}<label for=\"name\">New key's name</label>\
-             <input type=\"text\" id=\"name\" name=\"name\" maxlength=\"100\" placeholder=\"e.g. production\">\
-             <button type=\"submit\" id=\"create-key\">Create key</button></form>",
-            ctx.csrf()
-        )
-    } else {
-        String::new()
+    let body = html! {
+        @if !error.is_empty() { (message("error", error)) }
+        @if let Some((name, secret)) = created {
+            section.notice role="status" {
+                p {
+                    "Key " strong { (name) } " created. Copy its secret now: it is not shown again."
+                }
+                p.secret #new-secret { (secret) }
+            }
+        }
+        @if can_manage {
+            form.card method="post" {
+                (ctx.csrf())
+                label for="name" { "New key's name" }
+                input type="text" #name name="name" maxlength="100" placeholder="e.g. production";
+                button type="submit" #create-key { "Create key" }
+            }
+        }
+        div.table-wrap {
+            table #keys {
+                thead {
+                    tr {
+                        th scope="col" { "Name" }
+                        th scope="col" { "Key" }
+                        th scope="col" { "Created (UTC)" }
+                        th scope="col" { span.sr-only { "Actions" } }
+                    }
+                }
+                tbody {
+                    @for k in &keys {
+                        tr {
+                            td { (k.name) }
+                            td { code { (k.prefix) "…" } }
+                            td { (utc_date(k.created_at.unix_ms().div_euclid(1000))) }
+                            td {
+                                @if k.revoked_at.is_some() {
+                                    span.muted { "Revoked" }
+                                } @else if can_manage {
+                                    (revoke_form(ctx, k))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
-    let error = if error.is_empty() {
-        String::new()
+    ctx.page("/keys", "API keys", body)
+}
+
+/// The button that revokes key `k`.
+fn revoke_form(ctx: &Ctx, k: &ApiKey) -> Markup {
+    let name = if k.name.is_empty() {
+        &k.prefix
     } else {
-        message("error", error)
+        &k.name
     };
-    let body = format!(
-        "{error}{created}{form}<div class=\"table-wrap\"><table id=\"keys\"><thead><tr><th scope=\"col\">Name</th>\
-         <th scope=\"col\">Key</th><th scope=\"col\">Created (UTC)</th><th scope=\"col\"><span class=\"sr-only\">Actions</span></th></tr></thead>\
-         <tbody>{rows}</tbody></table></div>"
-    );
-    ctx.page("/keys", "API keys", &body)
+    html! {
+        form.inline method="post" action={ (ctx.base()) "/keys/" (k.id) "/revoke" } {
+            (ctx.csrf())
+            button.danger type="submit" aria-label={ "Revoke " (name) } { "Revoke" }
+        }
+    }
 }
 
 pub(super) async fn keys_page(

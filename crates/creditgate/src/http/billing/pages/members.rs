@@ -8,25 +8,22 @@ use creditgate_domain::member::{self, Action, Role};
 use super::{enter, field, internal, Ctx, Fields};
 use crate::app::members::{self, NewMember};
 use crate::http::api::Path;
-use crate::http::billing::html::{esc, message};
+use crate::http::billing::html::message;
 use crate::node::AppState;
+use creditgate_store::api::Member;
+use maud::{html, Markup};
 
-fn role_select(name: &str, id: &str, selected: Role, allowed: &[Role]) -> String {
-    let options: String = allowed
-        .iter()
-        .map(|role| {
-            let mark = if *role == selected { " selected" } else { "" };
-            format!(
-                "<option value=\"{}\"{mark}>{}</option>",
-                role.as_str(),
-                role.label()
-            )
-        })
-        .collect();
-    format!("<select name=\"{name}\" id=\"{id}\">{options}</select>")
+fn role_select(name: &str, id: &str, selected: Role, allowed: &[Role]) -> Markup {
+    html! {
+        select name=(name) id=(id) {
+            @for role in allowed {
+                option value=(role.as_str()) selected[*role == selected] { (role.label()) }
+            }
+        }
+    }
 }
 
-async fn members_view(ctx: &Ctx, note: &str) -> Response {
+async fn members_view(ctx: &Ctx, note: Option<Markup>) -> Response {
     let members = match members::list(&ctx.state, &ctx.caller(), &ctx.org.id).await {
         Ok(members) => members,
         Err(error) => return internal(&ctx.state, error.message),
@@ -34,51 +31,68 @@ async fn members_view(ctx: &Ctx, note: &str) -> Response {
     let can_manage = ctx.can(Action::ManageMembers);
     // Only owners grant or change the owner role.
     let grantable = member::grantable_roles(ctx.role());
-    let rows: String = members
-        .iter()
-        .map(|m| {
-            let editable = can_manage && member::may_manage(ctx.role(), m.role);
-            let role = if editable {
-                format!(
-                    "<form method=\"post\" action=\"{base}/members/{id}\" class=\"inline\">{csrf}\
-                     <label class=\"sr-only\" for=\"role-{id}\">Role of {email}</label>{select}\
-                     <button type=\"submit\" name=\"op\" value=\"role\" class=\"secondary\">Change</button>\
-                     <button type=\"submit\" name=\"op\" value=\"remove\" class=\"danger\" aria-label=\"Remove {email}\">Remove</button></form>",
-                    base = ctx.base(),
-                    id = esc(&m.id),
-                    csrf = ctx.csrf(),
-                    email = esc(&m.email),
-                    select = role_select("role", &format!("role-{}", esc(&m.id)), m.role, &grantable),
-                )
-            } else {
-                m.role.label().to_owned()
-            };
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{role}</td></tr>",
-                esc(&m.email),
-                esc(&m.name)
-            )
-        })
-        .collect();
-    let invite = if can_manage {
-        format!(
-            "<form method=\"post\" class=\"card\">{csrf}<h2>Invite a member</h2>\
-             <label for=\"invite-email\">Email address</label><input type=\"email\" id=\"invite-email\" name=\"email\" required>\
-             <label for=\"invite-name\">Name <span class=\"hint\">(optional)</span></label><input type=\"text\" id=\"invite-name\" name=\"name\" maxlength=\"100\">\
-             <label for=\"invite-role\">Role</label>{select}\
-             <p class=\"hint\">Developers see usage and API keys, not payments. Billing members see payments, not keys.</p>\
-             <button type=\"submit\" id=\"invite\">Send invitation</button></form>",
-            csrf = ctx.csrf(),
-            select = role_select("role", "invite-role", Role::Developer, &grantable),
-        )
-    } else {
-        String::new()
+    let body = html! {
+        @if let Some(note) = note { (note) }
+        @if can_manage {
+            form.card method="post" {
+                (ctx.csrf())
+                h2 { "Invite a member" }
+                label for="invite-email" { "Email address" }
+                input type="email" #invite-email name="email" required;
+                label for="invite-name" { "Name " span.hint { "(optional)" } }
+                input type="text" #invite-name name="name" maxlength="100";
+                label for="invite-role" { "Role" }
+                (role_select("role", "invite-role", Role::Developer, &grantable))
+                p.hint {
+                    "Developers see usage and API keys, not payments. Billing members see \
+                     payments, not keys."
+                }
+                button type="submit" #invite { "Send invitation" }
+            }
+        }
+        div.table-wrap {
+            table #members {
+                thead {
+                    tr {
+                        th scope="col" { "Email" }
+                        th scope="col" { "Name" }
+                        th scope="col" { "Role" }
+                    }
+                }
+                tbody {
+                    @for m in &members {
+                        tr {
+                            td { (m.email) }
+                            td { (m.name) }
+                            td {
+                                @if can_manage && member::may_manage(ctx.role(), m.role) {
+                                    (role_form(ctx, m, &grantable))
+                                } @else {
+                                    (m.role.label())
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
-    let body = format!(
-        "{note}{invite}<div class=\"table-wrap\"><table id=\"members\"><thead><tr><th scope=\"col\">Email</th>\
-         <th scope=\"col\">Name</th><th scope=\"col\">Role</th></tr></thead><tbody>{rows}</tbody></table></div>"
-    );
-    ctx.page("/members", "Members", &body)
+    ctx.page("/members", "Members", body)
+}
+
+/// A member's role, with the forms that change it or remove the member.
+fn role_form(ctx: &Ctx, m: &Member, grantable: &[Role]) -> Markup {
+    let select_id = format!("role-{}", m.id);
+    html! {
+        form.inline method="post" action={ (ctx.base()) "/members/" (m.id) } {
+            (ctx.csrf())
+            label.sr-only for=(select_id) { "Role of " (m.email) }
+            (role_select("role", &select_id, m.role, grantable))
+            button.secondary type="submit" name="op" value="role" { "Change" }
+            button.danger type="submit" name="op" value="remove"
+                aria-label={ "Remove " (m.email) } { "Remove" }
+        }
+    }
 }
 
 pub(super) async fn members_page(
@@ -90,7 +104,7 @@ pub(super) async fn members_page(
         Ok(ctx) => ctx,
         Err(response) => return response,
     };
-    members_view(&ctx, "").await
+    members_view(&ctx, None).await
 }
 
 pub(super) async fn members_invite(
@@ -127,7 +141,7 @@ pub(super) async fn members_invite(
         Ok(member) => message("notice", &format!("Invitation sent to {}.", member.email)),
         Err(error) => message("error", &error.message),
     };
-    members_view(&ctx, &note).await
+    members_view(&ctx, Some(note)).await
 }
 
 pub(super) async fn members_change(
@@ -165,5 +179,5 @@ pub(super) async fn members_change(
         Ok(text) => message("notice", &text),
         Err(error) => message("error", &error.message),
     };
-    members_view(&ctx, &note).await
+    members_view(&ctx, Some(note)).await
 }

@@ -29,9 +29,10 @@ use creditgate_domain::member::{Action, Role};
 use creditgate_domain::notice::format_money;
 use creditgate_domain::Amount;
 use creditgate_store::api::{Member, Org, Session};
+use maud::{html, Markup};
 
 use super::chart;
-use super::html::{self, csrf_field, esc, Viewer};
+use super::html::{self, csrf_field, Viewer};
 use crate::http::auth::{constant_time_eq, Caller};
 use crate::node::AppState;
 
@@ -111,10 +112,7 @@ fn problem(state: &AppState, status: StatusCode, title: &str, text: &str) -> Res
         html::public_page(
             &state.config().product_name,
             title,
-            &format!(
-                "<p>{}</p><p><a href=\"/billing/sign-in\">Sign in</a></p>",
-                esc(text)
-            ),
+            html! { p { (text) } p { a href="/billing/sign-in" { "Sign in" } } },
         ),
     )
 }
@@ -171,14 +169,14 @@ impl Ctx {
         }
     }
 
-    fn page(&self, current: &str, title: &str, body: &str) -> Response {
+    fn page(&self, current: &str, title: &str, body: Markup) -> Response {
         html::respond(
             StatusCode::OK,
             html::page(&self.viewer(), current, title, body),
         )
     }
 
-    fn csrf(&self) -> String {
+    fn csrf(&self) -> Markup {
         csrf_field(&self.session.csrf_token)
     }
 
@@ -212,11 +210,12 @@ impl Ctx {
                     &self.viewer(),
                     "",
                     "Not available to your role",
-                    &format!(
-                        "<p>Your role ({}) cannot see or change this. Ask an owner or admin of {}.</p>",
-                        self.role().label(),
-                        esc(&self.org.name)
-                    ),
+                    html! {
+                        p {
+                            "Your role (" (self.role().label()) ") cannot see or change this. \
+                             Ask an owner or admin of " (self.org.name) "."
+                        }
+                    },
                 ),
             ))
         }

@@ -9,46 +9,62 @@ use creditgate_domain::{Amount, Timestamp};
 use super::{enter, internal, parse_amount, Ctx, Fields, DAY_MS};
 use crate::app;
 use crate::http::api::Path;
-use crate::http::billing::html::{esc, message};
+use crate::http::billing::html::message;
 use crate::node::AppState;
+use maud::{html, Markup};
 
 /// Days of usage the runway's burn rate is measured over.
 const BURN_DAYS: i64 = 7;
 
-fn banner(ctx: &Ctx, access_state: &str, calls_refused: Option<&str>) -> String {
+fn banner(ctx: &Ctx, access_state: &str, calls_refused: Option<&str>) -> Markup {
     let base = ctx.base();
-    let can_pay = ctx.can(Action::AddCredits);
-    let fix = if can_pay {
-        format!(
-            "<a class=\"button\" href=\"{base}/credits\">Add credits</a>\
-             <a class=\"button\" href=\"{base}/auto-reload\">Turn on auto-reload</a>"
-        )
-    } else {
-        "<p>Ask an owner, admin or billing member of your org to add credits.</p>".to_owned()
+    let fix = html! {
+        @if ctx.can(Action::AddCredits) {
+            a.button href={ (base) "/credits" } { "Add credits" }
+            a.button href={ (base) "/auto-reload" } { "Turn on auto-reload" }
+        } @else {
+            p { "Ask an owner, admin or billing member of your org to add credits." }
+        }
     };
+    let org = &ctx.org.name;
     match (access_state, calls_refused) {
-        ("active" | "low", Some("spend_limit_reached")) => format!(
-            "<section class=\"banner off\" role=\"alert\" id=\"access-banner\"><h2>API calls are refused: spend limit reached</h2>\
-             <p>{org} has used its monthly spend limit, so API calls are refused until it resets on the 1st of next month \
-             or an owner, admin or billing member raises it in Settings.</p></section>",
-            org = esc(&ctx.org.name)
-        ),
-        ("depleted", _) => format!(
-            "<section class=\"banner off\" role=\"alert\" id=\"access-banner\"><h2>API access is off</h2>\
-             <p>{org} is out of usage credits, so API calls are refused. Add credits and access comes back \
-             within a second. With auto-reload, credits are added automatically when the balance reaches \
-             a minimum you choose.</p>{fix}</section>",
-            org = esc(&ctx.org.name)
-        ),
-        ("suspended", _) => "<section class=\"banner off\" role=\"alert\" id=\"access-banner\"><h2>API access is suspended</h2>\
-             <p>The provider has suspended this org. Contact support.</p></section>"
-            .to_owned(),
-        ("low", _) => format!(
-            "<section class=\"banner low\" role=\"status\" id=\"access-banner\"><h2>Your balance is low</h2>\
-             <p>API access is on, but credits are running low.</p>{fix}</section>"
-        ),
-        _ => "<section class=\"banner ok\" role=\"status\" id=\"access-banner\"><h2>API access is on</h2></section>"
-            .to_owned(),
+        ("active" | "low", Some("spend_limit_reached")) => html! {
+            section.banner.off role="alert" #access-banner {
+                h2 { "API calls are refused: spend limit reached" }
+                p {
+                    (org) " has used its monthly spend limit, so API calls are refused until it \
+                     resets on the 1st of next month or an owner, admin or billing member \
+                     raises it in Settings."
+                }
+            }
+        },
+        ("depleted", _) => html! {
+            section.banner.off role="alert" #access-banner {
+                h2 { "API access is off" }
+                p {
+                    (org) " is out of usage credits, so API calls are refused. Add credits and \
+                     access comes back within a second. With auto-reload, credits are added \
+                     automatically when the balance reaches a minimum you choose."
+                }
+                (fix)
+            }
+        },
+        ("suspended", _) => html! {
+            section.banner.off role="alert" #access-banner {
+                h2 { "API access is suspended" }
+                p { "The provider has suspended this org. Contact support." }
+            }
+        },
+        ("low", _) => html! {
+            section.banner.low role="status" #access-banner {
+                h2 { "Your balance is low" }
+                p { "API access is on, but credits are running low." }
+                (fix)
+            }
+        },
+        _ => html! {
+            section.banner.ok role="status" #access-banner { h2 { "API access is on" } }
+        },
     }
 }
 
@@ -90,30 +106,43 @@ pub(super) async fn overview(
         Some(1) => "About 1 day".to_owned(),
         Some(days) => format!("About {days} days"),
     };
-    let note = match query.get("added").and_then(|a| parse_amount(a)) {
-        Some(amount) => message(
-            "notice",
-            &format!("{} of credits added.", ctx.money(amount)),
-        ),
-        None => String::new(),
-    };
-    let body = format!(
-        "{note}{banner}<section class=\"card figures\" aria-label=\"Balance\">\
-         <div class=\"figure\"><div class=\"label\">Available</div><div class=\"value\" id=\"available\">{available}</div></div>\
-         <div class=\"figure\"><div class=\"label\">Reserved by calls in flight</div><div class=\"value\" id=\"reserved\">{reserved}</div></div>\
-         <div class=\"figure\"><div class=\"label\">Runway at the last 7 days' rate</div><div class=\"value\" id=\"runway\">{runway}</div></div>\
-         <div class=\"figure\"><div class=\"label\">Spent in the last 7 days</div><div class=\"value\">{spent}</div></div>\
-         </section>",
-        banner = banner(
-            &ctx,
-            balance.org.access.state.as_str(),
-            balance.refused.map(|r| r.code)
-        ),
-        available = ctx.money(available),
-        reserved = ctx.money(balance.account.reserved),
-        spent = ctx.money(spent),
+    let note = query
+        .get("added")
+        .and_then(|a| parse_amount(a))
+        .map(|amount| {
+            message(
+                "notice",
+                &format!("{} of credits added.", ctx.money(amount)),
+            )
+        });
+    let banner = banner(
+        &ctx,
+        balance.org.access.state.as_str(),
+        balance.refused.map(|r| r.code),
     );
-    ctx.page("", "Overview", &body)
+    let figures = [
+        ("Available", Some("available"), ctx.money(available)),
+        (
+            "Reserved by calls in flight",
+            Some("reserved"),
+            ctx.money(balance.account.reserved),
+        ),
+        ("Runway at the last 7 days' rate", Some("runway"), runway),
+        ("Spent in the last 7 days", None, ctx.money(spent)),
+    ];
+    let body = html! {
+        @if let Some(note) = note { (note) }
+        (banner)
+        section.card.figures aria-label="Balance" {
+            @for (label, id, value) in &figures {
+                div.figure {
+                    div.label { (label) }
+                    div.value id=[*id] { (value) }
+                }
+            }
+        }
+    };
+    ctx.page("", "Overview", body)
 }
 
 #[cfg(test)]

@@ -11,28 +11,37 @@ use creditgate_store::api::OrgPatch;
 use super::{enter, field, parse_amount, redirect, Ctx, Fields};
 use crate::app;
 use crate::http::api::Path;
-use crate::http::billing::html::{esc, message};
+use crate::http::billing::html::message;
 use crate::node::AppState;
+use maud::html;
 
 fn settings_view(ctx: &Ctx, error: &str, saved: bool, emails: &str, thresholds: &str) -> Response {
     let note = match (error.is_empty(), saved) {
-        (false, _) => message("error", error),
-        (true, true) => message("notice", "Settings saved."),
-        _ => String::new(),
+        (false, _) => Some(message("error", error)),
+        (true, true) => Some(message("notice", "Settings saved.")),
+        _ => None,
     };
-    let body = format!(
-        "{note}<form method=\"post\" class=\"card\">{csrf}\
-         <label for=\"billing_emails\">Billing contacts <span class=\"hint\">(one address per line; they get every billing email)</span></label>\
-         <textarea id=\"billing_emails\" name=\"billing_emails\" rows=\"4\">{emails}</textarea>\
-         <label for=\"low_thresholds\">Low-balance alerts <span class=\"hint\">(amounts, comma-separated: an email when the balance falls below each)</span></label>\
-         <input type=\"text\" id=\"low_thresholds\" name=\"low_thresholds\" value=\"{thresholds}\">\
-         <button type=\"submit\" id=\"save-settings\">Save settings</button></form>\
-         <p class=\"muted\">Owners and admins also get the billing emails.</p>",
-        csrf = ctx.csrf(),
-        emails = esc(emails),
-        thresholds = esc(thresholds),
-    );
-    ctx.page("/settings", "Settings", &body)
+    let body = html! {
+        @if let Some(note) = note { (note) }
+        form.card method="post" {
+            (ctx.csrf())
+            label for="billing_emails" {
+                "Billing contacts "
+                span.hint { "(one address per line; they get every billing email)" }
+            }
+            textarea #billing_emails name="billing_emails" rows="4" { (emails) }
+            label for="low_thresholds" {
+                "Low-balance alerts "
+                span.hint {
+                    "(amounts, comma-separated: an email when the balance falls below each)"
+                }
+            }
+            input type="text" #low_thresholds name="low_thresholds" value=(thresholds);
+            button type="submit" #save-settings { "Save settings" }
+        }
+        p.muted { "Owners and admins also get the billing emails." }
+    };
+    ctx.page("/settings", "Settings", body)
 }
 
 pub(super) async fn settings_page(

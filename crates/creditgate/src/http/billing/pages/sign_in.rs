@@ -11,9 +11,10 @@ use super::{field, internal, problem, redirect, valid_secret, with_cookies, Fiel
 use crate::app::members;
 use crate::http::api::Path;
 use crate::http::auth::constant_time_eq;
-use crate::http::billing::html::{self, csrf_field, esc, message};
+use crate::http::billing::html::{self, csrf_field, message};
 use crate::http::billing::{self, new_secret, secret_hash, CSRF_COOKIE};
 use crate::node::AppState;
+use maud::{html, Markup};
 
 /// Memberships one sign-in request sends links to, at most.
 const SIGN_IN_MEMBERSHIPS_MAX: usize = 10;
@@ -39,7 +40,7 @@ fn pre_csrf(headers: &HeaderMap) -> (String, bool) {
 fn pre_sign_in_page(
     state: &AppState,
     title: &str,
-    body: &str,
+    body: Markup,
     token: &str,
     fresh: bool,
 ) -> Response {
@@ -63,19 +64,27 @@ fn pre_csrf_ok(headers: &HeaderMap, fields: &Fields) -> bool {
     !cookie.is_empty() && constant_time_eq(cookie.as_bytes(), sent.as_bytes())
 }
 
-fn sign_in_form(state: &AppState, headers: &HeaderMap, note: &str, email: &str) -> Response {
+fn sign_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    note: Option<Markup>,
+    email: &str,
+) -> Response {
     let (token, fresh) = pre_csrf(headers);
-    let body = format!(
-        "{note}<form method=\"post\" action=\"/billing/sign-in\" class=\"card\">{csrf}\
-         <label for=\"email\">Email address</label>\
-         <input type=\"email\" id=\"email\" name=\"email\" autocomplete=\"email\" required value=\"{email}\">\
-         <p class=\"hint\">We email you a link that signs you in. It works once, for {minutes} minutes.</p>\
-         <button type=\"submit\">Email me a sign-in link</button></form>",
-        csrf = csrf_field(&token),
-        email = esc(email),
-        minutes = state.config().sign_in_link_ttl_ms / 60_000,
-    );
-    pre_sign_in_page(state, "Sign in to billing", &body, &token, fresh)
+    let minutes = state.config().sign_in_link_ttl_ms / 60_000;
+    let body = html! {
+        @if let Some(note) = note { (note) }
+        form.card method="post" action="/billing/sign-in" {
+            (csrf_field(&token))
+            label for="email" { "Email address" }
+            input type="email" #email name="email" autocomplete="email" required value=(email);
+            p.hint {
+                "We email you a link that signs you in. It works once, for " (minutes) " minutes."
+            }
+            button type="submit" { "Email me a sign-in link" }
+        }
+    };
+    pre_sign_in_page(state, "Sign in to billing", body, &token, fresh)
 }
 
 pub(super) async fn sign_in_page(
@@ -84,13 +93,13 @@ pub(super) async fn sign_in_page(
     axum::extract::Query(query): axum::extract::Query<Fields>,
 ) -> Response {
     let note = if query.contains_key("expired") {
-        message("notice", "Your session has ended. Sign in again.")
+        Some(message("notice", "Your session has ended. Sign in again."))
     } else if query.contains_key("signed_out") {
-        message("notice", "You are signed out.")
+        Some(message("notice", "You are signed out."))
     } else {
-        String::new()
+        None
     };
-    sign_in_form(&state, &headers, &note, "")
+    sign_in_form(&state, &headers, note, "")
 }
 
 pub(super) async fn sign_in_send(
@@ -102,7 +111,7 @@ pub(super) async fn sign_in_send(
         return sign_in_form(
             &state,
             &headers,
-            &message("error", "This form has expired. Try again."),
+            Some(message("error", "This form has expired. Try again.")),
             field(&fields, "email"),
         );
     }
@@ -112,7 +121,7 @@ pub(super) async fn sign_in_send(
         return sign_in_form(
             &state,
             &headers,
-            &message("error", "Enter a valid email address."),
+            Some(message("error", "Enter a valid email address.")),
             field(&fields, "email"),
         );
     };
@@ -146,13 +155,16 @@ pub(super) async fn sign_in_send(
         html::public_page(
             &state.config().product_name,
             "Check your email",
-            &format!(
-                "<div class=\"card\" role=\"status\"><p>If <strong>{}</strong> belongs to a member of an org, \
-                 a sign-in link is on its way. It works once, for {} minutes.</p>\
-                 <p><a href=\"/billing/sign-in\">Use another address</a></p></div>",
-                esc(&email),
-                state.config().sign_in_link_ttl_ms / 60_000
-            ),
+            html! {
+                div.card role="status" {
+                    p {
+                        "If " strong { (email) } " belongs to a member of an org, a sign-in link \
+                         is on its way. It works once, for "
+                        (state.config().sign_in_link_ttl_ms / 60_000) " minutes."
+                    }
+                    p { a href="/billing/sign-in" { "Use another address" } }
+                }
+            },
         ),
     )
 }
@@ -172,14 +184,14 @@ pub(super) async fn auth_page(
     }
     let (token, fresh) = pre_csrf(&headers);
     // A button, not an automatic sign-in: mail scanners that open links do not use it up.
-    let body = format!(
-        "<form method=\"post\" action=\"/billing/auth/{secret}\" class=\"card\">{csrf}\
-         <p>Continue to sign in to the billing page.</p>\
-         <button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
-        secret = esc(&secret),
-        csrf = csrf_field(&token),
-    );
-    pre_sign_in_page(&state, "Sign in", &body, &token, fresh)
+    let body = html! {
+        form.card method="post" action={ "/billing/auth/" (secret) } {
+            (csrf_field(&token))
+            p { "Continue to sign in to the billing page." }
+            button type="submit" #sign-in { "Sign in" }
+        }
+    };
+    pre_sign_in_page(&state, "Sign in", body, &token, fresh)
 }
 
 pub(super) async fn auth_use(

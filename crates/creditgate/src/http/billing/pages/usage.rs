@@ -9,9 +9,10 @@ use creditgate_domain::Timestamp;
 
 use super::{chart, enter, internal, Ctx, Fields, DAY_MS};
 use crate::http::api::Path;
-use crate::http::billing::html::esc;
 use crate::http::views::HoldTerms;
 use crate::node::AppState;
+use creditgate_store::api::ApiKey;
+use maud::{html, Markup, PreEscaped};
 
 /// Days the usage page shows by default, and at most.
 const USAGE_DAYS_DEFAULT: i64 = 30;
@@ -107,64 +108,60 @@ pub(super) async fn usage_page(
     let currency = &state.config().currency;
     let svg = chart::svg(&usage, currency);
     let keys = state.store().keys(&org_id).await.unwrap_or_default();
-    let key_options: String = keys
-        .iter()
-        .map(|k| {
-            let selected = if key.as_deref() == Some(k.id.as_str()) {
-                " selected"
-            } else {
-                ""
-            };
-            let name = if k.name.is_empty() {
-                &k.prefix
-            } else {
-                &k.name
-            };
-            format!(
-                "<option value=\"{}\"{selected}>{} ({}…)</option>",
-                esc(&k.id),
-                esc(name),
-                esc(&k.prefix)
-            )
-        })
-        .collect();
-    let day_options: String = [7, 30, 90]
-        .iter()
-        .map(|d| {
-            let selected = if *d == days { " selected" } else { "" };
-            format!("<option value=\"{d}\"{selected}>Last {d} days</option>")
-        })
-        .collect();
-    let table: String = usage
-        .models
-        .iter()
-        .zip(&usage.model_totals)
-        .map(|(model, total)| {
-            format!(
-                "<tr><td>{}</td><td class=\"num\">{}</td></tr>",
-                esc(model),
-                esc(&ctx.money(*total))
-            )
-        })
-        .collect();
-    let csv_query = match &key {
-        Some(key) => format!("?days={days}&key={}", esc(key)),
-        None => format!("?days={days}"),
+    let csv_url = match &key {
+        Some(key) => format!("{}/usage.csv?days={days}&key={key}", ctx.base()),
+        None => format!("{}/usage.csv?days={days}", ctx.base()),
     };
-    let body = format!(
-        "<form method=\"get\" class=\"card\" aria-label=\"Filter\"><label for=\"days\">Period</label>\
-         <select id=\"days\" name=\"days\">{day_options}</select>\
-         <label for=\"key\">API key</label><select id=\"key\" name=\"key\"><option value=\"\">All keys</option>{key_options}</select>\
-         <button type=\"submit\">Show</button></form>\
-         <section class=\"card chart\" id=\"usage-chart\">{svg}</section>\
-         <section class=\"card\"><h2>By model</h2><div class=\"table-wrap\"><table id=\"usage-table\"><thead><tr><th scope=\"col\">Model</th><th scope=\"col\" class=\"num\">Spend</th></tr></thead>\
-         <tbody>{table}</tbody><tfoot><tr><th scope=\"row\">Total ({calls} calls)</th><td class=\"num\" id=\"usage-total\">{total}</td></tr></tfoot></table></div>\
-         <p><a href=\"{base}/usage.csv{csv_query}\" download>Download CSV</a></p></section>",
-        total = esc(&ctx.money(usage.total)),
-        calls = usage.calls,
-        base = ctx.base(),
-    );
-    ctx.page("/usage", "Usage", &body)
+    let body = html! {
+        (filter_form(days, key.as_deref(), &keys))
+        // The chart is our own SVG, its every text escaped by the chart module.
+        section.card.chart #usage-chart { (PreEscaped(svg)) }
+        section.card {
+            h2 { "By model" }
+            div.table-wrap {
+                table #usage-table {
+                    thead { tr { th scope="col" { "Model" } th.num scope="col" { "Spend" } } }
+                    tbody {
+                        @for (model, total) in usage.models.iter().zip(&usage.model_totals) {
+                            tr { td { (model) } td.num { (ctx.money(*total)) } }
+                        }
+                    }
+                    tfoot {
+                        tr {
+                            th scope="row" { "Total (" (usage.calls) " calls)" }
+                            td.num #usage-total { (ctx.money(usage.total)) }
+                        }
+                    }
+                }
+            }
+            p { a href=(csv_url) download { "Download CSV" } }
+        }
+    };
+    ctx.page("/usage", "Usage", body)
+}
+
+/// The period and API key the page shows, `days` and `key` selected.
+fn filter_form(days: i64, key: Option<&str>, keys: &[ApiKey]) -> Markup {
+    html! {
+        form.card method="get" aria-label="Filter" {
+            label for="days" { "Period" }
+            select #days name="days" {
+                @for d in [7, 30, 90] {
+                    option value=(d) selected[d == days] { "Last " (d) " days" }
+                }
+            }
+            label for="key" { "API key" }
+            select #key name="key" {
+                option value="" { "All keys" }
+                @for k in keys {
+                    option value=(k.id) selected[key == Some(k.id.as_str())] {
+                        (if k.name.is_empty() { &k.prefix } else { &k.name }) " (" (k.prefix) "…)"
+                    }
+                }
+            }
+            button type="submit" { "Show" }
+        }
+    }
 }
 
 pub(super) async fn usage_csv(
