@@ -3,10 +3,12 @@
 //! reset; how the product's API is named; and what the balance emails say about auto-reload,
 //! off or on.
 
+use super::layout::Text;
 use super::snapshot_tests::{context, examples, reset, CONFIRM_URL, SIGN_IN_URL};
 use super::tests::amount;
 use super::*;
 use crate::time::Timestamp;
+use maud::html;
 
 #[test]
 fn required_content() {
@@ -32,9 +34,10 @@ fn required_content() {
         );
         assert!(lines.contains(&help), "{kind:?}: help link on its own line");
         assert!(
-            email
-                .html
-                .contains(&format!("href=\"{}\"", escape_html(main_link))),
+            email.html.contains(&format!(
+                "href=\"{}\"",
+                html! { (Text(main_link)) }.into_string()
+            )),
             "{kind:?}: main link in HTML"
         );
         assert!(

@@ -31,7 +31,7 @@
 //!
 //! Every email has a subject, a plain-text part (wrapped at [`TEXT_WIDTH`] columns, each link
 //! on a line of its own) and an HTML part (one self-contained, inline-styled document, no
-//! external resources; every interpolated value is escaped with [`escape_html`]).
+//! external resources; a `maud` template, so every interpolated value is escaped by default).
 
 mod balance_emails;
 mod email;
@@ -49,7 +49,7 @@ mod snapshot_tests;
 mod tests;
 
 pub use email::{render, Email, EmailContext};
-pub use layout::{escape_html, format_money, format_utc};
+pub use layout::{format_money, format_utc};
 
 use crate::ledger::TransferKind;
 

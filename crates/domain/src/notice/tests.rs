@@ -1,7 +1,7 @@
 //! Tests of the kinds, which credit causes which notice, and the formatting helpers (which
 //! access change causes which notice is tested with `access::decide`).
 
-use super::layout::{api_name, wrap};
+use super::layout::{api_name, wrap, Text};
 use super::*;
 use crate::money::Amount;
 use crate::time::Timestamp;
@@ -112,12 +112,13 @@ fn money_formats() {
 
 #[test]
 fn escapes_html() {
+    let escape = |text: &str| maud::html! { (Text(text)) }.into_string();
     assert_eq!(
-        escape_html("<script>alert('x')</script> & \"Co\""),
+        escape("<script>alert('x')</script> & \"Co\""),
         "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;"
     );
-    assert_eq!(escape_html("plain ünïcode"), "plain ünïcode");
-    assert_eq!(escape_html("&amp;"), "&amp;amp;");
+    assert_eq!(escape("plain ünïcode"), "plain ünïcode");
+    assert_eq!(escape("&amp;"), "&amp;amp;");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use creditgate_domain::notice::{escape_html, format_money};
+use creditgate_domain::notice::format_money;
 use creditgate_domain::Amount;
 
 use super::dates::{iso_date, short_date};
@@ -200,6 +200,24 @@ fn axis_lines() -> String {
         top = px(PLOT_TOP),
         bottom = px(PLOT_BOTTOM),
     )
+}
+
+/// `text` with `&`, `<`, `>`, `"` and `'` escaped, safe in SVG text and quoted attributes.
+/// The chart is drawn with `write!` rather than a `maud` template (its markup is numbers
+/// laid out in order), so it escapes its few texts itself.
+pub(super) fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Centipixels as a decimal number of pixels: 1234 → "12.34", 1250 → "12.5", 1200 → "12".
