@@ -164,3 +164,30 @@ pub fn message(class: &str, text: &str) -> Markup {
     let role = if class == "error" { "alert" } else { "status" };
     html! { div class=(class) role=(role) { (text) } }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_interpolated_value_is_escaped() {
+        let hostile = "<script>x</script>&\"q\"";
+        let viewer = Viewer {
+            product: hostile,
+            org_id: "org_1\"><img src=x>",
+            org_name: hostile,
+            email: hostile,
+            role: Role::Owner,
+            csrf: "t\"><b>",
+        };
+        let body = html! { p { (hostile) } (message("error", hostile)) };
+        let page = page(&viewer, "/keys", hostile, body);
+        assert!(!page.contains("<script>") && !page.contains("<img") && !page.contains("<b>"));
+        assert!(page.contains("&lt;script&gt;x&lt;/script&gt;&amp;&quot;q&quot;"));
+        assert!(page.contains("href=\"/billing/org_1&quot;&gt;&lt;img src=x&gt;/keys\""));
+        assert!(page.contains("name=\"csrf\" value=\"t&quot;&gt;&lt;b&gt;\""));
+        assert!(page.contains("aria-current=\"page\">API keys</a>"));
+        // The stylesheet is our own markup, inlined as it is.
+        assert!(page.contains("<style>*{box-sizing:border-box}"));
+    }
+}
