@@ -67,6 +67,17 @@ pub fn is_valid(prefix: &str, id: &str) -> bool {
         })
 }
 
+/// A new secret (a sign-in link's, a session's): 32 random bytes, hex.
+pub fn new_secret() -> String {
+    random_hex(32)
+}
+
+/// The stored form of a secret: SHA-256, hex (only this is kept).
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ pub mod config;
 pub mod demo_upstream;
 pub mod http;
 pub mod ids;
+pub(crate) mod metrics;
 pub mod node;
 pub mod providers;
+pub mod state;
 pub mod workers;

@@ -3,14 +3,13 @@
 //! back), operator settings, transfer pages and usage overspend. Each test checks the
 //! recorded access transitions where access moves, and ends with the ledger invariants.
 
-mod api_helpers;
 mod api_support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use api_helpers::*;
-use api_support::{databases, spawn_app, spawn_app_with, As};
+use api_support::helpers::*;
+use api_support::{databases, spawn_app, spawn_app_with, As, Setup};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -100,125 +99,119 @@ async fn low_balance_thresholds_are_crossed_one_level_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_org_is_refused_holds_but_its_usage_is_recorded() {
-    for database in databases().await {
-        let app = spawn_app(database).await;
-        app.set_price("sus-model", "1.00", "1.00").await;
-        let org = app.create_org("Suspended").await;
-        app.grant(&org, "10.00").await;
-        let (_, secret) = app.create_key(&org).await;
-        let key = As::Key(secret);
-        let open = hold_ok(&app, &key, "1.00").await;
+    let setup = Setup::default()
+        .price("sus-model", "1.00", "1.00")
+        .org("Suspended")
+        .grant("10.00");
+    setup
+        .run(async |s| {
+            let (app, org, key) = (&s.app, &s.org, &s.key);
+            let open = hold_ok(app, key, "1.00").await;
 
-        let patched = patch_org(&app, &org, json!({ "suspended": true })).await;
-        assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
-        assert_eq!(patched.body["suspended"], true, "{}", patched.body);
-        assert_eq!(
-            patched.body["access_state"], "suspended",
-            "{}",
-            patched.body
-        );
-        assert_eq!(app.balance(&org).await.str("access_state"), "suspended");
+            let patched = patch_org(app, org, json!({ "suspended": true })).await;
+            assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+            assert_eq!(patched.body["suspended"], true, "{}", patched.body);
+            assert_eq!(
+                patched.body["access_state"], "suspended",
+                "{}",
+                patched.body
+            );
+            assert_eq!(app.balance(org).await.str("access_state"), "suspended");
 
-        assert_billing_error(
-            &hold_amount(&app, &key, "0.01").await,
-            "org_suspended",
-            &org,
-        );
-        let by_operator = app
-            .post(
-                &As::Operator,
-                "/v1/holds",
-                json!({ "org_id": org, "amount": "0.01" }),
-            )
-            .await;
-        assert_billing_error(&by_operator, "org_suspended", &org);
+            assert_billing_error(&hold_amount(app, key, "0.01").await, "org_suspended", org);
+            let by_operator = app
+                .post(
+                    &As::Operator,
+                    "/v1/holds",
+                    json!({ "org_id": org, "amount": "0.01" }),
+                )
+                .await;
+            assert_billing_error(&by_operator, "org_suspended", org);
 
-        // Usage that happened is recorded, never dropped; so is a hold's settlement.
-        let used = usage_event(&app, &key, "s1", "sus-model", 1_000_000, 0).await;
-        assert_eq!(
-            (&used["status"], &used["amount"]),
-            (&json!("created"), &json!("1.00")),
-            "{used}"
-        );
-        let again = usage_event(&app, &key, "s1", "sus-model", 1_000_000, 0).await;
-        assert_eq!(again["status"], "exists", "{again}");
-        settle_amount(&app, &key, &open, "0.50").await;
-        assert_eq!(
-            balance_view(&app, &org).await,
-            bal("8.50", "0.00", "8.50", "0.00", "suspended")
-        );
+            // Usage that happened is recorded, never dropped; so is a hold's settlement.
+            let used = usage_event(app, key, "s1", "sus-model", 1_000_000, 0).await;
+            assert_eq!(
+                (&used["status"], &used["amount"]),
+                (&json!("created"), &json!("1.00")),
+                "{used}"
+            );
+            let again = usage_event(app, key, "s1", "sus-model", 1_000_000, 0).await;
+            assert_eq!(again["status"], "exists", "{again}");
+            settle_amount(app, key, &open, "0.50").await;
+            assert_eq!(
+                balance_view(app, org).await,
+                bal("8.50", "0.00", "8.50", "0.00", "suspended")
+            );
 
-        let patched = patch_org(&app, &org, json!({ "suspended": false })).await;
-        assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
-        assert_eq!(patched.body["access_state"], "active", "{}", patched.body);
-        hold_ok(&app, &key, "1.00").await;
-        assert_eq!(
-            balance_view(&app, &org).await,
-            bal("8.50", "1.00", "7.50", "0.00", "active")
-        );
+            let patched = patch_org(app, org, json!({ "suspended": false })).await;
+            assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+            assert_eq!(patched.body["access_state"], "active", "{}", patched.body);
+            hold_ok(app, key, "1.00").await;
+            assert_eq!(
+                balance_view(app, org).await,
+                bal("8.50", "1.00", "7.50", "0.00", "active")
+            );
 
-        assert_eq!(
-            steps(&transitions(&app, &org).await),
-            vec![
-                step("depleted", 0, "depleted", 0, "created", "0.00"),
-                step("depleted", 0, "active", 0, "balance", "10.00"),
-                step("active", 0, "suspended", 0, "suspended", "9.00"),
-                step("suspended", 0, "active", 0, "unsuspended", "8.50"),
-            ],
-            "on {}",
-            app.backend
-        );
-        app.assert_invariants().await;
-        app.stop().await;
-    }
+            assert_eq!(
+                steps(&transitions(app, org).await),
+                vec![
+                    step("depleted", 0, "depleted", 0, "created", "0.00"),
+                    step("depleted", 0, "active", 0, "balance", "10.00"),
+                    step("active", 0, "suspended", 0, "suspended", "9.00"),
+                    step("suspended", 0, "active", 0, "unsuspended", "8.50"),
+                ],
+                "on {}",
+                app.backend
+            );
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_is_refused_from_the_next_request() {
-    for database in databases().await {
-        let app = spawn_app(database).await;
-        let org = app.create_org("Revoker").await;
-        app.grant(&org, "1.00").await;
-        let (revoked_id, revoked) = app.create_key(&org).await;
-        let (_, kept) = app.create_key(&org).await;
-        let balance_path = format!("/v1/orgs/{org}/balance");
-        let before = app.get(&As::Key(revoked.clone()), &balance_path).await;
-        assert_eq!(before.status, StatusCode::OK, "{}", before.body);
-        hold_ok(&app, &As::Key(revoked.clone()), "0.10").await;
+    let setup = Setup::default().org("Revoker").grant("1.00");
+    setup
+        .run(async |s| {
+            let (app, org) = (&s.app, &s.org);
+            let (revoked_id, revoked) = (s.key_id.clone(), s.secret.clone());
+            let (_, kept) = app.create_key(org).await;
+            let balance_path = format!("/v1/orgs/{org}/balance");
+            let before = app.get(&As::Key(revoked.clone()), &balance_path).await;
+            assert_eq!(before.status, StatusCode::OK, "{}", before.body);
+            hold_ok(app, &As::Key(revoked.clone()), "0.10").await;
 
-        let deleted = app
-            .request(
-                &As::Operator,
-                Method::DELETE,
-                &format!("/v1/keys/{revoked_id}"),
-                None,
-                &[],
-            )
-            .await;
-        assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
-        assert_eq!(deleted.str("id"), revoked_id);
-        assert!(deleted.body["revoked_at"].is_i64(), "{}", deleted.body);
+            let deleted = app
+                .request(
+                    &As::Operator,
+                    Method::DELETE,
+                    &format!("/v1/keys/{revoked_id}"),
+                    None,
+                    &[],
+                )
+                .await;
+            assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+            assert_eq!(deleted.str("id"), revoked_id);
+            assert!(deleted.body["revoked_at"].is_i64(), "{}", deleted.body);
 
-        for who in [As::Key(revoked.clone()), As::Bearer(revoked.clone())] {
-            let refused = app.get(&who, &balance_path).await;
+            for who in [As::Key(revoked.clone()), As::Bearer(revoked.clone())] {
+                let refused = app.get(&who, &balance_path).await;
+                assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+                assert_eq!(refused.body["error"]["type"], "authentication_error");
+                assert_eq!(refused.code(), "invalid_api_key");
+                assert!(refused.body["request_id"].is_string(), "{}", refused.body);
+            }
+            let refused = hold_amount(app, &As::Key(revoked.clone()), "0.10").await;
             assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
-            assert_eq!(refused.body["error"]["type"], "authentication_error");
-            assert_eq!(refused.code(), "invalid_api_key");
-            assert!(refused.body["request_id"].is_string(), "{}", refused.body);
-        }
-        let refused = hold_amount(&app, &As::Key(revoked.clone()), "0.10").await;
-        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
-        // The org's other key still works.
-        let other = app.get(&As::Key(kept.clone()), &balance_path).await;
-        assert_eq!(other.status, StatusCode::OK, "{}", other.body);
-        hold_ok(&app, &As::Key(kept), "0.10").await;
-        assert_eq!(
-            balance_view(&app, &org).await,
-            bal("1.00", "0.20", "0.80", "0.00", "active")
-        );
-        app.assert_invariants().await;
-        app.stop().await;
-    }
+            // The org's other key still works.
+            let other = app.get(&As::Key(kept.clone()), &balance_path).await;
+            assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+            hold_ok(app, &As::Key(kept), "0.10").await;
+            assert_eq!(
+                balance_view(app, org).await,
+                bal("1.00", "0.20", "0.80", "0.00", "active")
+            );
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,9 @@
 //! balance API, the 402 and the recorded transitions agree at every step. Each test ends
 //! with the ledger invariants.
 
-mod api_helpers;
 mod api_support;
 
-use api_helpers::*;
+use api_support::helpers::*;
 use api_support::{databases, spawn_app, As, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

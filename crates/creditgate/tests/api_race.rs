@@ -5,13 +5,12 @@
 //! overspent; settled to zero, the org is turned off once, and credits bring access back. Also: concurrent retries of one `Idempotency-Key` place one hold, and
 //! concurrent settles and voids of one hold close it once.
 
-mod api_helpers;
 mod api_support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use api_helpers::*;
+use api_support::helpers::*;
 use api_support::{databases, spawn_app, As, Reply, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

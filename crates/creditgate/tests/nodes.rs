@@ -14,13 +14,12 @@
 // smtp_support brings its own copy of python_tools.
 #![allow(clippy::duplicate_mod)]
 
-mod api_helpers;
 mod api_support;
 mod smtp_support;
 
 use std::time::Duration;
 
-use api_helpers::create_org_with;
+use api_support::helpers::create_org_with;
 use api_support::{spawn_app_with, TestApp};
 use creditgate::config::Config;
 use creditgate::node::{Application, Parts};

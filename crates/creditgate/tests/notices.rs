@@ -11,7 +11,6 @@
 //! `mailbox.Maildir` and `email` packages. When `CI` is set, a failure to install or start it
 //! fails the test; otherwise the SMTP tests are skipped with a message.
 
-mod api_helpers;
 mod api_support;
 mod smtp_support;
 
@@ -19,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_helpers::*;
+use api_support::helpers::*;
 use api_support::{databases, spawn_app_with, As, TempDir, TestApp, OPERATOR_TOKEN};
 use creditgate::config::Config;
 use creditgate::node::{Application, Parts};

@@ -6,12 +6,11 @@
 //! `requires_action` with a working confirmation link, an interrupted charge resumed without
 //! a second charge, and `creditgate reconcile`. Every test ends with the ledger invariants.
 
-mod api_helpers;
 mod api_support;
 
 use std::time::Duration;
 
-use api_helpers::{available, eventually, spend, transitions};
+use api_support::helpers::{available, eventually, spend, transitions};
 use api_support::{databases, spawn_app_with, As, Reply, TestApp};
 use creditgate::config::Config;
 use reqwest::StatusCode;

@@ -12,7 +12,6 @@
 
 #![allow(clippy::duplicate_mod)]
 
-mod api_helpers;
 mod api_support;
 mod sdk_support;
 mod smtp_support;

@@ -27,12 +27,11 @@
 // sdk_support and smtp_support each bring their own copy of python_tools.
 #![allow(clippy::duplicate_mod)]
 
-mod api_helpers;
 mod api_support;
 mod sdk_support;
 mod smtp_support;
 
-use api_helpers::{create_org_with, transitions};
+use api_support::helpers::{create_org_with, transitions};
 use api_support::{databases, spawn_app_with, As, TestApp};
 use creditgate::config::Config;
 use reqwest::{Method, StatusCode};

@@ -24,12 +24,11 @@
 // sdk_support and smtp_support each bring their own copy of python_tools.
 #![allow(clippy::duplicate_mod)]
 
-mod api_helpers;
 mod api_support;
 mod sdk_support;
 mod smtp_support;
 
-use api_helpers::patch_org;
+use api_support::helpers::patch_org;
 use api_support::{databases, spawn_app, As, TestApp};
 use reqwest::{Method, StatusCode};
 use sdk_support::{

@@ -22,7 +22,6 @@
 // sdk_support and smtp_support each bring their own copy of python_tools.
 #![allow(clippy::duplicate_mod)]
 
-mod api_helpers;
 mod api_support;
 mod sdk_support;
 mod smtp_support;

@@ -16,7 +16,6 @@
 //! When `CI` is set, a failure to install or start localstripe fails the test; otherwise the
 //! tests are skipped with a message.
 
-mod api_helpers;
 mod api_support;
 #[path = "stripe_support/mod.rs"]
 mod stripe_support;
@@ -24,7 +23,7 @@ mod stripe_support;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use api_helpers::{available, eventually, spend, transitions};
+use api_support::helpers::{available, eventually, spend, transitions};
 use api_support::{databases, spawn_app_with, As, Reply, TestApp};
 use creditgate_domain::{Amount, Timestamp};
 use hmac::{Hmac, Mac};

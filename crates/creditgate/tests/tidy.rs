@@ -90,6 +90,49 @@ fn anyhow_allowed(path: &str) -> bool {
     rest == "main.rs" || rest.starts_with("cmd/")
 }
 
+/// The shell's layers, each above the ones after it: a module may use only what is below it
+/// (`node` → `http`, `workers` → `app` → `providers` → the rest), and no transport another.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "crates/creditgate/src/app/",
+        &["crate::http", "crate::workers", "crate::node"],
+    ),
+    (
+        "crates/creditgate/src/providers/",
+        &["crate::http", "crate::workers", "crate::node", "crate::app"],
+    ),
+    (
+        "crates/creditgate/src/state.rs",
+        &["crate::http", "crate::workers", "crate::node", "crate::app"],
+    ),
+    (
+        "crates/creditgate/src/workers/",
+        &["crate::http", "crate::node"],
+    ),
+    (
+        "crates/creditgate/src/http/api/",
+        &["crate::http::billing", "crate::http::proxy", "crate::node"],
+    ),
+    (
+        "crates/creditgate/src/http/billing/",
+        &["crate::http::proxy", "crate::http::api", "crate::node"],
+    ),
+    (
+        "crates/creditgate/src/http/proxy/",
+        &["crate::http::billing", "crate::http::api", "crate::node"],
+    ),
+];
+
+/// The first path `line` (code, comments cut) of `path` uses that its layer may not.
+fn layer_breach(path: &str, line: &str) -> Option<&'static str> {
+    LAYERS
+        .iter()
+        .filter(|(prefix, _)| path.starts_with(prefix))
+        .flat_map(|(_, banned)| banned.iter())
+        .find(|banned| line.contains(*banned))
+        .copied()
+}
+
 /// Files that may use `rand::` outside tests.
 const RAND_ALLOWED: &[&str] = &["crates/creditgate/src/ids.rs"];
 
@@ -264,6 +307,11 @@ fn the_source_tree_is_tidy() {
             let line = line.split("//").next().unwrap_or("");
             if line.contains("anyhow") && !anyhow_allowed(path) {
                 problems.push(format!("{path}:{number}: anyhow outside the binary"));
+            }
+            if let Some(used) = layer_breach(path, line) {
+                problems.push(format!(
+                    "{path}:{number}: {used}: a layer looking up or across"
+                ));
             }
             if line.contains("rand::") && !RAND_ALLOWED.contains(&path.as_str()) {
                 problems.push(format!(

@@ -5,14 +5,13 @@
 //! parked after `webhook_attempts_max`; the delivery log shows it; a resend delivers the same
 //! event again; org keys get 403.
 
-mod api_helpers;
 mod api_support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_helpers::*;
+use api_support::helpers::*;
 use api_support::{databases, spawn_app_with, As, TestApp};
 use axum::body::Bytes;
 use axum::extract::State;

@@ -6,9 +6,9 @@ use creditgate_domain::member::Action;
 use creditgate_domain::Timestamp;
 use creditgate_store::api::{Org, Page};
 
+use super::error::ApiError;
 use super::{org_for, Actor};
-use crate::http::error::ApiError;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// Why an org's metered calls are refused now, if they are: the code of their 402, and for a
 /// spend limit, when it resets.

@@ -24,10 +24,10 @@ use creditgate_domain::Timestamp;
 use creditgate_store::api::{Advanced, Payment, PaymentDetails, ReloadBegun};
 use creditgate_store::StoreError;
 
-use crate::node::AppState;
 use crate::providers::{
     failure_policy, ms, sandbox, stripe, ChargeOutcome, Provider, ProviderError,
 };
+use crate::state::AppState;
 
 /// Why a payment step failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,12 +4,26 @@ use creditgate_domain::member::Action;
 use creditgate_domain::Amount;
 use creditgate_store::api::ApiKey;
 
+use super::error::ApiError;
+use super::input::{path_id, text};
 use super::{authorize, org_for, Actor};
-use crate::http::api::{path_id, text};
-use crate::http::auth::{secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
-use crate::http::error::ApiError;
 use crate::ids::random_hex;
-use crate::node::AppState;
+use crate::state::AppState;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Prefix of every API key secret.
+pub const SECRET_PREFIX: &str = "cg_live_";
+/// Characters of the secret shown in lists.
+pub const DISPLAY_PREFIX_LEN: usize = 12;
+
+/// The keyed hash a secret is stored and found under.
+pub fn secret_hash(key_hash_secret: &[u8], secret: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key_hash_secret).expect("HMAC takes any key length");
+    mac.update(secret.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
 
 /// Longest key name.
 pub const KEY_NAME_LEN_MAX: usize = 100;

@@ -6,11 +6,10 @@ use creditgate_domain::member::{self, Action, ChangeError, Role};
 use creditgate_domain::Timestamp;
 use creditgate_store::api::{Added, Member, NewLink};
 
+use super::error::ApiError;
+use super::input::{path_id, text};
 use super::{org_for, Actor};
-use crate::http::api::{path_id, text};
-use crate::http::billing;
-use crate::http::error::ApiError;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// Longest email address.
 pub const EMAIL_LEN_MAX: usize = 254;
@@ -56,10 +55,10 @@ fn not_found() -> ApiError {
 
 /// A new sign-in link, lasting `ttl_ms`, to be written with its email (`kind`).
 pub fn new_link(state: &AppState, kind: &'static str, ttl_ms: u64, now: Timestamp) -> NewLink {
-    let secret = billing::new_secret();
+    let secret = crate::ids::new_secret();
     let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
     NewLink {
-        token_hash: billing::secret_hash(&secret),
+        token_hash: crate::ids::secret_hash(&secret),
         secret,
         expires_at: Timestamp::from_unix_ms(now.unix_ms().saturating_add(ttl)),
         notice_id: state.new_id("ntc"),

@@ -11,13 +11,13 @@ use creditgate_domain::pricing::{is_valid_model, version_at, PriceVersion};
 use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::api::Org;
 
+use super::error::ApiError;
+use super::input::rejection;
 use super::Actor;
-use crate::http::api::rejection;
-use crate::http::error::ApiError;
-use crate::http::metrics;
-use crate::http::views::HoldTerms;
-use crate::node::AppState;
+use crate::metrics;
+use crate::state::AppState;
 use creditgate_domain::ids;
+use creditgate_domain::reference::HoldTerms;
 
 /// The version of `model` in force at `at`, or a 400 naming `param`.
 pub async fn price_at(

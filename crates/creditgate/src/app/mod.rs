@@ -5,15 +5,18 @@
 //! `creditgate_domain::member`'s one table), reads through `store`, decides in `domain`,
 //! writes through `store` or the ledger writer, and answers a typed result (store and domain
 //! types, not JSON views) or an [`ApiError`] with a stable code. The JSON API
-//! (`server::routes`) and the billing pages (`server::billing::pages`) are adapters over these
+//! (`http::api`), the billing pages (`http::billing`) and the proxy (`http::proxy`) are adapters over these
 //! operations: they parse their input, call one operation, and render its result as JSON or
 //! HTML. Neither calls the other.
 //!
 //! Operations here so far: API keys ([`keys`]), members ([`members`]), orgs ([`orgs`]),
 //! balance and history ([`balance`]), top-ups and auto-reload ([`payments`]).
 
+pub mod actor;
 pub mod balance;
 pub mod charges;
+pub mod error;
+pub mod input;
 pub mod keys;
 pub mod members;
 pub mod metering;
@@ -23,10 +26,10 @@ pub mod payments;
 use creditgate_domain::member::{self, Action};
 use creditgate_store::api::Org;
 
-use crate::http::api::path_id;
-pub use crate::http::auth::Caller as Actor;
-use crate::http::error::ApiError;
-use crate::node::AppState;
+use crate::state::AppState;
+pub use actor::{Caller, Caller as Actor};
+pub use error::ApiError;
+use input::path_id;
 
 /// Whether `actor` may do `action` (on an org it may see): the operator anything, a member
 /// what its role allows, an org's key what [`member::key_allows`] says.
@@ -49,9 +52,16 @@ pub async fn org_for(
     org_id: &str,
     action: Action,
 ) -> Result<Org, ApiError> {
+    let org = visible_org(state, actor, org_id).await?;
+    authorize(actor, action)?;
+    Ok(org)
+}
+
+/// Loads org `org_id` if the actor may see it at all (the operator, or the org's own key or
+/// member), or 404; what it may do there is [`authorize`]'s to say.
+pub async fn visible_org(state: &AppState, actor: &Actor, org_id: &str) -> Result<Org, ApiError> {
     path_id("org_id", "org", org_id)?;
     actor.require_org(org_id)?;
-    authorize(actor, action)?;
     state
         .store()
         .org(org_id)

@@ -6,10 +6,10 @@ use creditgate_domain::member::Action;
 use creditgate_domain::Amount;
 use creditgate_store::api::{NewOrg, Org, OrgPatch, OrgUpdate};
 
+use super::error::ApiError;
+use super::input::{path_id, text};
 use super::{authorize, Actor};
-use crate::http::api::{path_id, text};
-use crate::http::error::ApiError;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// Most billing contacts per org.
 pub const BILLING_EMAILS_MAX: usize = 10;

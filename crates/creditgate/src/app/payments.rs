@@ -6,13 +6,11 @@ use creditgate_domain::reload::{validate, ReloadAmount, ReloadSettings};
 use creditgate_domain::Amount;
 use creditgate_store::api::{AutoReload, Payment, PaymentProfile};
 
+use super::error::ApiError;
+use super::input::text;
 use super::{org_for, Actor};
 use crate::app::charges;
-use crate::http::api::idempotency::scope;
-use crate::http::api::text;
-use crate::http::error::ApiError;
-use crate::http::json::show;
-use crate::node::AppState;
+use crate::state::AppState;
 use creditgate_domain::ids;
 
 /// Longest return URL.
@@ -36,7 +34,7 @@ pub struct TopUp {
 /// The id of the top-up `actor` asks for under idempotency key `key`: a retry with the same
 /// key finds the payment the first attempt made.
 pub fn top_up_id(actor: &Actor, key: &str) -> String {
-    ids::top_up_payment(&scope(actor), key)
+    ids::top_up_payment(&actor.idempotency_scope(), key)
 }
 
 /// Adds credits: opens a checkout, or charges the saved card. Idempotent by `key` (the
@@ -131,8 +129,7 @@ fn amount_in_limits(state: &AppState, amount: Amount) -> Result<(), ApiError> {
             "amount_out_of_range",
             format!(
                 "amount must be between {} and {}.",
-                show(limits.amount_min),
-                show(limits.amount_max)
+                limits.amount_min, limits.amount_max
             ),
         ));
     }

@@ -1,10 +1,10 @@
 //! Who is calling: the operator (its bearer token), an org (one of its API keys), or a member
 //! of an org signed in to the billing page (its session cookie).
 //!
-//! A member's session reaches only the API routes the billing page uses, each allowed to the
-//! member's role by `creditgate_domain::member::allows` (the table is
+//! A member's session reaches only the API routes the billing page uses (the table is
 //! [`super::billing::api_action`]), and its writes must carry the session's CSRF token in
-//! `x-csrf-token`: both checked here, before any handler runs.
+//! `x-csrf-token`: both checked here, before any handler runs. Whether the member's role may
+//! do what it asks is the application layer's one decision (`app::authorize`), as for keys.
 //!
 //! Keys are stored only as HMAC-SHA256(key_hash_secret, secret): a leaked database does not
 //! yield usable keys without the server's secret. Every request looks its key up, so a
@@ -13,120 +13,14 @@
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::Method;
-use creditgate_domain::member::{self, Role};
-use creditgate_store::api::{ApiKey, Member, Org};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::error::ApiError;
-use crate::node::AppState;
+pub use crate::app::keys::{secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
+pub use crate::app::Caller;
+use crate::state::AppState;
 
-/// Prefix of every API key secret.
-pub const SECRET_PREFIX: &str = "cg_live_";
-/// Characters of the secret shown in lists.
-pub const DISPLAY_PREFIX_LEN: usize = 12;
 /// Longest credential looked at.
 const CREDENTIAL_LEN_MAX: usize = 256;
-
-/// The authenticated caller.
-// One per request, built once and borrowed: the size difference of the variants costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-pub enum Caller {
-    /// The operator.
-    Operator,
-    /// An org, through one of its keys.
-    Key {
-        /// The key used.
-        key: ApiKey,
-        /// Its org, as of this request.
-        org: Org,
-    },
-    /// A member of an org, through its billing-page session.
-    Member {
-        /// The member.
-        member: Member,
-        /// Its org, as of this request.
-        org: Org,
-    },
-}
-
-impl Caller {
-    /// Refuses anyone but the operator.
-    pub fn require_operator(&self) -> Result<(), ApiError> {
-        match self {
-            Caller::Operator => Ok(()),
-            Caller::Key { .. } | Caller::Member { .. } => {
-                Err(ApiError::forbidden("This call needs the operator token."))
-            }
-        }
-    }
-
-    /// Refuses anyone but the operator and members (whose role was checked for the route
-    /// before the handler ran).
-    pub fn require_operator_or_member(&self) -> Result<(), ApiError> {
-        match self {
-            Caller::Operator | Caller::Member { .. } => Ok(()),
-            Caller::Key { .. } => Err(ApiError::forbidden("This call needs the operator token.")),
-        }
-    }
-
-    /// The member's role; `None` for the operator and keys.
-    pub fn role(&self) -> Option<Role> {
-        match self {
-            Caller::Member { member, .. } => Some(member.role),
-            Caller::Operator | Caller::Key { .. } => None,
-        }
-    }
-
-    /// Refuses callers that may not act on org `org_id`. An org's key sees another org as
-    /// not found, so ids of other tenants are not confirmed.
-    pub fn require_org(&self, org_id: &str) -> Result<(), ApiError> {
-        match self {
-            Caller::Operator => Ok(()),
-            Caller::Key { org, .. } | Caller::Member { org, .. } if org.id == org_id => Ok(()),
-            Caller::Key { .. } | Caller::Member { .. } => {
-                Err(ApiError::not_found("org_not_found", "No such org."))
-            }
-        }
-    }
-
-    /// The org a metering call acts for: the key's own, or `org_id` for the operator.
-    pub fn metering_org(&self, org_id: Option<&str>) -> Result<String, ApiError> {
-        match (self, org_id) {
-            (Caller::Key { org, .. }, None) => Ok(org.id.clone()),
-            (Caller::Key { org, .. }, Some(id)) if id == org.id => Ok(org.id.clone()),
-            (Caller::Key { .. }, Some(_)) => {
-                Err(ApiError::not_found("org_not_found", "No such org."))
-            }
-            (Caller::Operator, Some(id)) => Ok(id.to_owned()),
-            (Caller::Member { .. }, _) => Err(ApiError::forbidden(
-                "Metering calls need an API key or the operator token.",
-            )),
-            (Caller::Operator, None) => Err(ApiError::invalid(
-                "org_id",
-                "parameter_missing",
-                "org_id is required when calling with the operator token.",
-            )),
-        }
-    }
-
-    /// The key's id, when called with a key.
-    pub fn key_id(&self) -> Option<&str> {
-        match self {
-            Caller::Operator | Caller::Member { .. } => None,
-            Caller::Key { key, .. } => Some(&key.id),
-        }
-    }
-}
-
-/// The keyed hash a secret is stored and found under.
-pub fn secret_hash(key_hash_secret: &[u8], secret: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key_hash_secret).expect("HMAC takes any key length");
-    mac.update(secret.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
 
 /// Compares without an early exit, so the time taken says nothing about the token.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -186,13 +80,12 @@ async fn member_caller(parts: &Parts, state: &AppState, secret: &str) -> Result<
         .get::<MatchedPath>()
         .map(MatchedPath::as_str)
         .unwrap_or("");
-    let Some(action) = super::billing::api_action(&parts.method, path) else {
+    // Which routes a session reaches at all; what its role may do there is the operation's
+    // to decide (`app::authorize`).
+    if super::billing::api_action(&parts.method, path).is_none() {
         return Err(ApiError::forbidden(
             "This call is not available with a billing-page session.",
         ));
-    };
-    if !member::allows(session.member.role, action) {
-        return Err(ApiError::forbidden("Your role may not do this."));
     }
     let safe = matches!(parts.method, Method::GET | Method::HEAD);
     let token = parts

@@ -9,8 +9,8 @@ pub mod api;
 pub mod auth;
 pub mod billing;
 pub mod error;
+pub mod extract;
 pub mod json;
-pub(crate) mod metrics;
 pub mod openapi;
 pub mod proxy;
 pub(crate) mod views;
@@ -23,7 +23,7 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::ids::{IdSource, RandomIds};
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// The whole HTTP surface with its limits: body size, request timeout, request ids, metrics.
 pub fn router(state: AppState) -> Router {
@@ -87,7 +87,7 @@ async fn around_request(request: Request, next: Next, timeout: Duration) -> Resp
     if let Ok(value) = request_id.parse() {
         response.headers_mut().insert("request-id", value);
     }
-    metrics::record_request(
+    crate::metrics::record_request(
         &route,
         method.as_str(),
         response.status().as_u16(),

@@ -13,7 +13,7 @@ use super::api::{
     webhooks,
 };
 use super::proxy;
-use crate::node::AppState;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

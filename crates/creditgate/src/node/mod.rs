@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use creditgate_store::{
-    Clock, LedgerWriter, Store, StoreConfig, StoreError, Synchronous, SystemClock, WriterConfig,
+    Clock, Store, StoreConfig, StoreError, Synchronous, SystemClock, WriterConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -18,119 +18,9 @@ use crate::config::{Config, Upstream};
 use crate::http;
 use crate::ids::{IdSource, RandomIds};
 use crate::providers;
+pub use crate::state::AppState;
+use crate::state::Inner;
 use crate::workers::{expiry_step, notice_step, on_timer, payments_loop, webhook_step, Mailer};
-
-/// Shared by every handler. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-struct Inner {
-    store: Store,
-    writer: LedgerWriter,
-    clock: Arc<dyn Clock>,
-    ids: Arc<dyn IdSource>,
-    config: Config,
-    operator_token: String,
-    key_hash_secret: Vec<u8>,
-    billing_url: String,
-    http: reqwest::Client,
-    anthropic_upstream: String,
-    openai_upstream: String,
-    provider: providers::Provider,
-    payment_limits: creditgate_domain::reload::PaymentLimits,
-    payments_wake: tokio::sync::Notify,
-    /// The proxied calls' metering tasks, waited for (bounded) at shutdown.
-    proxy_calls: tokio_util::task::TaskTracker,
-    /// This node's id (marks its proxied calls' holds).
-    node_id: String,
-    /// When this process started: its node's open proxy holds placed before were in flight
-    /// when it last stopped.
-    started_at: creditgate_domain::Timestamp,
-}
-
-impl AppState {
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.0.store
-    }
-    /// The one writer of balances.
-    pub fn writer(&self) -> &LedgerWriter {
-        &self.0.writer
-    }
-    /// The current time.
-    pub fn now(&self) -> creditgate_domain::Timestamp {
-        self.0.clock.now()
-    }
-    /// A new id with `prefix`.
-    pub fn new_id(&self, prefix: &str) -> String {
-        self.0.ids.generate(prefix)
-    }
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.0.config
-    }
-    /// The operator's token.
-    pub fn operator_token(&self) -> &str {
-        &self.0.operator_token
-    }
-    /// The secret API keys are hashed under.
-    pub fn key_hash_secret(&self) -> &[u8] {
-        &self.0.key_hash_secret
-    }
-    /// The client the proxy calls upstreams with.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.0.http
-    }
-    /// An upstream's base URL and the provider's key for it.
-    pub fn upstream(&self, style: crate::http::proxy::formats::Style) -> (&str, &str) {
-        match style {
-            crate::http::proxy::formats::Style::Anthropic => (
-                &self.0.anthropic_upstream,
-                &self.0.config.anthropic_upstream_key,
-            ),
-            crate::http::proxy::formats::Style::OpenAi => {
-                (&self.0.openai_upstream, &self.0.config.openai_upstream_key)
-            }
-        }
-    }
-    /// The base of links in emails and errors.
-    pub fn public_url(&self) -> &str {
-        &self.0.billing_url
-    }
-    /// Where an org adds credits.
-    pub fn billing_url(&self, org_id: &str) -> String {
-        format!("{}/billing/{org_id}", self.0.billing_url)
-    }
-    /// The payment provider.
-    pub fn provider(&self) -> &providers::Provider {
-        &self.0.provider
-    }
-    /// The smallest and largest top-up or reload.
-    pub fn payment_limits(&self) -> creditgate_domain::reload::PaymentLimits {
-        self.0.payment_limits
-    }
-    /// Wakes the payments worker (auto-reload settings changed).
-    pub fn wake_payments(&self) {
-        self.0.payments_wake.notify_one();
-    }
-
-    /// Resolves when the payments worker is woken (see [`AppState::wake_payments`]).
-    pub async fn payments_woken(&self) {
-        self.0.payments_wake.notified().await;
-    }
-    /// The proxied calls in flight (their metering tasks).
-    pub fn proxy_calls(&self) -> &tokio_util::task::TaskTracker {
-        &self.0.proxy_calls
-    }
-    /// This node's id.
-    pub fn node_id(&self) -> &str {
-        &self.0.node_id
-    }
-    /// When this process started.
-    pub fn started_at(&self) -> creditgate_domain::Timestamp {
-        self.0.started_at
-    }
-}
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +131,7 @@ impl Application {
         } else {
             config.public_url.trim_end_matches('/').to_owned()
         };
-        http::metrics::install();
+        crate::metrics::install();
         let demo = if config.anthropic_upstream.is_demo() || config.openai_upstream.is_demo() {
             Some(start_demo_upstream().await?)
         } else {
@@ -263,7 +153,7 @@ impl Application {
             .build()
             .map_err(|e| StartError::Config(format!("the upstream client: {e}")))?;
         let started_at = parts.clock.now();
-        let state = AppState(Arc::new(Inner {
+        let state = AppState::new(Inner {
             http,
             anthropic_upstream,
             openai_upstream,
@@ -281,7 +171,7 @@ impl Application {
             proxy_calls: tokio_util::task::TaskTracker::new(),
             node_id,
             started_at,
-        }));
+        });
         Ok(Application {
             listener,
             address,

@@ -5,7 +5,7 @@
 use creditgate_store::api::{Payment, SandboxCharge};
 
 use super::{ChargeOutcome, ProviderError};
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// What charging a test card does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::node::AppState;
+use crate::state::AppState;
 pub use notices::Mailer;
 
 /// Runs `step` every `interval_ms` until `shutdown` is cancelled; a step under way is

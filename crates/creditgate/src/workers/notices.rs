@@ -21,8 +21,8 @@ use creditgate_store::api::{AutoReload, Notice};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
-use crate::node::AppState;
 pub use crate::providers::mail::{MailError, Mailer};
+use crate::state::AppState;
 
 /// What one run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -32,8 +32,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::notices::Outcome;
-use crate::http::json::show;
-use crate::node::AppState;
+
+use crate::state::AppState;
 use creditgate_domain::outbox::after_failure;
 
 /// The signature header.
@@ -70,7 +70,7 @@ pub fn payload(notice: &Notice) -> String {
     let kind = NoticeKind::parse(&notice.kind);
     let mut data = serde_json::json!({
         "org_id": notice.org_id,
-        "available": show(notice.available),
+        "available": notice.available.to_string(),
         "level": notice.level,
     });
     if let Some(state) = kind.and_then(|k| access_state(k, notice.level)) {
@@ -80,7 +80,7 @@ pub fn payload(notice: &Notice) -> String {
         // The row keeps the limit in `amount` and when it resets in `retry_at`; the event
         // names them for what they are.
         if let Some(limit) = notice.amount {
-            data["limit"] = show(limit).into();
+            data["limit"] = limit.to_string().into();
         }
         if let Some(resets_at) = notice.retry_at {
             data["resets_at"] = resets_at.unix_ms().div_euclid(1000).into();
@@ -88,7 +88,7 @@ pub fn payload(notice: &Notice) -> String {
         return event(notice, data);
     }
     if let Some(amount) = notice.amount {
-        data["amount"] = show(amount).into();
+        data["amount"] = amount.to_string().into();
     }
     if kind == Some(NoticeKind::CreditsExpiring) {
         // The row keeps the grant in `transfer_id` and its expiry in `retry_at`; the event

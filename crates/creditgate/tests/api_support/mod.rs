@@ -4,6 +4,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod helpers;
+
 use std::net::SocketAddr;
 
 use creditgate::config::Config;
@@ -287,5 +289,84 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// What a scenario starts with: the block most API tests repeat (an app on each database,
+/// a price, an org with credits, a key). Build it with the methods, then [`Setup::run`].
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// `(model, input, output)` prices per million tokens.
+    pub price: Option<(&'static str, &'static str, &'static str)>,
+    /// The org's name (default `Scenario`).
+    pub org_name: Option<&'static str>,
+    /// Paid credits granted to the org at the start.
+    pub grant: Option<&'static str>,
+}
+
+/// One database's scenario: the app, the org and its key.
+pub struct Scenario {
+    pub app: TestApp,
+    pub org: String,
+    pub key_id: String,
+    /// The key's secret.
+    pub secret: String,
+    /// The org's key, sent as `x-api-key`.
+    pub key: As,
+}
+
+impl Setup {
+    /// A price for `model`.
+    pub fn price(
+        mut self,
+        model: &'static str,
+        input: &'static str,
+        output: &'static str,
+    ) -> Setup {
+        self.price = Some((model, input, output));
+        self
+    }
+
+    /// The org's name.
+    pub fn org(mut self, name: &'static str) -> Setup {
+        self.org_name = Some(name);
+        self
+    }
+
+    /// Paid credits at the start.
+    pub fn grant(mut self, amount: &'static str) -> Setup {
+        self.grant = Some(amount);
+        self
+    }
+
+    /// Starts the scenario on `database`.
+    pub async fn start(&self, database: TestDatabase) -> Scenario {
+        let app = spawn_app(database).await;
+        if let Some((model, input, output)) = self.price {
+            app.set_price(model, input, output).await;
+        }
+        let org = app.create_org(self.org_name.unwrap_or("Scenario")).await;
+        if let Some(amount) = self.grant {
+            app.grant(&org, amount).await;
+        }
+        let (key_id, secret) = app.create_key(&org).await;
+        Scenario {
+            app,
+            org,
+            key_id,
+            key: As::Key(secret.clone()),
+            secret,
+        }
+    }
+
+    /// Runs `test` on a fresh scenario on each database, then checks the ledger invariants
+    /// and stops the app.
+    pub async fn run(&self, mut test: impl AsyncFnMut(&Scenario)) {
+        for database in databases().await {
+            let scenario = self.start(database).await;
+            test(&scenario).await;
+            scenario.app.assert_invariants().await;
+            scenario.app.stop().await;
+        }
     }
 }

@@ -14,14 +14,14 @@ use creditgate_domain::{Amount, Timestamp};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::idempotency::{scope, Idempotent};
+use super::idempotency::Idempotent;
 use super::{org_for, rejection, text, ListQuery, Query};
 use crate::app;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Money, NonZeroMoney, PositiveMoney, SignedMoney};
 use crate::http::views::{BalanceView, ListView, TransferView};
-use crate::node::AppState;
+use crate::state::AppState;
 use creditgate_domain::ids;
 
 /// Credits to add.
@@ -163,7 +163,7 @@ pub async fn create_grant(
         Origin::Promotional => AccountKind::PromotionalGrants,
     };
     let request_ledger = TransferRequest {
-        id: ids::grant_transfer(&scope(&caller), &key),
+        id: ids::grant_transfer(&caller.idempotency_scope(), &key),
         debit_account_id: source.operator_account_id().expect("operator account"),
         credit_account_id: AccountId::new(org.id),
         amount: body.amount.0,
@@ -210,7 +210,7 @@ pub async fn create_adjustment(
         .operator_account_id()
         .expect("operator account");
     let org_account = AccountId::new(org.id);
-    let id = ids::adjustment_transfer(&scope(&caller), &key);
+    let id = ids::adjustment_transfer(&caller.idempotency_scope(), &key);
     let request_ledger = if amount.is_positive() {
         TransferRequest {
             id,

@@ -14,14 +14,14 @@ use creditgate_domain::pricing::{self, Usage};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::idempotency::{scope, Idempotent};
+use super::idempotency::Idempotent;
 use super::{path_id, rejection};
 use crate::app::metering::{place, price_at, settle, void};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Money, PositiveMoney};
 use crate::http::views::{HoldClosedView, HoldTerms, HoldView, TransferView};
-use crate::node::AppState;
+use crate::state::AppState;
 use creditgate_domain::ids;
 
 /// A hold to place: an `amount`, or a `model` with the most tokens the call may use.
@@ -348,7 +348,7 @@ pub async fn place_hold(
             .ok_or_else(|| ApiError::not_found("org_not_found", "No such org."))?,
     };
     let hold_id = match &request.key {
-        Some(key) => ids::hold(&scope(&caller), key).as_str().to_owned(),
+        Some(key) => ids::hold(&caller.idempotency_scope(), key).to_string(),
         None => {
             // The request's id rides in the reference, so a refusal that turns access off
             // names it; not behind an Idempotency-Key, whose retries must repeat the

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::json;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// Longest `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
@@ -74,14 +74,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Idempotent<T> {
     }
 }
 
-/// Who may replay a key: keys are per caller.
-pub fn scope(caller: &Caller) -> String {
-    match caller {
-        Caller::Operator => "operator".to_owned(),
-        Caller::Key { org, .. } | Caller::Member { org, .. } => org.id.clone(),
-    }
-}
-
 impl<T> Idempotent<T> {
     /// The key, or a 400 if the route needs one.
     pub fn require_key(&self) -> Result<&str, ApiError> {
@@ -106,7 +98,7 @@ impl<T> Idempotent<T> {
         };
         let Some(record) = state
             .store()
-            .idempotency_record(&scope(caller), key)
+            .idempotency_record(&caller.idempotency_scope(), key)
             .await?
         else {
             return Ok(None);
@@ -145,7 +137,7 @@ impl<T> Idempotent<T> {
         let body = serde_json::to_string(view).map_err(ApiError::internal)?;
         if let Some(key) = &self.key {
             let record = IdempotencyRecord {
-                scope: scope(caller),
+                scope: caller.idempotency_scope(),
                 key: key.clone(),
                 request_hash: self.request_hash.clone(),
                 status: status.as_u16(),

@@ -13,7 +13,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Body, Money};
 use crate::http::views::{KeyCreatedView, KeyView, ListView};
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// A new key.
 #[derive(Debug, Default, Deserialize, ToSchema)]

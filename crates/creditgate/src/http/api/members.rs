@@ -18,7 +18,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::Body;
 use crate::http::views::ListView;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// A member of an org.
 #[derive(Debug, Serialize, ToSchema)]

@@ -11,7 +11,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::show;
 use crate::http::views::ListView;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// A notice: an email (and later a webhook) caused by an access change.
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,16 +5,17 @@ use axum::extract::State;
 use super::Path;
 use axum::http::StatusCode;
 use axum::Json;
+use creditgate_domain::member::Action;
 use creditgate_store::api::OrgPatch;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{double_option, org_for, path_id, ListQuery, Query};
+use super::{double_option, path_id, ListQuery, Query};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Body, Email, Money, NonPositiveMoney, PositiveMoney, SignedMoney};
 use crate::http::views::{ListView, OrgView, TransitionView};
-use crate::node::AppState;
+use crate::state::AppState;
 
 use crate::app;
 use crate::app::orgs::NewOrgInput;
@@ -126,7 +127,7 @@ pub async fn get_org(
     caller: Caller,
     Path(org_id): Path<String>,
 ) -> Result<Json<OrgView>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
+    let org = app::org_for(&state, &caller, &org_id, Action::ViewBalance).await?;
     Ok(Json(OrgView::from(&org)))
 }
 
@@ -175,7 +176,7 @@ pub async fn list_access_transitions(
     Path(org_id): Path<String>,
     Query(query): Query<TransitionsQuery>,
 ) -> Result<Json<ListView<TransitionView>>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
+    let org = app::org_for(&state, &caller, &org_id, Action::ViewBalance).await?;
     let limit = ListQuery {
         limit: query.limit,
         starting_after: None,

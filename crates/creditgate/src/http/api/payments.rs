@@ -13,17 +13,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::idempotency::Idempotent;
-use super::{org_for, path_id, ListQuery, Path, Query};
+use super::{path_id, ListQuery, Path, Query};
 use crate::app;
-use crate::app::charges;
-use crate::app::charges::PaymentError;
+use crate::app::charges::{self, PaymentError};
 use crate::app::payments::{reload_amount, AutoReloadState, Consent, SetAutoReload, TopUp};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{self, show, Cents, Money};
 use crate::http::views::ListView;
-use crate::node::AppState;
 use crate::providers::{self, stripe, Provider, ProviderError};
+use crate::state::AppState;
 
 /// A top-up to make.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -195,7 +194,7 @@ pub async fn list_payments(
     Path(org_id): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<ListView<PaymentView>>, ApiError> {
-    let org = org_for(&state, &caller, &org_id).await?;
+    let org = app::org_for(&state, &caller, &org_id, Action::ViewPayments).await?;
     let limit = query.limit(&state)?;
     if let Some(after) = &query.starting_after {
         path_id("starting_after", "pay", after)?;
@@ -235,6 +234,7 @@ pub async fn get_payment(
     caller
         .require_org(&payment.org_id)
         .map_err(|_| not_found())?;
+    crate::app::authorize(&caller, Action::ViewPayments)?;
     Ok(Json(PaymentView::from(&payment)))
 }
 

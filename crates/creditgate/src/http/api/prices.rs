@@ -17,7 +17,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Body, Money};
 use crate::http::views::{ListView, PriceView};
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// Output tokens a hold assumes when neither the request nor the price says.
 pub const MAX_OUTPUT_TOKENS_DEFAULT: u64 = 4_096;

@@ -11,7 +11,7 @@ use super::{ListQuery, Query};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::views::ListView;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// A proxied call found in flight at its node's start and charged at its hold.
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,7 +7,7 @@ use axum::Json;
 
 use crate::http::error::ApiError;
 use crate::http::views::StatusView;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = StatusView)))]
@@ -35,7 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusView>, A
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = crate::http::metrics::render(state.writer());
+    let text = crate::metrics::render(state.writer());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

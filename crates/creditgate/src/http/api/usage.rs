@@ -16,9 +16,9 @@ use crate::app::metering::price_at;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{show, Body};
-use crate::http::metrics;
 use crate::http::views::{nonzero, HoldTerms, UsageBatchView, UsageErrorView, UsageResultView};
-use crate::node::AppState;
+use crate::metrics;
+use crate::state::AppState;
 use creditgate_domain::ids;
 
 /// One metered call.

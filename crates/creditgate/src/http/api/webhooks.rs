@@ -17,7 +17,7 @@ use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::Body;
 use crate::http::views::ListView;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// Longest endpoint URL.
 pub const URL_LEN_MAX: usize = 2048;

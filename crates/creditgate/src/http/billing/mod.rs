@@ -15,7 +15,8 @@
 //!   cookie), checked on every POST; cookie-authenticated API writes carry it in
 //!   `x-csrf-token` (see [`super::auth`]).
 //! * **Roles.** Every page and every action asks `creditgate_domain::member::allows` on the
-//!   server; the API routes a session may call are [`api_action`]'s table.
+//!   server, in `app::authorize`; the API routes a session may reach at all are [`api_action`]'s
+//!   table, with the action each needs (the operation behind it authorizes that action).
 //! * **Pages** reuse the API's handlers for every change (top-ups, auto-reload, keys,
 //!   settings, members), so a page can do nothing the API would refuse.
 
@@ -28,10 +29,9 @@ use axum::http::{HeaderMap, Method};
 use axum::Router;
 use creditgate_domain::member::Action;
 use creditgate_store::api::Session;
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cg_session";
@@ -45,15 +45,7 @@ pub fn router() -> Router<AppState> {
     pages::router().merge(payment_pages::router())
 }
 
-/// A new secret: 32 random bytes, hex.
-pub fn new_secret() -> String {
-    crate::ids::random_hex(32)
-}
-
-/// The stored form of a secret: SHA-256, hex.
-pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
+pub use crate::ids::{new_secret, secret_hash};
 
 /// The value of cookie `name`, if sent (and of a sane length and alphabet).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {

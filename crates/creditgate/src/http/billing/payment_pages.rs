@@ -22,8 +22,8 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
 use crate::app::charges;
-use crate::node::AppState;
 use crate::providers::{sandbox, ChargeOutcome, Provider};
+use crate::state::AppState;
 
 /// The pages' routes.
 pub fn router() -> Router<AppState> {

@@ -9,7 +9,7 @@ use crate::http::error::ApiError;
 
 use super::formats;
 use super::formats::Style;
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// The balance headers: the account read now, the access derived from it.
 pub(super) async fn balance_headers(state: &AppState, org: &Org, headers: &mut HeaderMap) {

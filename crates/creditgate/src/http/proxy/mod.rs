@@ -102,7 +102,7 @@ use super::error::ApiError;
 
 use super::views::HoldTerms;
 use crate::app::metering::{self as holds, price_at};
-use crate::node::AppState;
+use crate::state::AppState;
 use endpoints::Endpoint;
 use formats::Style;
 

@@ -6,9 +6,9 @@ use creditgate_domain::pricing::{self, Usage};
 
 use super::Call;
 use crate::app::metering::{self as holds};
-use crate::http::metrics;
 use crate::http::views::HoldTerms;
-use crate::node::AppState;
+use crate::metrics;
+use crate::state::AppState;
 
 /// Settles the call at `usage`'s price, or at the hold's amount when the usage is unknown.
 pub(super) async fn settle(state: &AppState, call: &Call, usage: Option<Usage>) {

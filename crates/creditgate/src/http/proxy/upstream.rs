@@ -13,7 +13,7 @@ use crate::http::error::ApiError;
 use super::formats::Style;
 use super::settle::settle;
 use super::{endpoints, Call, Unanswered};
-use crate::node::AppState;
+use crate::state::AppState;
 
 /// Sends the request upstream; connects within `upstream_connect_timeout_ms` and waits for
 /// its headers at most `upstream_timeout_ms`.
@@ -26,7 +26,7 @@ pub(super) async fn send(
     body: Bytes,
     deadline: tokio::time::Instant,
 ) -> Result<reqwest::Response, Unanswered> {
-    let (base, key) = state.upstream(style);
+    let (base, key) = base_and_key(state, style);
     let mut request = state
         .http()
         .request(method, format!("{base}{path}"))
@@ -238,3 +238,11 @@ pub(super) fn stream(
 
 /// Chunks a stream may have in flight between the upstream and a slow client.
 pub(super) const STREAM_CHUNKS_BUFFERED_MAX: usize = 64;
+
+/// The style's upstream base URL and the provider's key for it.
+fn base_and_key(state: &AppState, style: Style) -> (&str, &str) {
+    match style {
+        Style::Anthropic => state.anthropic_upstream(),
+        Style::OpenAi => state.openai_upstream(),
+    }
+}

@@ -11,10 +11,10 @@ use creditgate_domain::Amount;
 use super::{enter, field, internal, parse_amount, redirect, saved_card, utc_date, Ctx, Fields};
 use crate::app;
 use crate::app::payments::{Consent, SetAutoReload};
-use crate::http::api::Path;
 use crate::http::billing::html::message;
-use crate::node::AppState;
+use crate::http::extract::Path;
 use crate::providers::sandbox::TEST_CARDS;
+use crate::state::AppState;
 use creditgate_store::api::AutoReload;
 use maud::{html, Markup};
 

@@ -12,10 +12,10 @@ use creditgate_domain::payment::{PaymentMethod, PaymentState};
 use super::{enter, field, parse_amount, redirect, saved_card, valid_secret, Ctx, Fields};
 use crate::app;
 use crate::app::payments::TopUp;
-use crate::http::api::Path;
 use crate::http::billing::html::message;
 use crate::http::billing::new_secret;
-use crate::node::AppState;
+use crate::http::extract::Path;
+use crate::state::AppState;
 use maud::{html, Markup};
 
 /// Top-up presets, in whole currency units (those within the limits are shown).

@@ -9,9 +9,9 @@ use creditgate_domain::notice::format_money;
 
 use super::{enter, internal, problem, utc_date, Fields};
 use crate::app;
-use crate::http::api::Path;
 use crate::http::billing::html::message;
-use crate::node::AppState;
+use crate::http::extract::Path;
+use crate::state::AppState;
 use maud::html;
 
 fn kind_label(kind: &str) -> &'static str {

@@ -7,9 +7,9 @@ use creditgate_domain::member::Action;
 
 use super::{enter, field, redirect, utc_date, Ctx, Fields};
 use crate::app::keys::{self, NewKey};
-use crate::http::api::Path;
 use crate::http::billing::html::message;
-use crate::node::AppState;
+use crate::http::extract::Path;
+use crate::state::AppState;
 use creditgate_store::api::ApiKey;
 use maud::{html, Markup};
 

@@ -7,9 +7,9 @@ use creditgate_domain::member::{self, Action, Role};
 
 use super::{enter, field, internal, Ctx, Fields};
 use crate::app::members::{self, NewMember};
-use crate::http::api::Path;
 use crate::http::billing::html::message;
-use crate::node::AppState;
+use crate::http::extract::Path;
+use crate::state::AppState;
 use creditgate_store::api::Member;
 use maud::{html, Markup};
 

@@ -34,7 +34,7 @@ use maud::{html, Markup};
 use super::chart;
 use super::html::{self, csrf_field, Viewer};
 use crate::http::auth::{constant_time_eq, Caller};
-use crate::node::AppState;
+use crate::state::AppState;
 
 use auto_reload::{reload_page, reload_save};
 use credits::{credits_add, credits_page};

@@ -8,9 +8,9 @@ use creditgate_domain::{Amount, Timestamp};
 
 use super::{enter, internal, parse_amount, Ctx, Fields, DAY_MS};
 use crate::app;
-use crate::http::api::Path;
 use crate::http::billing::html::message;
-use crate::node::AppState;
+use crate::http::extract::Path;
+use crate::state::AppState;
 use maud::{html, Markup};
 
 /// Days of usage the runway's burn rate is measured over.

@@ -10,9 +10,9 @@ use creditgate_store::api::OrgPatch;
 
 use super::{enter, field, parse_amount, redirect, Ctx, Fields};
 use crate::app;
-use crate::http::api::Path;
 use crate::http::billing::html::message;
-use crate::node::AppState;
+use crate::http::extract::Path;
+use crate::state::AppState;
 use maud::html;
 
 fn settings_view(ctx: &Ctx, error: &str, saved: bool, emails: &str, thresholds: &str) -> Response {

@@ -9,11 +9,11 @@ use creditgate_store::api::LinkUse;
 
 use super::{field, internal, problem, redirect, valid_secret, with_cookies, Fields};
 use crate::app::members;
-use crate::http::api::Path;
 use crate::http::auth::constant_time_eq;
 use crate::http::billing::html::{self, csrf_field, message};
 use crate::http::billing::{self, new_secret, secret_hash, CSRF_COOKIE};
-use crate::node::AppState;
+use crate::http::extract::Path;
+use crate::state::AppState;
 use maud::{html, Markup};
 
 /// Memberships one sign-in request sends links to, at most.

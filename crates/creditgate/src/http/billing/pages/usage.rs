@@ -8,9 +8,9 @@ use creditgate_domain::member::Action;
 use creditgate_domain::Timestamp;
 
 use super::{chart, enter, internal, Ctx, Fields, DAY_MS};
-use crate::http::api::Path;
+use crate::http::extract::Path;
 use crate::http::views::HoldTerms;
-use crate::node::AppState;
+use crate::state::AppState;
 use creditgate_store::api::ApiKey;
 use maud::{html, Markup, PreEscaped};
 

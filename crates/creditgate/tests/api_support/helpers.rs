@@ -1,4 +1,4 @@
-//! Helpers shared by the access and race API tests, on top of `api_support` (which they do
+//! Helpers shared by the API tests beyond the basics of `api_support` (which they do
 //! not change): orgs with settings, PATCH, holds, usage, access transitions, and the checks
 //! of the billing error envelope.
 
@@ -8,7 +8,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::api_support::{As, Reply, TestApp};
+use super::{As, Reply, TestApp};
 
 /// Creates an org (operator) with extra fields (`low_thresholds`, `floor`,
 /// `spend_limit_monthly`) and answers its body.
