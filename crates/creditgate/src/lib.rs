@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo_upstream;
 pub mod http;
 pub mod ids;
+pub mod limiter;
 pub(crate) mod metrics;
 pub mod node;
 pub mod providers;

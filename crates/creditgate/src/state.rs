@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     pub(crate) payments_wake: tokio::sync::Notify,
     /// The proxied calls' metering tasks, waited for (bounded) at shutdown.
     pub(crate) proxy_calls: tokio_util::task::TaskTracker,
+    /// This node's rate-limit buckets.
+    pub(crate) rate_limiter: crate::limiter::RateLimiter,
     /// This node's id (marks its proxied calls' holds).
     pub(crate) node_id: String,
     /// When this process started: its node's open proxy holds placed before were in flight
@@ -115,6 +117,10 @@ impl AppState {
     /// The proxied calls in flight (their metering tasks).
     pub fn proxy_calls(&self) -> &tokio_util::task::TaskTracker {
         &self.0.proxy_calls
+    }
+    /// This node's rate-limit buckets.
+    pub fn rate_limiter(&self) -> &crate::limiter::RateLimiter {
+        &self.0.rate_limiter
     }
     /// This node's id.
     pub fn node_id(&self) -> &str {

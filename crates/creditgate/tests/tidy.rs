@@ -102,6 +102,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["crate::http", "crate::workers", "crate::node", "crate::app"],
     ),
     (
+        "crates/creditgate/src/limiter.rs",
+        &["crate::http", "crate::workers", "crate::node", "crate::app"],
+    ),
+    (
         "crates/creditgate/src/state.rs",
         &["crate::http", "crate::workers", "crate::node", "crate::app"],
     ),

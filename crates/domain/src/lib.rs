@@ -15,6 +15,7 @@ pub mod notice;
 pub mod outbox;
 pub mod payment;
 pub mod pricing;
+pub mod rate;
 pub mod reference;
 pub mod reload;
 pub mod spend;

@@ -54,6 +54,21 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// As RFC 3339 in UTC, to the second (`2026-12-08T01:02:03Z`), as rate-limit reset headers
+    /// carry it.
+    pub fn rfc3339(self) -> String {
+        let (year, month, day) = civil_from_days(self.0.div_euclid(DAY_MS));
+        let s = self.0.rem_euclid(DAY_MS) / 1_000;
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            s / 3_600,
+            s / 60 % 60,
+            s % 60
+        )
+    }
+}
+
 /// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (Howard Hinnant's
 /// algorithm, proleptic Gregorian calendar).
 pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -89,6 +104,15 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_is_utc_to_the_second() {
+        assert_eq!(Timestamp::from_unix_ms(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp::from_unix_ms(1_796_691_723_999).rfc3339(),
+            "2026-12-08T01:02:03Z"
+        );
+    }
 
     #[test]
     fn month_starts() {

@@ -24,6 +24,7 @@ async fn org(store: &Store, id: &str, thresholds: &[&str]) {
                 low_thresholds: thresholds.iter().map(|t| money(t)).collect(),
                 floor: money("0"),
                 spend_limit_monthly: None,
+                rate_limits: Default::default(),
             },
             creditgate_domain::Timestamp::from_unix_ms(START_MS),
         )

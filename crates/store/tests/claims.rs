@@ -25,6 +25,7 @@ async fn claims_are_disjoint_and_leases_come_back() {
                     low_thresholds: vec![],
                     floor: Amount::ZERO,
                     spend_limit_monthly: None,
+                    rate_limits: Default::default(),
                 },
                 now,
             )

@@ -25,6 +25,7 @@ async fn org(store: &Store, id: &str) {
                 low_thresholds: vec![],
                 floor: Amount::ZERO,
                 spend_limit_monthly: None,
+                rate_limits: Default::default(),
             },
             NOW,
         )

@@ -25,6 +25,7 @@ async fn receipts_for_digit_ids_leave_the_transition_notices_their_ids() {
                     low_thresholds: vec![],
                     floor: Amount::ZERO,
                     spend_limit_monthly: None,
+                    rate_limits: Default::default(),
                 },
                 ledger.now(),
             )

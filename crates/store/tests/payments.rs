@@ -48,6 +48,7 @@ async fn org_with_reload(store: &Store, id: &str) {
                 low_thresholds: vec![],
                 floor: Amount::ZERO,
                 spend_limit_monthly: None,
+                rate_limits: Default::default(),
             },
             NOW,
         )

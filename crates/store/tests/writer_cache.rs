@@ -24,6 +24,7 @@ async fn org(ledger: &Ledger, id: &str) -> AccountId {
                 low_thresholds: vec![],
                 floor: Amount::ZERO,
                 spend_limit_monthly: None,
+                rate_limits: Default::default(),
             },
             ledger.now(),
         )

@@ -5,6 +5,9 @@
 
 use axum::http::StatusCode;
 
+/// Headers an error's answer carries, by name.
+pub type Headers = Vec<(&'static str, String)>;
+
 /// An operation's error, turned into a response by the transport.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -21,6 +24,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Where to add credits (billing errors).
     pub billing_url: Option<String>,
+    /// Headers the answer carries besides the body (a 429's `retry-after` and limits).
+    pub headers: Option<Box<Headers>>,
 }
 
 impl ApiError {
@@ -37,6 +42,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             billing_url: None,
+            headers: None,
         }
     }
 
@@ -141,6 +147,22 @@ impl ApiError {
             "body_too_large",
             message,
         )
+    }
+
+    /// 429: a rate limit (never billing); the caller may retry after a while.
+    pub fn rate_limited(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            message,
+        )
+    }
+
+    /// With these headers on its answer.
+    pub fn with_headers(mut self, headers: Headers) -> ApiError {
+        self.headers = Some(Box::new(headers));
+        self
     }
 
     /// 503: overloaded; safe to retry.

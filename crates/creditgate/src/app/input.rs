@@ -2,6 +2,7 @@
 //! errors naming the field.
 
 use creditgate_domain::ledger::Rejection;
+use creditgate_domain::rate::RateLimits;
 
 use super::error::ApiError;
 
@@ -56,4 +57,19 @@ pub fn text(param: &str, value: &str, len_min: usize, len_max: usize) -> Result<
         ));
     }
     Ok(())
+}
+
+/// Checks rate limits: each 1 to `rate::PER_MINUTE_MAX`, or absent.
+pub fn check_rate_limits(limits: &RateLimits) -> Result<(), ApiError> {
+    match limits.invalid_field() {
+        None => Ok(()),
+        Some(field) => Err(ApiError::invalid(
+            format!("rate_limits.{field}"),
+            "parameter_invalid",
+            format!(
+                "rate_limits.{field} must be a whole number from 1 to {}, or null.",
+                creditgate_domain::rate::PER_MINUTE_MAX
+            ),
+        )),
+    }
 }

@@ -1,11 +1,12 @@
 //! API keys: list, create (the secret is returned once), revoke.
 
 use creditgate_domain::member::Action;
+use creditgate_domain::rate::RateLimits;
 use creditgate_domain::Amount;
 use creditgate_store::api::ApiKey;
 
 use super::error::ApiError;
-use super::input::{path_id, text};
+use super::input::{check_rate_limits, path_id, text};
 use super::{authorize, org_for, Actor};
 use crate::ids::random_hex;
 use crate::state::AppState;
@@ -35,6 +36,8 @@ pub struct NewKey {
     pub name: String,
     /// Monthly spend cap for calls made with it.
     pub spend_limit_monthly: Option<Amount>,
+    /// Rate limits of calls made with it (the org's apply too).
+    pub rate_limits: RateLimits,
 }
 
 /// A created key and its secret (shown this once).
@@ -61,6 +64,7 @@ pub async fn create(
 ) -> Result<Created, ApiError> {
     let org = org_for(state, actor, org_id, Action::ManageKeys).await?;
     text("name", &new.name, 0, KEY_NAME_LEN_MAX)?;
+    check_rate_limits(&new.rate_limits)?;
     let secret = format!("{SECRET_PREFIX}{}", random_hex(24));
     let key = ApiKey {
         id: state.new_id("key"),
@@ -68,6 +72,7 @@ pub async fn create(
         name: new.name,
         prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
         spend_limit_monthly: new.spend_limit_monthly,
+        rate_limits: new.rate_limits,
         created_at: state.now(),
         revoked_at: None,
     };

@@ -8,12 +8,15 @@ use creditgate_domain::ledger::{
     SettleHoldRequest, VoidHoldRequest,
 };
 use creditgate_domain::pricing::{is_valid_model, version_at, PriceVersion};
+use creditgate_domain::rate::Ask;
 use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::api::Org;
 
 use super::error::ApiError;
 use super::input::rejection;
+use super::rate_limit::{refused, Names};
 use super::Actor;
+use crate::limiter::Scope;
 use crate::metrics;
 use crate::state::AppState;
 use creditgate_domain::ids;
@@ -43,20 +46,86 @@ pub async fn price_at(
     })
 }
 
-/// Places a hold of `amount` on `org` for `actor`: refused with 402 when the org is
-/// suspended, past a spend limit, or cannot cover it (the ledger decides that last one).
-/// Shared by `POST /v1/holds` and the proxy.
-#[allow(clippy::too_many_arguments)]
+/// What a call counts against: its org's rate limits and, made with a key, the key's.
+pub fn rate_scopes(actor: &Actor, org: &Org) -> Vec<Scope> {
+    let mut scopes = vec![Scope {
+        id: org.id.clone(),
+        limits: org.rate_limits,
+    }];
+    if let Actor::Key { key, .. } = actor {
+        scopes.push(Scope {
+            id: key.id.clone(),
+            limits: key.rate_limits,
+        });
+    }
+    scopes
+}
+
+/// Gives back what an admitted call did not use: its tokens when its hold was refused, the
+/// tokens below its estimate and its most when it settles.
+pub fn give_back(state: &AppState, scopes: &[Scope], unused: Ask) {
+    state.rate_limiter().give_back(scopes, unused, state.now());
+}
+
+/// The org a metering call acts for: the key's or member's own, or `org_id` for the operator.
+pub async fn metered_org(state: &AppState, actor: &Actor, org_id: &str) -> Result<Org, ApiError> {
+    match actor {
+        Actor::Key { org, .. } | Actor::Member { org, .. } => Ok(org.clone()),
+        Actor::Operator => state
+            .store()
+            .org(org_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("org_not_found", "No such org.")),
+    }
+}
+
+/// A hold's time to live from `ttl_s` (the configured default when absent): 1 s up to
+/// `HOLD_TTL_MS_MAX`, else a 400 naming `ttl_s`.
+pub fn hold_ttl_ms(state: &AppState, ttl_s: Option<u64>) -> Result<i64, ApiError> {
+    let ttl_s = ttl_s.unwrap_or(state.config().hold_ttl_s_default);
+    let ttl_ms = i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if ttl_s == 0 || ttl_ms > creditgate_domain::ledger::HOLD_TTL_MS_MAX {
+        return Err(ApiError::invalid(
+            "ttl_s",
+            "parameter_invalid",
+            format!(
+                "ttl_s must be 1 to {}.",
+                creditgate_domain::ledger::HOLD_TTL_MS_MAX / 1000
+            ),
+        ));
+    }
+    Ok(ttl_ms)
+}
+
+/// A hold to place: its id, amount, terms and time to live, and what its call asks of the
+/// rate limits.
+pub struct NewHold<'a> {
+    /// Its id.
+    pub id: HoldId,
+    /// The worst case of the call.
+    pub amount: Amount,
+    /// What its reference records.
+    pub terms: &'a HoldTerms,
+    /// How long it lives unsettled.
+    pub ttl_ms: i64,
+    /// Its tokens, for the rate limits.
+    pub ask: Ask,
+}
+
+/// Places a hold on `org` for `actor`: refused with 402 when the org is suspended, past a
+/// spend limit, or cannot cover it (the ledger decides that last one), and with 429 (in
+/// `names`' headers) past a rate limit of the org or the actor's key, checked before the
+/// ledger so a refused call holds nothing. Answers the hold and the rate-limit scopes it
+/// counts against (to give back what the call does not use). Shared by `POST /v1/holds` and
+/// the proxy.
 pub async fn place(
     state: &AppState,
     actor: &Actor,
     org: &Org,
-    hold_id: HoldId,
-    amount: Amount,
-    terms: &HoldTerms,
-    ttl_ms: i64,
+    hold: NewHold<'_>,
+    names: Names,
     now: Timestamp,
-) -> Result<Hold, ApiError> {
+) -> Result<(Hold, Vec<Scope>), ApiError> {
     if org.suspended {
         metrics::hold_refused("org_suspended");
         return Err(ApiError::billing(
@@ -70,16 +139,31 @@ pub async fn place(
         // org back to its cut-off level, even where this one call would fit.
         return Err(exhausted(state, &org.id));
     }
-    check_spend_limits(state, actor, org, amount, now).await?;
+    check_spend_limits(state, actor, org, hold.amount, now).await?;
+    let scopes = rate_scopes(actor, org);
+    if let Err(limited) = state.rate_limiter().admit(&scopes, hold.ask, now) {
+        metrics::hold_refused("rate_limit_exceeded");
+        return Err(refused(&limited, names, now));
+    }
+    let ask = hold.ask;
+    let placed = submit_hold(state, org, hold).await;
+    if placed.is_err() {
+        give_back(state, &scopes, ask);
+    }
+    placed.map(|h| (h, scopes))
+}
+
+async fn submit_hold(state: &AppState, org: &Org, hold: NewHold<'_>) -> Result<Hold, ApiError> {
+    let amount = hold.amount;
     let operation = Operation::PlaceHold(PlaceHoldRequest {
-        id: hold_id,
+        id: hold.id,
         debit_account_id: AccountId::new(org.id.clone()),
         credit_account_id: AccountKind::UsageRevenue
             .operator_account_id()
             .expect("operator account"),
         amount,
-        reference: terms.encode(),
-        ttl_ms,
+        reference: hold.terms.encode(),
+        ttl_ms: hold.ttl_ms,
     });
     match state.writer().submit(operation).await? {
         Ok(receipt) => {

@@ -22,6 +22,7 @@ pub mod members;
 pub mod metering;
 pub mod orgs;
 pub mod payments;
+pub mod rate_limit;
 
 use creditgate_domain::member::{self, Action};
 use creditgate_store::api::Org;

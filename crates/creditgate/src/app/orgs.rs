@@ -3,11 +3,12 @@
 
 use creditgate_domain::access::LOW_THRESHOLDS_MAX;
 use creditgate_domain::member::Action;
+use creditgate_domain::rate::RateLimits;
 use creditgate_domain::Amount;
 use creditgate_store::api::{NewOrg, Org, OrgPatch, OrgUpdate};
 
 use super::error::ApiError;
-use super::input::{path_id, text};
+use super::input::{check_rate_limits, path_id, text};
 use super::{authorize, Actor};
 use crate::state::AppState;
 
@@ -31,6 +32,8 @@ pub struct NewOrgInput {
     pub floor: Option<Amount>,
     /// Monthly spend cap.
     pub spend_limit_monthly: Option<Amount>,
+    /// Rate limits of all its calls together.
+    pub rate_limits: RateLimits,
 }
 
 /// Creates an org with its credit account (operator only).
@@ -38,6 +41,7 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewOrgInput) -> Resu
     actor.require_operator()?;
     text("name", &input.name, 1, NAME_LEN_MAX)?;
     check_emails(&input.billing_emails)?;
+    check_rate_limits(&input.rate_limits)?;
     let org = NewOrg {
         id: state.new_id("org"),
         name: input.name,
@@ -45,6 +49,7 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewOrgInput) -> Resu
         low_thresholds: check_thresholds(input.low_thresholds)?,
         floor: check_floor(input.floor)?.unwrap_or(Amount::ZERO),
         spend_limit_monthly: input.spend_limit_monthly,
+        rate_limits: input.rate_limits,
     };
     if !state.store().create_org(&org, state.now()).await? {
         return Err(ApiError::internal(format!(
@@ -76,6 +81,7 @@ pub async fn update(
             ("floor", patch.floor.is_some()),
             ("suspended", patch.suspended.is_some()),
             ("spend_limit_monthly", patch.spend_limit_monthly.is_some()),
+            ("rate_limits", patch.rate_limits.is_some()),
         ];
         if let Some((param, _)) = operator_only.iter().find(|(_, set)| *set) {
             return Err(ApiError::forbidden(format!(
@@ -88,6 +94,9 @@ pub async fn update(
     }
     if let Some(emails) = &patch.billing_emails {
         check_emails(emails)?;
+    }
+    if let Some(limits) = &patch.rate_limits {
+        check_rate_limits(limits)?;
     }
     patch.low_thresholds = patch.low_thresholds.map(check_thresholds).transpose()?;
     patch.floor = check_floor(patch.floor)?;

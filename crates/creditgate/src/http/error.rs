@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub use crate::app::error::ApiError;
+pub use crate::app::error::{ApiError, Headers};
 
 /// The error body as documented.
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,6 +62,17 @@ impl IntoResponse for ApiError {
             },
             request_id,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        add_headers(&mut response, self.headers.as_deref());
+        response
+    }
+}
+
+/// Adds an error's own headers (a 429's `retry-after`, say) to its answer.
+pub fn add_headers(response: &mut Response, headers: Option<&Headers>) {
+    for (name, value) in headers.into_iter().flatten() {
+        if let Ok(value) = axum::http::HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, value);
+        }
     }
 }

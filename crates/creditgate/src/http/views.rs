@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::json::show;
+pub use crate::app::rate_limit::RateLimitsBody;
 
 fn seconds(at: Timestamp) -> i64 {
     at.unix_ms().div_euclid(1000)
@@ -32,6 +33,8 @@ pub struct OrgView {
     pub suspended: bool,
     /// Monthly spend cap, if any.
     pub spend_limit_monthly: Option<String>,
+    /// Rate limits of all its calls together.
+    pub rate_limits: RateLimitsBody,
     /// `active`, `low`, `depleted` or `suspended`.
     pub access_state: String,
     /// Unix seconds.
@@ -49,6 +52,7 @@ impl From<&Org> for OrgView {
             floor: show(org.floor),
             suspended: org.suspended,
             spend_limit_monthly: org.spend_limit_monthly.map(show),
+            rate_limits: RateLimitsBody::from(&org.rate_limits),
             access_state: org.access.state.as_str().to_owned(),
             created_at: seconds(org.created_at),
         }
@@ -259,6 +263,8 @@ pub struct KeyView {
     pub prefix: String,
     /// Monthly spend cap of this key, if any.
     pub spend_limit_monthly: Option<String>,
+    /// Rate limits of calls made with this key (the org's apply too).
+    pub rate_limits: RateLimitsBody,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds, once revoked.
@@ -274,6 +280,7 @@ impl From<&ApiKey> for KeyView {
             name: key.name.clone(),
             prefix: key.prefix.clone(),
             spend_limit_monthly: key.spend_limit_monthly.map(show),
+            rate_limits: RateLimitsBody::from(&key.rate_limits),
             created_at: seconds(key.created_at),
             revoked_at: key.revoked_at.map(seconds),
         }

@@ -169,6 +169,7 @@ impl Application {
             payment_limits,
             payments_wake: tokio::sync::Notify::new(),
             proxy_calls: tokio_util::task::TaskTracker::new(),
+            rate_limiter: Default::default(),
             node_id,
             started_at,
         });

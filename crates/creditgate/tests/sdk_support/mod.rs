@@ -307,6 +307,12 @@ pub struct Outcome {
     pub web_search_requests: Option<u64>,
     #[serde(default)]
     pub web_fetch_requests: Option<u64>,
+    /// The answer's rate-limit headers (`retry-after*`, `*ratelimit*`), names lowercased.
+    #[serde(default)]
+    pub rate_headers: BTreeMap<String, String>,
+    /// How long the SDK call took, retries and their waits included.
+    #[serde(default)]
+    pub elapsed_ms: Option<u64>,
 }
 
 impl Outcome {

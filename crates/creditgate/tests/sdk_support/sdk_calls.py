@@ -319,9 +319,12 @@ def one_call(clients, index, call):
         "cache_write_1h_tokens": None,
         "web_search_requests": None,
         "web_fetch_requests": None,
+        "rate_headers": {},
+        "elapsed_ms": None,
     }
     sdk = call["sdk"]
     before = clients.attempts
+    started = time.monotonic()
     headers = None
     try:
         client = clients.anthropic() if sdk == "anthropic" else clients.openai()
@@ -357,7 +360,12 @@ def one_call(clients, index, call):
         headers = error.response.headers
     except Exception as error:  # connection errors, client-side refusals: reported, not raised
         result.update(exception=qualified(error), message=str(error)[:500])
+    result["elapsed_ms"] = round((time.monotonic() - started) * 1000)
     if headers is not None:
+        result["rate_headers"] = {
+            k.lower(): v for k, v in headers.items()
+            if "ratelimit" in k.lower() or k.lower().startswith("retry-after")
+        }
         result["access_state"] = headers.get("creditgate-access-state")
         result["balance_available"] = headers.get("creditgate-balance-available")
     result["attempts"] = clients.attempts - before

@@ -2,16 +2,18 @@
 
 use creditgate_domain::{Amount, Timestamp};
 
-use super::orgs::{org_row, ORG_COLUMNS};
+use super::orgs::{org_row, rate_limits, rate_values, ORG_COLUMNS};
 use super::{ApiKey, Org};
 use crate::codec::Columns;
 use crate::sql::{values, Row};
 use crate::{Store, StoreError};
 
-const KEY_COLUMNS: &str = "id, org_id, name, prefix, spend_limit_monthly, created_at, revoked_at";
+const KEY_COLUMNS: &str = "id, org_id, name, prefix, spend_limit_monthly, created_at, revoked_at, \
+     rate_requests_per_minute, rate_input_tokens_per_minute, rate_output_tokens_per_minute";
 const KEY_COLUMNS_K: &str =
-    "k.id, k.org_id, k.name, k.prefix, k.spend_limit_monthly, k.created_at, k.revoked_at";
-const KEY_COLUMNS_LEN: usize = 7;
+    "k.id, k.org_id, k.name, k.prefix, k.spend_limit_monthly, k.created_at, k.revoked_at, \
+     k.rate_requests_per_minute, k.rate_input_tokens_per_minute, k.rate_output_tokens_per_minute";
+const KEY_COLUMNS_LEN: usize = 10;
 
 fn key_row(row: &Row) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
@@ -22,16 +24,19 @@ fn key_row(row: &Row) -> Result<ApiKey, StoreError> {
         spend_limit_monthly: row.opt_amount(4)?,
         created_at: row.time(5)?,
         revoked_at: row.opt_time(6)?,
+        rate_limits: rate_limits(row, 7)?,
     })
 }
 
 impl Store {
     /// Records a new key under the hash of its secret.
     pub async fn create_key(&self, key: &ApiKey, secret_hash: &str) -> Result<(), StoreError> {
+        let rate = rate_values(&key.rate_limits);
         self.db()
             .execute(
-                "INSERT INTO api_keys (id, org_id, name, prefix, secret_hash, spend_limit_monthly, created_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+                "INSERT INTO api_keys (id, org_id, name, prefix, secret_hash, spend_limit_monthly, created_at, revoked_at,
+                 rate_requests_per_minute, rate_input_tokens_per_minute, rate_output_tokens_per_minute)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10)",
                 &values![
                     key.id.as_str(),
                     key.org_id.as_str(),
@@ -40,6 +45,9 @@ impl Store {
                     secret_hash,
                     key.spend_limit_monthly.map(Amount::micros),
                     key.created_at.unix_ms(),
+                    rate[0],
+                    rate[1],
+                    rate[2],
                 ],
             )
             .await?;

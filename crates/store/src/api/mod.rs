@@ -19,6 +19,7 @@ mod settings;
 mod webhooks;
 
 use creditgate_domain::access::Access;
+use creditgate_domain::rate::RateLimits;
 use creditgate_domain::{Amount, Timestamp};
 
 pub(crate) use access::sync_after_batch;
@@ -50,6 +51,8 @@ pub struct Org {
     pub spend_limit_monthly: Option<Amount>,
     /// The lowest available balance it may reach.
     pub floor: Amount,
+    /// Its rate limits (every key's calls together).
+    pub rate_limits: RateLimits,
     /// Its access, as last derived.
     pub access: Access,
     /// When its access last changed.
@@ -75,6 +78,8 @@ pub struct NewOrg {
     pub floor: Amount,
     /// Monthly spend cap, if any.
     pub spend_limit_monthly: Option<Amount>,
+    /// Its rate limits.
+    pub rate_limits: RateLimits,
 }
 
 /// A change to an org's settings; `None` leaves a field as it is.
@@ -92,6 +97,8 @@ pub struct OrgPatch {
     pub suspended: Option<bool>,
     /// New monthly cap (`Some(None)` removes it).
     pub spend_limit_monthly: Option<Option<Amount>>,
+    /// New rate limits, all three at once.
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// What an org update did.
@@ -122,6 +129,8 @@ pub struct ApiKey {
     pub prefix: String,
     /// Monthly spend cap for calls made with this key, if any.
     pub spend_limit_monthly: Option<Amount>,
+    /// Rate limits of calls made with this key.
+    pub rate_limits: RateLimits,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was revoked; it authenticates nothing from then on.

@@ -421,6 +421,7 @@ mod tests {
                 low_thresholds: vec![],
                 floor: Amount::ZERO,
                 spend_limit_monthly: None,
+                rate_limits: Default::default(),
             };
             assert!(store.create_org(&org, at(-1)).await.unwrap());
             store

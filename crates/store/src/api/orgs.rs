@@ -2,6 +2,7 @@
 
 use creditgate_domain::access::{self, Access, AccessPolicy, AccessState, Cause, Situation};
 use creditgate_domain::ledger::AccountKind;
+use creditgate_domain::rate::RateLimits;
 use creditgate_domain::{Amount, Timestamp};
 
 use super::access::{record_decision, stored_access};
@@ -13,7 +14,8 @@ use crate::{Store, StoreError};
 pub(super) const ORG_COLUMNS: &str =
     "o.id, o.name, o.billing_emails, o.low_thresholds, o.suspended, \
      o.spend_limit_monthly, a.floor, o.access_state, o.access_level, o.access_changed_at, \
-     o.created_at, o.updated_at";
+     o.created_at, o.updated_at, o.rate_requests_per_minute, o.rate_input_tokens_per_minute, \
+     o.rate_output_tokens_per_minute";
 
 const ORG_FROM: &str = "orgs o JOIN accounts a ON a.id = o.id";
 
@@ -32,6 +34,7 @@ pub(super) fn org_row(row: &Row) -> Result<Org, StoreError> {
         suspended: row.int(4)? != 0,
         spend_limit_monthly: row.opt_amount(5)?,
         floor: row.opt_amount(6)?.unwrap_or(Amount::ZERO),
+        rate_limits: rate_limits(row, 12)?,
         access: Access {
             state: AccessState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("access state {state:?}")))?,
@@ -42,6 +45,30 @@ pub(super) fn org_row(row: &Row) -> Result<Org, StoreError> {
         created_at: row.time(10)?,
         updated_at: row.time(11)?,
     })
+}
+
+/// The three rate-limit columns from `first` on.
+pub(super) fn rate_limits(row: &Row, first: usize) -> Result<RateLimits, StoreError> {
+    let limit = |i: usize| -> Result<Option<u64>, StoreError> {
+        row.opt_int(first + i)?
+            .map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt("rate limit".into())))
+            .transpose()
+    };
+    Ok(RateLimits {
+        requests_per_minute: limit(0)?,
+        input_tokens_per_minute: limit(1)?,
+        output_tokens_per_minute: limit(2)?,
+    })
+}
+
+/// The three rate limits as column values.
+pub(super) fn rate_values(limits: &RateLimits) -> [Option<i64>; 3] {
+    let value = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    [
+        value(limits.requests_per_minute),
+        value(limits.input_tokens_per_minute),
+        value(limits.output_tokens_per_minute),
+    ]
 }
 
 fn policy(org: &Org, cutoff_min: Amount) -> AccessPolicy {
@@ -93,10 +120,12 @@ impl Store {
             available: Amount::ZERO,
             refused_amount: None,
         });
+        let rate = rate_values(&org.rate_limits);
         tx.execute(
             "INSERT INTO orgs (id, name, billing_emails, low_thresholds, suspended, spend_limit_monthly,
-             access_state, access_level, access_changed_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $8, $8)",
+             access_state, access_level, access_changed_at, created_at, updated_at,
+             rate_requests_per_minute, rate_input_tokens_per_minute, rate_output_tokens_per_minute)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $8, $8, $9, $10, $11)",
             &values![
                 org.id.as_str(),
                 org.name.as_str(),
@@ -106,6 +135,9 @@ impl Store {
                 access.state.as_str(),
                 i64::from(access.level),
                 now.unix_ms(),
+                rate[0],
+                rate[1],
+                rate[2],
             ],
         )
         .await?;
@@ -259,6 +291,9 @@ fn patched(org: &Org, patch: &OrgPatch, now: Timestamp) -> Org {
     if let Some(limit) = patch.spend_limit_monthly {
         org.spend_limit_monthly = limit;
     }
+    if let Some(limits) = patch.rate_limits {
+        org.rate_limits = limits;
+    }
     org.updated_at = now;
     org
 }
@@ -269,10 +304,12 @@ async fn write_org(tx: &mut Tx<'_>, org: &Org) -> Result<(), StoreError> {
         &values![org.id.as_str(), Some(org.floor.micros())],
     )
     .await?;
+    let rate = rate_values(&org.rate_limits);
     tx.execute(
         "UPDATE orgs SET name = $2, billing_emails = $3, low_thresholds = $4, suspended = $5,
          spend_limit_monthly = $6, access_state = $7, access_level = $8, access_changed_at = $9,
-         updated_at = $10 WHERE id = $1",
+         updated_at = $10, rate_requests_per_minute = $11, rate_input_tokens_per_minute = $12,
+         rate_output_tokens_per_minute = $13 WHERE id = $1",
         &values![
             org.id.as_str(),
             org.name.as_str(),
@@ -284,6 +321,9 @@ async fn write_org(tx: &mut Tx<'_>, org: &Org) -> Result<(), StoreError> {
             i64::from(org.access.level),
             org.access_changed_at.unix_ms(),
             org.updated_at.unix_ms(),
+            rate[0],
+            rate[1],
+            rate[2],
         ],
     )
     .await?;

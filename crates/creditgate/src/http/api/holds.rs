@@ -9,20 +9,22 @@ use super::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use creditgate_domain::ledger::{HoldId, HOLD_TTL_MS_MAX};
+use creditgate_domain::ledger::HoldId;
 use creditgate_domain::pricing::{self, Usage};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::idempotency::Idempotent;
 use super::{path_id, rejection};
-use crate::app::metering::{place, price_at, settle, void};
+use crate::app::metering::{hold_ttl_ms, metered_org, place, price_at, settle, void, NewHold};
+use crate::app::rate_limit::Names;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Money, PositiveMoney};
 use crate::http::views::{HoldClosedView, HoldTerms, HoldView, TransferView};
 use crate::state::AppState;
 use creditgate_domain::ids;
+use creditgate_domain::rate::Ask;
 
 /// A hold to place: an `amount`, or a `model` with the most tokens the call may use.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -246,7 +248,7 @@ fn tool_requests(param: &str, value: Option<u64>) -> Result<Option<u64>, ApiErro
 
 /// Reserve credits for a call. 402 when the org cannot cover it or is suspended.
 #[utoipa::path(post, path = "/v1/holds", tag = "metering", params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$")), request_body = PlaceHoldForms,
-    responses((status = 201, body = HoldView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = HoldView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody, description = "A rate limit of the org or the key: nothing held; retry-after says when")))]
 pub async fn place_hold(
     State(state): State<AppState>,
     caller: Caller,
@@ -260,15 +262,7 @@ pub async fn place_hold(
     if let Some(replay) = request.replay(&state, &caller).await? {
         return Ok(replay);
     }
-    let ttl_s = body.ttl_s.unwrap_or(state.config().hold_ttl_s_default);
-    let ttl_ms = i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    if ttl_s == 0 || ttl_ms > HOLD_TTL_MS_MAX {
-        return Err(ApiError::invalid(
-            "ttl_s",
-            "parameter_invalid",
-            format!("ttl_s must be 1 to {}.", HOLD_TTL_MS_MAX / 1000),
-        ));
-    }
+    let ttl_ms = hold_ttl_ms(&state, body.ttl_s)?;
     let max_input_tokens = tokens("max_input_tokens", body.max_input_tokens)?;
     let max_output_tokens = tokens("max_output_tokens", body.max_output_tokens)?;
     let max_web_search_requests =
@@ -280,6 +274,7 @@ pub async fn place_hold(
         key_id: caller.key_id().map(str::to_owned),
         ..HoldTerms::default()
     };
+    let mut ask = Ask::default();
     let amount = match (&body.amount, &body.model) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
@@ -319,6 +314,10 @@ pub async fn place_hold(
                 )
             })?;
             let output = max_output_tokens.unwrap_or(price.max_output_tokens);
+            ask = Ask {
+                input_tokens: input,
+                output_tokens: output,
+            };
             terms.model = Some(model.clone());
             terms.price_id = Some(price.id.clone());
             let bound = pricing::UsageBound {
@@ -339,14 +338,7 @@ pub async fn place_hold(
             "amount must be positive.",
         ));
     }
-    let org = match &caller {
-        Caller::Key { org, .. } | Caller::Member { org, .. } => org.clone(),
-        Caller::Operator => state
-            .store()
-            .org(&org_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("org_not_found", "No such org."))?,
-    };
+    let org = metered_org(&state, &caller, &org_id).await?;
     let hold_id = match &request.key {
         Some(key) => ids::hold(&caller.idempotency_scope(), key).to_string(),
         None => {
@@ -357,17 +349,14 @@ pub async fn place_hold(
             state.new_id("hold")
         }
     };
-    let hold = place(
-        &state,
-        &caller,
-        &org,
-        HoldId::new(hold_id),
+    let hold = NewHold {
+        id: HoldId::new(hold_id),
         amount,
-        &terms,
+        terms: &terms,
         ttl_ms,
-        now,
-    )
-    .await?;
+        ask,
+    };
+    let (hold, _) = place(&state, &caller, &org, hold, Names::OpenAi, now).await?;
     request
         .respond(&state, &caller, StatusCode::CREATED, &HoldView::from(&hold))
         .await

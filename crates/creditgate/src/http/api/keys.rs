@@ -12,7 +12,7 @@ use crate::app::keys::{self, NewKey};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Body, Money};
-use crate::http::views::{KeyCreatedView, KeyView, ListView};
+use crate::http::views::{KeyCreatedView, KeyView, ListView, RateLimitsBody};
 use crate::state::AppState;
 
 /// A new key.
@@ -25,6 +25,8 @@ pub struct CreateKey {
     pub name: String,
     /// Monthly spend cap for calls made with this key.
     pub spend_limit_monthly: Option<Money>,
+    /// Rate limits of calls made with this key (absent: none; the org's apply too).
+    pub rate_limits: Option<RateLimitsBody>,
 }
 
 /// Create an API key for an org. The secret is shown in this response only.
@@ -39,6 +41,7 @@ pub async fn create_key(
     let new = NewKey {
         name: body.name,
         spend_limit_monthly: body.spend_limit_monthly.map(|m| m.0),
+        rate_limits: body.rate_limits.map(Into::into).unwrap_or_default(),
     };
     let created = keys::create(&state, &caller, &org_id, new).await?;
     Ok((

@@ -14,7 +14,7 @@ use super::{double_option, path_id, ListQuery, Query};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{Body, Email, Money, NonPositiveMoney, PositiveMoney, SignedMoney};
-use crate::http::views::{ListView, OrgView, TransitionView};
+use crate::http::views::{ListView, OrgView, RateLimitsBody, TransitionView};
 use crate::state::AppState;
 
 use crate::app;
@@ -45,6 +45,8 @@ pub struct CreateOrg {
     pub floor: Option<SignedMoney>,
     /// Monthly spend cap.
     pub spend_limit_monthly: Option<Money>,
+    /// Rate limits of all its calls together (absent: none).
+    pub rate_limits: Option<RateLimitsBody>,
 }
 
 /// Changes to an org; absent fields stay as they are.
@@ -73,6 +75,8 @@ pub struct UpdateOrg {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Money>)]
     pub spend_limit_monthly: Option<Option<Money>>,
+    /// New rate limits, all three at once (a null or absent field in it: no limit).
+    pub rate_limits: Option<RateLimitsBody>,
 }
 
 /// Create an org with its credit account.
@@ -89,6 +93,7 @@ pub async fn create_org(
         low_thresholds: body.low_thresholds.iter().map(|m| m.0).collect(),
         floor: body.floor.map(|m| m.0),
         spend_limit_monthly: body.spend_limit_monthly.map(|m| m.0),
+        rate_limits: body.rate_limits.map(Into::into).unwrap_or_default(),
     };
     let org = app::orgs::create(&state, &caller, input).await?;
     Ok((StatusCode::CREATED, Json(OrgView::from(&org))))
@@ -149,6 +154,7 @@ pub async fn update_org(
         floor: body.floor.map(|m| m.0),
         suspended: body.suspended,
         spend_limit_monthly: body.spend_limit_monthly.map(|limit| limit.map(|m| m.0)),
+        rate_limits: body.rate_limits.map(Into::into),
     };
     let org = app::orgs::update(&state, &caller, &org_id, patch).await?;
     Ok(Json(OrgView::from(&org)))

@@ -9,7 +9,10 @@ use crate::http::error::ApiError;
 
 use super::formats;
 use super::formats::Style;
+use crate::app::rate_limit::Names;
 use crate::state::AppState;
+use creditgate_domain::pricing::PriceVersion;
+use creditgate_domain::rate::Ask;
 
 /// The balance headers: the account read now, the access derived from it.
 pub(super) async fn balance_headers(state: &AppState, org: &Org, headers: &mut HeaderMap) {
@@ -104,6 +107,7 @@ pub(super) fn style_error(style: Style, error: ApiError) -> Response {
                 400 | 404 | 413 => "invalid_request_error",
                 401 => "authentication_error",
                 403 => "permission_error",
+                429 => "rate_limit_exceeded",
                 _ => "api_error",
             };
             serde_json::json!({
@@ -112,5 +116,25 @@ pub(super) fn style_error(style: Style, error: ApiError) -> Response {
             })
         }
     };
-    (error.status, axum::Json(body)).into_response()
+    let mut response = (error.status, axum::Json(body)).into_response();
+    crate::http::error::add_headers(&mut response, error.headers.as_deref());
+    response
+}
+
+/// What a call asks of the rate limits: its input at the proxy's estimate, its output at its
+/// most (given back at settlement).
+pub(super) fn rate_ask(facts: &formats::RequestFacts, price: &PriceVersion) -> Ask {
+    let output = facts.max_output_tokens.unwrap_or(price.max_output_tokens);
+    Ask {
+        input_tokens: facts.input_tokens_max,
+        output_tokens: output.saturating_mul(facts.choices.max(1)),
+    }
+}
+
+/// The rate-limit headers of `style`.
+pub(super) fn names(style: Style) -> Names {
+    match style {
+        Style::Anthropic => Names::Anthropic,
+        Style::OpenAi => Names::OpenAi,
+    }
 }

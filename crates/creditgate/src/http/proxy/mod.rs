@@ -93,7 +93,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use creditgate_domain::ledger::{Hold, HoldId, HOLD_TTL_MS_MAX};
+use creditgate_domain::ledger::Hold;
 use creditgate_domain::pricing::PriceVersion;
 use creditgate_store::api::Org;
 
@@ -101,15 +101,17 @@ use super::auth::Caller;
 use super::error::ApiError;
 
 use super::views::HoldTerms;
-use crate::app::metering::{self as holds, price_at};
+use crate::app::metering::price_at;
+use crate::limiter::Scope;
 use crate::state::AppState;
+use creditgate_domain::rate::Ask;
 use endpoints::Endpoint;
 use formats::Style;
 
 /// Anthropic-style Messages.
 #[utoipa::path(post, path = "/anthropic/v1/messages", tag = "proxy",
     request_body(content = Object, description = "An Anthropic Messages API request."),
-    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 429, description = "A rate limit of the org or the key: nothing held; retry-after says when"), (status = 502), (status = 504)))]
 pub async fn anthropic_messages(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::Messages), request).await
 }
@@ -117,7 +119,7 @@ pub async fn anthropic_messages(State(state): State<AppState>, request: Request)
 /// OpenAI-style Chat Completions.
 #[utoipa::path(post, path = "/openai/v1/chat/completions", tag = "proxy",
     request_body(content = Object, description = "An OpenAI Chat Completions request."),
-    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 429, description = "A rate limit of the org or the key: nothing held; retry-after says when"), (status = 502), (status = 504)))]
 pub async fn openai_chat_completions(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::ChatCompletions), request).await
 }
@@ -125,7 +127,7 @@ pub async fn openai_chat_completions(State(state): State<AppState>, request: Req
 /// OpenAI-style Responses.
 #[utoipa::path(post, path = "/openai/v1/responses", tag = "proxy",
     request_body(content = Object, description = "An OpenAI Responses API request (`background` is refused: it cannot be metered)."),
-    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer, streamed or not"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 429, description = "A rate limit of the org or the key: nothing held; retry-after says when"), (status = 502), (status = 504)))]
 pub async fn openai_responses(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::Responses), request).await
 }
@@ -133,7 +135,7 @@ pub async fn openai_responses(State(state): State<AppState>, request: Request) -
 /// OpenAI-style embeddings (never streamed).
 #[utoipa::path(post, path = "/openai/v1/embeddings", tag = "proxy",
     request_body(content = Object, description = "An OpenAI embeddings request."),
-    responses((status = 200, description = "The upstream's answer"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 502), (status = 504)))]
+    responses((status = 200, description = "The upstream's answer"), (status = 400), (status = 401, description = "No key, or an unknown or revoked one"), (status = 403, description = "The operator token: the proxy takes an org's API key"), (status = 402), (status = 413), (status = 429, description = "A rate limit of the org or the key: nothing held; retry-after says when"), (status = 502), (status = 504)))]
 pub async fn openai_embeddings(State(state): State<AppState>, request: Request) -> Response {
     proxy(state, Route::Metered(Endpoint::Embeddings), request).await
 }
@@ -276,6 +278,9 @@ struct Call {
     org: Org,
     hold: Hold,
     price: PriceVersion,
+    /// What it counts against of the rate limits, and what it took there.
+    scopes: Vec<Scope>,
+    ask: Ask,
 }
 
 /// Forwards one call; `known_org` is set once the caller is authenticated.
@@ -321,15 +326,7 @@ async fn forward(
         // Marks it as this node's, so that a crash mid-call is settled at the next start.
         node_id: Some(state.node_id().to_owned()),
     };
-    let ttl_ms = hold_ttl_ms(state.config().proxy_call_ms_max);
-    let hold_id = HoldId::new(state.new_id("hold"));
-    let hold = holds::place(state, &caller, &org, hold_id, amount, &terms, ttl_ms, now).await?;
-    let call = Call {
-        endpoint,
-        org,
-        hold,
-        price,
-    };
+    let call = hold_call(state, endpoint, &caller, org, &facts, price, amount, &terms).await?;
     let upstream_body =
         endpoints::upstream_body(endpoint, &json, &facts).map_or(bytes, Bytes::from);
     // The whole call, from here to its last byte, within proxy_call_ms_max.
@@ -468,14 +465,3 @@ const GAVE_UP_AFTER_FORWARDING: [&str; 4] = [
     "upstream_body_too_large",
     "upstream_call_too_long",
 ];
-
-/// A proxied call's hold TTL: its whole-call limit and a minute for the settlement, so the
-/// hold never expires while its call runs.
-fn hold_ttl_ms(proxy_call_ms_max: u64) -> i64 {
-    i64::try_from(proxy_call_ms_max.saturating_add(HOLD_SETTLE_SLACK_MS))
-        .unwrap_or(HOLD_TTL_MS_MAX)
-        .clamp(1, HOLD_TTL_MS_MAX)
-}
-
-/// What a proxied call's hold outlives its call by: time to settle.
-const HOLD_SETTLE_SLACK_MS: u64 = 60_000;

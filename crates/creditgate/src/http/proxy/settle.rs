@@ -1,14 +1,23 @@
-//! Settling proxied calls: at their usage's price, at the hold when the usage is unknown,
-//! after the hold closed, and the calls a stopped node left in flight.
+//! Holding and settling proxied calls: the hold (after the rate limits), the settlement at
+//! the usage's price, at the hold when the usage is unknown, after the hold closed, and the
+//! calls a stopped node left in flight.
 
 use creditgate_domain::ledger::{Hold, Operation, Rejection, UsageRequest};
 use creditgate_domain::pricing::{self, Usage};
+use creditgate_domain::rate::Ask;
 
-use super::Call;
+use super::endpoints::Endpoint;
+use super::{formats, names, rate_ask, Call};
+use crate::app::metering::NewHold;
 use crate::app::metering::{self as holds};
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
 use crate::http::views::HoldTerms;
 use crate::metrics;
 use crate::state::AppState;
+use creditgate_domain::ledger::{HoldId, HOLD_TTL_MS_MAX};
+use creditgate_domain::pricing::PriceVersion;
+use creditgate_store::api::Org;
 
 /// Settles the call at `usage`'s price, or at the hold's amount when the usage is unknown.
 pub(super) async fn settle(state: &AppState, call: &Call, usage: Option<Usage>) {
@@ -17,6 +26,14 @@ pub(super) async fn settle(state: &AppState, call: &Call, usage: Option<Usage>) 
         metrics::proxy_usage_unknown();
     }
     let amount = charge.amount();
+    if let Some(usage) = &usage {
+        // What it took of its rate limits beyond what it used comes back.
+        let unused = Ask {
+            input_tokens: call.ask.input_tokens.saturating_sub(usage.input_total()),
+            output_tokens: call.ask.output_tokens.saturating_sub(usage.output_tokens),
+        };
+        holds::give_back(state, &call.scopes, unused);
+    }
     match holds::settle(state, &call.hold, amount).await {
         Ok(Ok(_)) => {}
         Ok(Err(Rejection::HoldExpired | Rejection::HoldAlreadyClosed)) => {
@@ -125,6 +142,7 @@ pub async fn recover_calls(state: &AppState) {
 }
 
 pub(super) async fn void(state: &AppState, call: &Call) {
+    holds::give_back(state, &call.scopes, call.ask);
     match holds::void(state, &call.hold).await {
         Ok(Ok(_)) => {}
         Ok(Err(rejection)) => {
@@ -135,3 +153,46 @@ pub(super) async fn void(state: &AppState, call: &Call) {
         }
     }
 }
+
+/// Holds the call's worst case (after its rate limits), for the whole call and its settlement.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn hold_call(
+    state: &AppState,
+    endpoint: Endpoint,
+    caller: &Caller,
+    org: Org,
+    facts: &formats::RequestFacts,
+    price: PriceVersion,
+    amount: creditgate_domain::Amount,
+    terms: &HoldTerms,
+) -> Result<Call, ApiError> {
+    let ask = rate_ask(facts, &price);
+    let new = NewHold {
+        id: HoldId::new(state.new_id("hold")),
+        amount,
+        terms,
+        ttl_ms: hold_ttl_ms(state.config().proxy_call_ms_max),
+        ask,
+    };
+    let names = names(endpoint.style());
+    let (hold, scopes) = holds::place(state, caller, &org, new, names, state.now()).await?;
+    Ok(Call {
+        endpoint,
+        org,
+        hold,
+        price,
+        scopes,
+        ask,
+    })
+}
+
+/// A proxied call's hold TTL: its whole-call limit and a minute for the settlement, so the
+/// hold never expires while its call runs.
+pub(super) fn hold_ttl_ms(proxy_call_ms_max: u64) -> i64 {
+    i64::try_from(proxy_call_ms_max.saturating_add(HOLD_SETTLE_SLACK_MS))
+        .unwrap_or(HOLD_TTL_MS_MAX)
+        .clamp(1, HOLD_TTL_MS_MAX)
+}
+
+/// What a proxied call's hold outlives its call by: time to settle.
+const HOLD_SETTLE_SLACK_MS: u64 = 60_000;

@@ -110,6 +110,7 @@ pub(super) async fn keys_create(
     let new = NewKey {
         name: field(&fields, "name").trim().to_owned(),
         spend_limit_monthly: None,
+        rate_limits: Default::default(),
     };
     match keys::create(&state, &ctx.caller(), &org_id, new).await {
         Ok(created) => {
