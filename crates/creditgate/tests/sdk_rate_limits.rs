@@ -2,7 +2,7 @@
 //! metering proxy and the built-in demo upstream, on every backend:
 //!
 //! - a key limited to 5 requests a minute: five support questions of different lengths are
-//!   answered, the sixth and seventh are raised as the SDK's `RateLimitError` (429,
+//!   answered, each with `anthropic-ratelimit-requests-remaining` counting down, the sixth and seventh are raised as the SDK's `RateLimitError` (429,
 //!   `rate_limit_error`) with `retry-after` and `anthropic-ratelimit-requests-*` headers; the
 //!   refused calls held and charged nothing (each answered call is charged exactly its usage);
 //!   another key of the same org is not limited by it;

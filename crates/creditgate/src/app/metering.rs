@@ -13,8 +13,9 @@ use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::api::Org;
 
 use super::error::ApiError;
+use super::error::Headers;
 use super::input::rejection;
-use super::rate_limit::{refused, Names};
+use super::rate_limit::{refused, standing_headers, Names};
 use super::Actor;
 use crate::limiter::Scope;
 use crate::metrics;
@@ -112,12 +113,22 @@ pub struct NewHold<'a> {
     pub ask: Ask,
 }
 
+/// A placed hold, with the rate-limit scopes its call counts against and where they stand.
+pub struct Placed {
+    /// The hold.
+    pub hold: Hold,
+    /// The scopes (to give back what the call does not use).
+    pub scopes: Vec<Scope>,
+    /// Where each limit stands, as headers for the answer.
+    pub rate_headers: Headers,
+}
+
 /// Places a hold on `org` for `actor`: refused with 402 when the org is suspended, past a
 /// spend limit, or cannot cover it (the ledger decides that last one), and with 429 (in
 /// `names`' headers) past a rate limit of the org or the actor's key, checked before the
 /// ledger so a refused call holds nothing. Answers the hold and the rate-limit scopes it
-/// counts against (to give back what the call does not use). Shared by `POST /v1/holds` and
-/// the proxy.
+/// counts against (to give back what the call does not use), with where its limits stand
+/// in `names`' headers. Shared by `POST /v1/holds` and the proxy.
 pub async fn place(
     state: &AppState,
     actor: &Actor,
@@ -125,7 +136,7 @@ pub async fn place(
     hold: NewHold<'_>,
     names: Names,
     now: Timestamp,
-) -> Result<(Hold, Vec<Scope>), ApiError> {
+) -> Result<Placed, ApiError> {
     if org.suspended {
         metrics::hold_refused("org_suspended");
         return Err(ApiError::billing(
@@ -141,16 +152,23 @@ pub async fn place(
     }
     check_spend_limits(state, actor, org, hold.amount, now).await?;
     let scopes = rate_scopes(actor, org);
-    if let Err(limited) = state.rate_limiter().admit(&scopes, hold.ask, now) {
-        metrics::hold_refused("rate_limit_exceeded");
-        return Err(refused(&limited, names, now));
-    }
+    let standings = match state.rate_limiter().admit(&scopes, hold.ask, now) {
+        Ok(standings) => standings,
+        Err(limited) => {
+            metrics::hold_refused("rate_limit_exceeded");
+            return Err(refused(&limited, names, now));
+        }
+    };
     let ask = hold.ask;
     let placed = submit_hold(state, org, hold).await;
     if placed.is_err() {
         give_back(state, &scopes, ask);
     }
-    placed.map(|h| (h, scopes))
+    placed.map(|hold| Placed {
+        hold,
+        scopes,
+        rate_headers: standing_headers(&standings, names, now),
+    })
 }
 
 async fn submit_hold(state: &AppState, org: &Org, hold: NewHold<'_>) -> Result<Hold, ApiError> {

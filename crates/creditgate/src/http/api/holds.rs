@@ -19,7 +19,7 @@ use super::{path_id, rejection};
 use crate::app::metering::{hold_ttl_ms, metered_org, place, price_at, settle, void, NewHold};
 use crate::app::rate_limit::Names;
 use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{add_headers, ApiError, ErrorBody};
 use crate::http::json::{Money, PositiveMoney};
 use crate::http::views::{HoldClosedView, HoldTerms, HoldView, TransferView};
 use crate::state::AppState;
@@ -356,10 +356,13 @@ pub async fn place_hold(
         ttl_ms,
         ask,
     };
-    let (hold, _) = place(&state, &caller, &org, hold, Names::OpenAi, now).await?;
-    request
-        .respond(&state, &caller, StatusCode::CREATED, &HoldView::from(&hold))
-        .await
+    let placed = place(&state, &caller, &org, hold, Names::OpenAi, now).await?;
+    let view = HoldView::from(&placed.hold);
+    let mut answer = request
+        .respond(&state, &caller, StatusCode::CREATED, &view)
+        .await?;
+    add_headers(&mut answer, Some(&placed.rate_headers));
+    Ok(answer)
 }
 
 /// The hold, if it exists and the caller may see it (else 404, for every tenant alike).

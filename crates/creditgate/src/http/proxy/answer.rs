@@ -14,6 +14,17 @@ use crate::state::AppState;
 use creditgate_domain::pricing::PriceVersion;
 use creditgate_domain::rate::Ask;
 
+/// A metered call's answer headers: the balance's, and where its rate limits stand.
+pub(super) async fn call_headers(
+    state: &AppState,
+    org: &Org,
+    rate: &crate::http::error::Headers,
+    answer: &mut Response,
+) {
+    balance_headers(state, org, answer.headers_mut()).await;
+    crate::http::error::add_headers(answer, Some(rate));
+}
+
 /// The balance headers: the account read now, the access derived from it.
 pub(super) async fn balance_headers(state: &AppState, org: &Org, headers: &mut HeaderMap) {
     // The access as the last batch recorded it (the same the balance API and the page read),

@@ -281,6 +281,8 @@ struct Call {
     /// What it counts against of the rate limits, and what it took there.
     scopes: Vec<Scope>,
     ask: Ask,
+    /// Where its rate limits stand, for the answer.
+    rate_headers: crate::http::error::Headers,
 }
 
 /// Forwards one call; `known_org` is set once the caller is authenticated.
@@ -366,11 +368,11 @@ async fn forward(
             .unwrap_or_default();
         void(state, &call).await;
         let mut answer = (status_of(status), headers, body).into_response();
-        balance_headers(state, &call.org, answer.headers_mut()).await;
+        call_headers(state, &call.org, &call.rate_headers, &mut answer).await;
         return Ok(answer);
     }
     if facts.stream {
-        let org = call.org.clone();
+        let (org, rate) = (call.org.clone(), call.rate_headers.clone());
         let mut answer = stream(
             state.clone(),
             call,
@@ -379,7 +381,7 @@ async fn forward(
             headers,
             deadline,
         );
-        balance_headers(state, &org, answer.headers_mut()).await;
+        call_headers(state, &org, &rate, &mut answer).await;
         return Ok(answer);
     }
     let body = match read_body(state, response, deadline).await {
@@ -399,7 +401,7 @@ async fn forward(
     };
     settle(state, &call, usage).await;
     let mut answer = (StatusCode::OK, headers, body).into_response();
-    balance_headers(state, &call.org, answer.headers_mut()).await;
+    call_headers(state, &call.org, &call.rate_headers, &mut answer).await;
     Ok(answer)
 }
 

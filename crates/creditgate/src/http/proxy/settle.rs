@@ -175,14 +175,15 @@ pub(super) async fn hold_call(
         ask,
     };
     let names = names(endpoint.style());
-    let (hold, scopes) = holds::place(state, caller, &org, new, names, state.now()).await?;
+    let placed = holds::place(state, caller, &org, new, names, state.now()).await?;
     Ok(Call {
         endpoint,
         org,
-        hold,
+        hold: placed.hold,
         price,
-        scopes,
+        scopes: placed.scopes,
         ask,
+        rate_headers: placed.rate_headers,
     })
 }
 
