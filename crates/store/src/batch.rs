@@ -299,6 +299,13 @@ impl BatchKeys {
                     keys.transfers.insert(request.operation_id());
                     keys.accounts.insert(expired.clone());
                 }
+                Operation::Refund(request) => {
+                    keys.accounts.insert(request.debit_account_id.clone());
+                    keys.accounts.insert(request.credit_account_id.clone());
+                    keys.grants.insert(request.grant_id.clone());
+                    keys.new_transfers.insert(request.id.clone());
+                    keys.closers.insert(request.id.clone());
+                }
                 Operation::ExpireGrant(request) => {
                     keys.accounts.insert(request.account_id.clone());
                     keys.accounts.insert(expired.clone());

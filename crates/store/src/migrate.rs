@@ -14,6 +14,7 @@ pub const SQLITE: &[(i64, &str)] = &[
     (10, include_str!("../migrations/sqlite/0010_prices.sql")),
     (11, include_str!("../migrations/sqlite/0011_claims.sql")),
     (12, include_str!("../migrations/sqlite/0012_settings.sql")),
+    (14, include_str!("../migrations/sqlite/0014_refunds.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -30,6 +31,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
     (10, include_str!("../migrations/postgres/0010_prices.sql")),
     (11, include_str!("../migrations/postgres/0011_claims.sql")),
     (12, include_str!("../migrations/postgres/0012_settings.sql")),
+    (14, include_str!("../migrations/postgres/0014_refunds.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

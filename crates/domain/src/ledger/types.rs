@@ -540,6 +540,25 @@ pub struct ExpireGrantRequest {
     pub grant_id: GrantId,
 }
 
+/// Give back credits a payment bought: move `amount` from the org account to the
+/// operator's account, taken only from the unspent part of the payment's grant. Refused with
+/// [`crate::ledger::Rejection::RefundExceedsUnspent`] if that grant cannot spend it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// Client-chosen id of the refund transfer (idempotency key).
+    pub id: TransferId,
+    /// The org account the credits leave.
+    pub debit_account_id: AccountId,
+    /// The operator account the money goes back to (payments received).
+    pub credit_account_id: AccountId,
+    /// The grant the refunded credits are taken from (the payment's credit).
+    pub grant_id: GrantId,
+    /// How much to give back, in micro-units; positive.
+    pub amount: Amount,
+    /// Free text from the caller (at most [`REFERENCE_LEN_MAX`] bytes).
+    pub reference: String,
+}
+
 /// Every balance-changing operation. All go through [`crate::ledger::apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -557,6 +576,8 @@ pub enum Operation {
     ExpireHold(ExpireHoldRequest),
     /// Expire a due grant's remainder (expiry worker only).
     ExpireGrant(ExpireGrantRequest),
+    /// Give back unspent credits of one grant (a refunded payment).
+    Refund(RefundRequest),
 }
 
 impl ExpireHoldRequest {
