@@ -6,6 +6,7 @@
 
 use super::checks::*;
 use super::execute::*;
+use super::operation::*;
 use super::result::{Outcome, Receipt, Rejection, Status};
 use super::state::LedgerState;
 use super::types::*;

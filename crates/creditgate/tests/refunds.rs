@@ -1,0 +1,374 @@
+//! Refunds by the operator, end to end over HTTP (issue 19, item 1):
+//! - against localstripe (its refunds by PaymentIntent), on both backends: credits bought
+//!   with a test card through the Checkout top-up, part spent, part refunded (one refund at
+//!   localstripe, the ledger's refund transfer, the balance, the receipt email), the same
+//!   `Idempotency-Key` again (still one refund, one transfer), more than the unspent credits
+//!   refused with `refund_exceeds_unspent` and nothing changed, then the whole remainder;
+//! - on the sandbox provider, on both backends: the same story with the sandbox's refunds
+//!   table, bad input refused naming the field, operator only.
+//!
+//! Every test ends with the ledger invariants.
+
+mod api_support;
+#[path = "stripe_support/mod.rs"]
+mod stripe_support;
+
+use std::path::{Path, PathBuf};
+
+use api_support::helpers::{available, eventually, spend};
+use api_support::{databases, spawn_app_with, As, Reply, TestApp};
+use creditgate::config::Config;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use stripe_support::{localstripe, LocalStripe};
+
+const WEBHOOK_SECRET: &str = "whsec_creditgate_test";
+const RECEIPT: &str = "Receipt: $10.00 of Acme AI credits refunded";
+
+fn fast(config: &mut Config) {
+    config.payments_interval_ms = 20;
+    config.notice_interval_ms = 20;
+    config.product_name = "Acme AI".into();
+}
+
+async fn refund(app: &TestApp, payment: &str, key: &str, body: Value) -> Reply {
+    app.post_idempotent(
+        &As::Operator,
+        &format!("/v1/payments/{payment}/refunds"),
+        key,
+        body,
+    )
+    .await
+}
+
+async fn refunds(app: &TestApp, payment: &str) -> Vec<Value> {
+    let reply = app
+        .get(&As::Operator, &format!("/v1/payments/{payment}/refunds"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// The org's refund transfers, as (id, amount).
+async fn refund_transfers(app: &TestApp, org: &str) -> Vec<(String, String)> {
+    let reply = app
+        .get(
+            &As::Operator,
+            &format!("/v1/orgs/{org}/transfers?limit=100"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "refund")
+        .map(|t| (t.str_of("id"), t.str_of("amount")))
+        .collect()
+}
+
+trait StrOf {
+    fn str_of(&self, field: &str) -> String;
+}
+
+impl StrOf for Value {
+    fn str_of(&self, field: &str) -> String {
+        self[field].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// The `.eml` files the app wrote whose subject is `subject`.
+fn emails_with(mail_dir: &Path, subject: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(mail_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+        .filter(|text| {
+            text.lines()
+                .any(|line| line == format!("Subject: {subject}"))
+        })
+        .collect()
+}
+
+/// The checks every provider shares, once 25.00 was bought by payment `payment` and 5.00
+/// spent: part refunded, replayed, too much refused, the remainder refunded. Answers the two
+/// refunds' ids.
+async fn refund_story(app: &TestApp, org: &str, payment: &str, mail_dir: &Path) -> [String; 2] {
+    let body = json!({"amount": "10.00", "reason": "bought twice by mistake"});
+    let first = refund(app, payment, "r1", body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    assert_eq!(first.body["state"], "succeeded", "{:?}", first.body);
+    assert_eq!(first.body["amount"], "10.00");
+    assert_eq!(first.body["payment_id"], payment);
+    let refund_id = first.str("id");
+    assert!(refund_id.starts_with("rfd_"), "{refund_id}");
+    let transfer = format!("txn_{refund_id}");
+    assert_eq!(first.body["transfer_id"], transfer.as_str());
+    assert_eq!(available(app, org).await, "10.00");
+    assert_eq!(
+        refund_transfers(app, org).await,
+        [(transfer.clone(), "10.00".to_owned())]
+    );
+
+    // The same key again: the first answer, nothing more; another body with it: a 409.
+    let again = refund(app, payment, "r1", body).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body);
+    let other = refund(app, payment, "r1", json!({"amount": "1.00"})).await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{:?}", other.body);
+    assert_eq!(refund_transfers(app, org).await.len(), 1);
+
+    // More than the 10.00 still unspent: refused, naming the amount; nothing changed.
+    let too_much = refund(app, payment, "r2", json!({"amount": "10.01"})).await;
+    assert_eq!(too_much.status, StatusCode::CONFLICT, "{:?}", too_much.body);
+    assert_eq!(too_much.code(), "refund_exceeds_unspent");
+    assert_eq!(too_much.body["error"]["param"], "amount");
+    assert_eq!(available(app, org).await, "10.00");
+    assert_eq!(refunds(app, payment).await.len(), 1);
+    assert_eq!(refund_transfers(app, org).await.len(), 1);
+
+    // Bad amounts: a 400 naming the field, nothing written.
+    for bad in ["0", "0.001", "-1.00", "abc"] {
+        let reply = refund(app, payment, "r3", json!({ "amount": bad })).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["param"], "amount", "{bad}");
+    }
+    assert_eq!(refunds(app, payment).await.len(), 1);
+
+    // The receipt: one email, with the amount, the reason and the refund transfer.
+    let mails = eventually("the refund receipt", || async {
+        let mails = emails_with(mail_dir, RECEIPT);
+        (!mails.is_empty()).then_some(mails)
+    })
+    .await;
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].contains("Reason: bought twice by mistake"),
+        "{}",
+        mails[0]
+    );
+    assert!(mails[0].contains(&transfer), "{}", mails[0]);
+
+    // No amount: the whole unspent remainder.
+    let rest = refund(app, payment, "r4", json!({})).await;
+    assert_eq!(rest.status, StatusCode::CREATED, "{:?}", rest.body);
+    assert_eq!(rest.body["state"], "succeeded");
+    assert_eq!(rest.body["amount"], "10.00");
+    assert_eq!(available(app, org).await, "0.00");
+    let nothing = refund(app, payment, "r5", json!({})).await;
+    assert_eq!(nothing.code(), "refund_exceeds_unspent");
+    let listed: Vec<String> = refunds(app, payment)
+        .await
+        .iter()
+        .map(|r| r.str_of("state"))
+        .collect();
+    assert_eq!(listed, ["succeeded", "succeeded"]);
+    assert_eq!(refund_transfers(app, org).await.len(), 2);
+    [refund_id, rest.str("id")]
+}
+
+/// The refunds localstripe holds for PaymentIntent `intent`, as (our refund id, cents).
+async fn stripe_refunds(stripe: &LocalStripe, intent: &str) -> Vec<(String, i64)> {
+    let (status, list) = stripe
+        .get(&format!("/v1/refunds?payment_intent={intent}&limit=100"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let mut found: Vec<(String, i64)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metadata"]["refund_id"].as_str().unwrap_or("").to_owned(),
+                r["amount"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_at_localstripe_take_back_only_unspent_credits_once() {
+    let Some(stripe) = localstripe().await else {
+        return;
+    };
+    for database in databases().await {
+        stripe.reset().await;
+        let mut mail_dir = PathBuf::new();
+        let (base, key) = (stripe.base_url().to_owned(), stripe.secret_key().to_owned());
+        let app = spawn_app_with(database, |config| {
+            fast(config);
+            config.payments = creditgate::config::PaymentsProvider::Stripe;
+            config.stripe_api_base = base;
+            config.stripe_secret_key = key;
+            config.stripe_webhook_secret = WEBHOOK_SECRET.into();
+            mail_dir = config.data_dir.join("mail");
+        })
+        .await;
+        stripe
+            .register_webhook(
+                &format!("creditgate-{}", app.address.port()),
+                &format!("{}/v1/webhooks/stripe", app.base),
+                WEBHOOK_SECRET,
+                None,
+            )
+            .await
+            .expect("the webhook registers");
+        let org = app.create_org("Refund Co").await;
+
+        // 25.00 bought with a test card through the Checkout top-up.
+        let reply = app
+            .post_idempotent(
+                &As::Operator,
+                &format!("/v1/orgs/{org}/top_ups"),
+                "buy",
+                json!({"amount": "25.00", "return_url": "https://example.com/billing"}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        let payment = reply.str("id");
+        let session = reply
+            .str("action_url")
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let (status, completed) = stripe.complete_checkout(&session, "pm_card_visa").await;
+        assert_eq!(status, 200, "{completed}");
+        let paid = eventually("the checkout's credit", || async {
+            let paid = app
+                .get(&As::Operator, &format!("/v1/payments/{payment}"))
+                .await
+                .body;
+            (paid["state"] == "succeeded").then_some(paid)
+        })
+        .await;
+        let intent = app
+            .store
+            .payment(&payment)
+            .await
+            .unwrap()
+            .unwrap()
+            .provider_ref
+            .expect("the PaymentIntent");
+        assert!(intent.starts_with("pi_"), "{intent} {paid}");
+        spend(&app, &org, "5.00").await;
+        assert_eq!(available(&app, &org).await, "20.00");
+
+        let [first, rest] = refund_story(&app, &org, &payment, &mail_dir).await;
+        // localstripe holds exactly the two refunds, each under its id, in cents.
+        let mut expected = vec![(first.clone(), 1_000), (rest, 1_000)];
+        expected.sort();
+        assert_eq!(stripe_refunds(&stripe, &intent).await, expected);
+        // Each was asked for once, keyed by its refund id.
+        let posts: Vec<Value> = stripe
+            .requests()
+            .await
+            .into_iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/v1/refunds")
+            .collect();
+        assert_eq!(posts.len(), 2, "{posts:?}");
+        assert!(posts
+            .iter()
+            .any(|p| p["idempotency_key"] == format!("refund-{first}").as_str()));
+        app.assert_invariants().await;
+        app.stop().await;
+    }
+}
+
+async fn submit_card(url: &str, card: &str) -> StatusCode {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let response = client
+        .post(url)
+        .form(&[("payment_method", card)])
+        .send()
+        .await
+        .expect("the page answers");
+    response.status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_on_the_sandbox_take_back_only_unspent_credits_once() {
+    for database in databases().await {
+        let mut mail_dir = PathBuf::new();
+        let app = spawn_app_with(database, |config| {
+            fast(config);
+            mail_dir = config.data_dir.join("mail");
+        })
+        .await;
+        let org = app.create_org("Sandbox Refund Co").await;
+        let reply = app
+            .post_idempotent(
+                &As::Operator,
+                &format!("/v1/orgs/{org}/top_ups"),
+                "buy",
+                json!({"amount": "25.00"}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        let payment = reply.str("id");
+        let paid = submit_card(&reply.str("action_url"), "pm_card_visa").await;
+        assert!(paid.is_success(), "{paid}");
+        assert_eq!(available(&app, &org).await, "25.00");
+        spend(&app, &org, "5.00").await;
+
+        // Only the operator refunds; an unknown payment is a 404.
+        let key = app.create_key(&org).await.1;
+        let by_key = app
+            .post_idempotent(
+                &As::Key(key),
+                &format!("/v1/payments/{payment}/refunds"),
+                "k1",
+                json!({}),
+            )
+            .await;
+        assert_eq!(by_key.status, StatusCode::FORBIDDEN, "{:?}", by_key.body);
+        let unknown = refund(&app, "pay_unknown", "u1", json!({})).await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{:?}", unknown.body);
+        assert_eq!(unknown.code(), "payment_not_found");
+        let keyless = app
+            .post(
+                &As::Operator,
+                &format!("/v1/payments/{payment}/refunds"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            keyless.status,
+            StatusCode::BAD_REQUEST,
+            "{:?}",
+            keyless.body
+        );
+
+        let [first, rest] = refund_story(&app, &org, &payment, &mail_dir).await;
+        let charge = app
+            .store
+            .payment(&payment)
+            .await
+            .unwrap()
+            .unwrap()
+            .provider_ref
+            .expect("the sandbox charge");
+        let mut recorded = app.store.sandbox_refunds(&charge).await.unwrap();
+        recorded.sort();
+        let ids: Vec<&str> = recorded.iter().map(|(id, _)| id.as_str()).collect();
+        let mut expected = [
+            format!("re_sandbox_{}", first.trim_start_matches("rfd_")),
+            format!("re_sandbox_{}", rest.trim_start_matches("rfd_")),
+        ];
+        expected.sort();
+        assert_eq!(ids, expected);
+        app.assert_invariants().await;
+        app.stop().await;
+    }
+}
