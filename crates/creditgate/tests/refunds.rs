@@ -4,8 +4,12 @@
 //!   localstripe, the ledger's refund transfer, the balance, the receipt email), the same
 //!   `Idempotency-Key` again (still one refund, one transfer), more than the unspent credits
 //!   refused with `refund_exceeds_unspent` and nothing changed, then the whole remainder;
+//!   A refund interrupted after localstripe made it (the row left `requesting`) is resumed by
+//!   the payments worker: found at localstripe by its id, not asked for again, then in the
+//!   ledger once. `creditgate reconcile` finds no difference, then reports a refund made
+//!   outside creditgate;
 //! - on the sandbox provider, on both backends: the same story with the sandbox's refunds
-//!   table, bad input refused naming the field, operator only.
+//!   table, bad input refused naming the field, operator only, reconcile clean.
 //!
 //! Every test ends with the ledger invariants.
 
@@ -18,9 +22,11 @@ use std::path::{Path, PathBuf};
 use api_support::helpers::{available, eventually, spend};
 use api_support::{databases, spawn_app_with, As, Reply, TestApp};
 use creditgate::config::Config;
+use creditgate_domain::{Amount, Timestamp};
+use creditgate_store::api::RefundCreated;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use stripe_support::{localstripe, LocalStripe};
+use stripe_support::{localstripe, LocalStripe, HARNESS_USER_AGENT};
 
 const WEBHOOK_SECRET: &str = "whsec_creditgate_test";
 const RECEIPT: &str = "Receipt: $10.00 of Acme AI credits refunded";
@@ -201,6 +207,7 @@ async fn refunds_at_localstripe_take_back_only_unspent_credits_once() {
     };
     for database in databases().await {
         stripe.reset().await;
+        let from = now_s() - 3_600;
         let mut mail_dir = PathBuf::new();
         let (base, key) = (stripe.base_url().to_owned(), stripe.secret_key().to_owned());
         let app = spawn_app_with(database, |config| {
@@ -278,9 +285,152 @@ async fn refunds_at_localstripe_take_back_only_unspent_credits_once() {
         assert!(posts
             .iter()
             .any(|p| p["idempotency_key"] == format!("refund-{first}").as_str()));
+        let (code, text) = reconcile(&app.database_url, Some(&stripe), from).await;
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("2 refunds, 2 ledger refund transfers, 2 refunds at stripe"),
+            "{text}"
+        );
+
+        resumed_after_a_crash(&app, &stripe, &org).await;
+        let (code, text) = reconcile(&app.database_url, Some(&stripe), from).await;
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("3 refunds, 3 ledger refund transfers, 3 refunds at stripe"),
+            "{text}"
+        );
+        // A refund made at Stripe, not by creditgate, is reported.
+        let (status, made) = stripe
+            .post_form(
+                "/v1/refunds",
+                &[("payment_intent", intent.as_str()), ("amount", "1")],
+            )
+            .await;
+        assert_eq!(status, 200, "{made}");
+        let (code, text) = reconcile(&app.database_url, Some(&stripe), from).await;
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains(&format!(
+                "DIFFERENCE refund made outside creditgate: {} 1 cents",
+                made["id"].as_str().unwrap()
+            )),
+            "{text}"
+        );
         app.assert_invariants().await;
         app.stop().await;
     }
+}
+
+/// A refund whose provider call went through before a crash: localstripe has it (under its
+/// refund id), our row is left `requesting` since long enough for the payments worker, which
+/// finds it at localstripe, asks for nothing more, and lands the ledger transfer once.
+async fn resumed_after_a_crash(app: &TestApp, stripe: &LocalStripe, org: &str) {
+    let bought = app
+        .post_idempotent(
+            &As::Operator,
+            &format!("/v1/orgs/{org}/top_ups"),
+            "buy-again",
+            json!({"amount": "10.00", "method": "saved_card"}),
+        )
+        .await;
+    assert_eq!(bought.body["state"], "succeeded", "{:?}", bought.body);
+    let payment = bought.str("id");
+    let stored = app.store.payment(&payment).await.unwrap().unwrap();
+    let intent = stored.provider_ref.expect("the PaymentIntent");
+    let refund_id = "rfd_crashedbeforetheledger";
+    let (status, made) = stripe
+        .post_form(
+            "/v1/refunds",
+            &[
+                ("payment_intent", intent.as_str()),
+                ("amount", "400"),
+                ("metadata[refund_id]", refund_id),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let posts_before = refund_posts(stripe).await;
+    let long_ago = Timestamp::from_unix_ms(now_s() * 1000 - 3_600_000);
+    let grant = creditgate_domain::payment::credit_transfer_id(&payment);
+    // Written now (too fresh for the worker), then moved to `requesting` as of long ago:
+    // the state a crash after the provider call leaves.
+    let now = Timestamp::from_unix_ms(now_s() * 1000);
+    let written = app
+        .store
+        .create_refund(
+            refund_id,
+            &payment,
+            &grant,
+            Some(Amount::from_micros(4_000_000)),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(written, RefundCreated::Created(_)), "{written:?}");
+    app.store
+        .refund_requesting(refund_id, long_ago)
+        .await
+        .unwrap();
+    let done = eventually("the interrupted refund resumed", || async {
+        let refunds = refunds(app, &payment).await;
+        (refunds.first()?["state"] == "succeeded").then(|| refunds[0].clone())
+    })
+    .await;
+    assert_eq!(done["provider_ref"], made["id"]);
+    assert_eq!(done["transfer_id"], format!("txn_{refund_id}").as_str());
+    assert_eq!(refund_posts(stripe).await, posts_before, "asked for again");
+    assert_eq!(
+        stripe_refunds(stripe, &intent).await,
+        [(refund_id.to_owned(), 400)]
+    );
+    assert_eq!(available(app, org).await, "6.00");
+}
+
+async fn refund_posts(stripe: &LocalStripe) -> usize {
+    stripe
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == "/v1/refunds")
+        .filter(|r| r["user_agent"] != HARNESS_USER_AGENT)
+        .count()
+}
+
+fn now_s() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(now.unwrap().as_secs()).unwrap()
+}
+
+/// `creditgate reconcile` from `from` to an hour from now (unix seconds) on `database_url`,
+/// with localstripe or the sandbox: (exit code, stdout).
+async fn reconcile(
+    database_url: &str,
+    stripe: Option<&LocalStripe>,
+    from: i64,
+) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_creditgate"));
+    command
+        .args(["reconcile", "--from", &from.to_string()])
+        .args(["--to", &(now_s() + 3_600).to_string()])
+        .env("CREDITGATE_DATABASE_URL", database_url);
+    if let Some(stripe) = stripe {
+        command
+            .env("CREDITGATE_PAYMENTS", "stripe")
+            .env("CREDITGATE_STRIPE_API_BASE", stripe.base_url())
+            .env("CREDITGATE_STRIPE_SECRET_KEY", stripe.secret_key())
+            .env("CREDITGATE_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().expect("reconcile runs"))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "reconcile failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
 }
 
 async fn submit_card(url: &str, card: &str) -> StatusCode {
@@ -368,6 +518,12 @@ async fn refunds_on_the_sandbox_take_back_only_unspent_credits_once() {
         ];
         expected.sort();
         assert_eq!(ids, expected);
+        let (code, text) = reconcile(&app.database_url, None, now_s() - 3_600).await;
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("2 refunds, 2 ledger refund transfers, 2 refunds at sandbox"),
+            "{text}"
+        );
         app.assert_invariants().await;
         app.stop().await;
     }
