@@ -23,7 +23,7 @@ use api_support::helpers::{available, eventually, spend};
 use api_support::{databases, spawn_app_with, As, Reply, TestApp};
 use creditgate::config::Config;
 use creditgate_domain::{Amount, Timestamp};
-use creditgate_store::api::RefundCreated;
+use creditgate_store::api::{RefundCreated, RefundState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use stripe_support::{localstripe, LocalStripe, HARNESS_USER_AGENT};
@@ -522,6 +522,51 @@ async fn refunds_on_the_sandbox_take_back_only_unspent_credits_once() {
         assert_eq!(code, Some(0), "{text}");
         assert!(
             text.contains("2 refunds, 2 ledger refund transfers, 2 refunds at sandbox"),
+            "{text}"
+        );
+
+        // The credits spent between the check and the ledger step (here: after the row, before
+        // the worker resumes it): the sandbox refunds, the ledger refuses, the refund ends
+        // `ledger_refused` (not retried), the balance is untouched, and reconcile reports it.
+        let bought = app
+            .post_idempotent(
+                &As::Operator,
+                &format!("/v1/orgs/{org}/top_ups"),
+                "buy-again",
+                json!({"amount": "10.00", "method": "saved_card"}),
+            )
+            .await;
+        assert_eq!(bought.body["state"], "succeeded", "{:?}", bought.body);
+        let second = bought.str("id");
+        let now = Timestamp::from_unix_ms(now_s() * 1000);
+        let grant = creditgate_domain::payment::credit_transfer_id(&second);
+        let written = app
+            .store
+            .create_refund("rfd_raced", &second, &grant, None, None, now)
+            .await
+            .unwrap();
+        assert!(matches!(written, RefundCreated::Created(_)), "{written:?}");
+        spend(&app, &org, "10.00").await;
+        let long_ago = Timestamp::from_unix_ms(now_s() * 1000 - 3_600_000);
+        app.store
+            .refund_requesting("rfd_raced", long_ago)
+            .await
+            .unwrap();
+        let raced = eventually("the raced refund", || async {
+            let refund = app.store.refund("rfd_raced").await.unwrap()?;
+            (refund.state == RefundState::LedgerRefused).then_some(refund)
+        })
+        .await;
+        assert_eq!(
+            raced.failure_code.as_deref(),
+            Some("refund_exceeds_unspent")
+        );
+        assert_eq!(available(&app, &org).await, "0.00");
+        assert_eq!(refund_transfers(&app, &org).await.len(), 2);
+        let (code, text) = reconcile(&app.database_url, None, now_s() - 3_600).await;
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("DIFFERENCE refund without ledger transfer: re_sandbox_raced (rfd_raced) 1000 cents"),
             "{text}"
         );
         app.assert_invariants().await;

@@ -185,7 +185,7 @@ async fn refunds_stay_within_the_unspent_credits_of_their_payment() {
             .unwrap();
         // A late failure report changes nothing.
         let after = store
-            .refund_failed("rfd_2", "late", "late report", now)
+            .refund_failed("rfd_2", RefundState::Failed, "late", "late report", now)
             .await
             .unwrap()
             .unwrap();

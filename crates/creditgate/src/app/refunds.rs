@@ -184,7 +184,13 @@ pub async fn execute(state: &AppState, refund: &Refund) -> Result<Refund, Refund
         RefundOutcome::Refused { code, message } => {
             tracing::warn!(refund = %refund.id, %code, %message, "the provider refused a refund");
             let failed = store
-                .refund_failed(&refund.id, &code, &message, state.now())
+                .refund_failed(
+                    &refund.id,
+                    RefundState::Failed,
+                    &code,
+                    &message,
+                    state.now(),
+                )
                 .await?;
             return failed.ok_or_else(|| RefundError::NotFound(refund.id.clone()));
         }
@@ -203,6 +209,15 @@ pub async fn execute(state: &AppState, refund: &Refund) -> Result<Refund, Refund
     };
     if let Err(rejection) = state.writer().submit(Operation::Refund(request)).await? {
         tracing::error!(refund = %refund.id, ?rejection, "the provider refunded but the ledger refused; see reconcile");
+        store
+            .refund_failed(
+                &refund.id,
+                RefundState::LedgerRefused,
+                rejection.code(),
+                "The provider refunded, but the credits were spent before the ledger took them back.",
+                state.now(),
+            )
+            .await?;
         return Err(RefundError::Ledger {
             refund_id: refund.id.clone(),
             rejection,

@@ -27,15 +27,20 @@ pub enum RefundState {
     Succeeded,
     /// The provider refused.
     Failed,
+    /// The provider gave the money back, but the ledger refused to take the credits back
+    /// (they were spent between the check and the ledger step): reconcile reports it, and an
+    /// operator adjustment settles it. Not retried.
+    LedgerRefused,
 }
 
 impl RefundState {
     /// Every state.
-    pub const ALL: [RefundState; 4] = [
+    pub const ALL: [RefundState; 5] = [
         RefundState::Created,
         RefundState::Requesting,
         RefundState::Succeeded,
         RefundState::Failed,
+        RefundState::LedgerRefused,
     ];
 
     /// The stable name.
@@ -45,6 +50,7 @@ impl RefundState {
             RefundState::Requesting => "requesting",
             RefundState::Succeeded => "succeeded",
             RefundState::Failed => "failed",
+            RefundState::LedgerRefused => "ledger_refused",
         }
     }
 
@@ -289,19 +295,22 @@ impl Store {
         self.refund(id).await
     }
 
-    /// Marks an open refund failed (the provider refused); answers it as stored.
+    /// Marks an open refund failed (the provider refused) or, with `state`
+    /// [`RefundState::LedgerRefused`], refused by the ledger after the provider's refund;
+    /// answers it as stored.
     pub async fn refund_failed(
         &self,
         id: &str,
+        state: RefundState,
         code: &str,
         message: &str,
         now: Timestamp,
     ) -> Result<Option<Refund>, StoreError> {
         self.db()
             .execute(
-                "UPDATE refunds SET state = 'failed', failure_code = $2, failure_message = $3,
-                 updated_at = $4 WHERE id = $1 AND state IN ('created', 'requesting')",
-                &values![id, code, message, now.unix_ms()],
+                "UPDATE refunds SET state = $2, failure_code = $3, failure_message = $4,
+                 updated_at = $5 WHERE id = $1 AND state IN ('created', 'requesting')",
+                &values![id, state.as_str(), code, message, now.unix_ms()],
             )
             .await?;
         self.refund(id).await
