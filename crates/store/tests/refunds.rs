@@ -229,3 +229,68 @@ async fn refunds_stay_within_the_unspent_credits_of_their_payment() {
 fn snapshot_grant_consumed(snapshot: &creditgate_domain::ledger::Snapshot, id: &str) -> Amount {
     grant(snapshot, id).consumed
 }
+
+#[tokio::test]
+async fn racing_refunds_of_one_payment_never_pass_its_unspent_credits() {
+    for db in testing::all().await {
+        let clock = TestClock::new();
+        let store = db.open().await.expect("opens");
+        let now = clock.now();
+        store
+            .create_org(
+                &NewOrg {
+                    id: ORG.into(),
+                    name: "Race Co".into(),
+                    billing_emails: vec![],
+                    low_thresholds: vec![],
+                    floor: Amount::ZERO,
+                    spend_limit_monthly: None,
+                },
+                now,
+            )
+            .await
+            .expect("the org is created");
+        let writer = start_writer(&store, clock.clone()).await;
+        store
+            .insert_payment(&payment("pay_r", PaymentState::Succeeded, money("20")))
+            .await
+            .unwrap();
+        let credit = purchase(
+            ids::payment_credit("pay_r").as_str(),
+            &AccountId::new(ORG),
+            money("20"),
+        );
+        writer.submit(credit).await.unwrap().expect("credited");
+        // Eight refunds of 5 race for 20: the payment row's lock (PostgreSQL) or the write
+        // transaction (SQLite) lets exactly four through.
+        let mut tasks = Vec::new();
+        for n in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let grant = ids::payment_credit("pay_r");
+                store
+                    .create_refund(
+                        &format!("rfd_race{n}"),
+                        "pay_r",
+                        &grant,
+                        Some(money("5")),
+                        None,
+                        now,
+                    )
+                    .await
+                    .expect("the transaction commits")
+            }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                RefundCreated::Created(_) => created += 1,
+                RefundCreated::ExceedsUnspent { unspent } => assert_eq!(unspent, Amount::ZERO),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(created, 4, "{}", db.url);
+        assert_eq!(store.refunds_of_payment("pay_r").await.unwrap().len(), 4);
+        assert_invariants(&store).await;
+    }
+}

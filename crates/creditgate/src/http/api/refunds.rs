@@ -129,9 +129,6 @@ pub async fn list_refunds(
     Path(payment_id): Path<String>,
 ) -> Result<Json<ListView<RefundView>>, ApiError> {
     let refunds = app::refunds::list(&state, &caller, &payment_id).await?;
-    Ok(Json(ListView {
-        object: "list",
-        data: refunds.iter().map(RefundView::from).collect(),
-        has_more: false,
-    }))
+    let data = refunds.iter().map(RefundView::from).collect();
+    Ok(Json(ListView::new(data, false)))
 }
