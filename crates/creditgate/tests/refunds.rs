@@ -9,7 +9,9 @@
 //!   ledger once. `creditgate reconcile` finds no difference, then reports a refund made
 //!   outside creditgate;
 //! - on the sandbox provider, on both backends: the same story with the sandbox's refunds
-//!   table, bad input refused naming the field, operator only, reconcile clean.
+//!   table, bad input refused naming the field, operator only, reconcile clean; credits spent
+//!   between the check and the ledger step (`ledger_refused`, reported by reconcile); an
+//!   auto-reload refunded like a purchase.
 //!
 //! Every test ends with the ledger invariants.
 
@@ -569,6 +571,54 @@ async fn refunds_on_the_sandbox_take_back_only_unspent_credits_once() {
             text.contains("DIFFERENCE refund without ledger transfer: re_sandbox_raced (rfd_raced) 1000 cents"),
             "{text}"
         );
+        app.assert_invariants().await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_reload_is_refunded_like_a_purchase() {
+    for database in databases().await {
+        let app = spawn_app_with(database, |config| {
+            fast(config);
+            config.reload_cooldown_ms = 0;
+        })
+        .await;
+        let org = app.create_org("Reload Refund Co").await;
+        // A new org is at its threshold: auto-reload charges the sandbox card at once.
+        let reply = app
+            .request(
+                &As::Operator,
+                reqwest::Method::PUT,
+                &format!("/v1/orgs/{org}/auto_reload"),
+                Some(json!({
+                    "enabled": true, "threshold": "5.00", "amount": "20.00",
+                    "monthly_limit": "100.00", "payment_method": "pm_card_visa",
+                    "consent": {"accepted_by": "ada@example.com", "text_version": "2026-11"}
+                })),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let reload = eventually("the auto-reload", || async {
+            let payments = app
+                .get(&As::Operator, &format!("/v1/orgs/{org}/payments"))
+                .await
+                .body;
+            let paid = payments["data"].as_array()?.first()?.clone();
+            (paid["state"] == "succeeded").then_some(paid)
+        })
+        .await;
+        assert_eq!(reload["kind"], "auto_reload");
+        assert_eq!(available(&app, &org).await, "20.00");
+        let payment = reload.str_of("id");
+        let refunded = refund(&app, &payment, "r1", json!({"amount": "5.00"})).await;
+        assert_eq!(refunded.status, StatusCode::CREATED, "{:?}", refunded.body);
+        assert_eq!(refunded.body["state"], "succeeded");
+        assert_eq!(available(&app, &org).await, "15.00");
+        let too_much = refund(&app, &payment, "r2", json!({"amount": "15.01"})).await;
+        assert_eq!(too_much.code(), "refund_exceeds_unspent");
+        assert_eq!(refund_transfers(&app, &org).await.len(), 1);
         app.assert_invariants().await;
         app.stop().await;
     }

@@ -238,9 +238,15 @@ async fn ask_provider(
     payment: &Payment,
     again: bool,
 ) -> Result<RefundOutcome, RefundError> {
-    if payment.state != PaymentState::Succeeded || refund.provider != state.provider().name() {
+    if payment.state != PaymentState::Succeeded {
         return Ok(RefundOutcome::Refused {
             code: "payment_not_refundable".into(),
+            message: format!("The payment is {}, not succeeded.", payment.state.as_str()),
+        });
+    }
+    if refund.provider != state.provider().name() {
+        return Ok(RefundOutcome::Refused {
+            code: "provider_not_configured".into(),
             message: format!(
                 "The payment was made with {}, not the configured provider.",
                 refund.provider
