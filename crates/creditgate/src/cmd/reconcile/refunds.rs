@@ -201,25 +201,52 @@ async fn provider_refunds(
             }
         }
         Provider::Stripe(client) => {
-            for (payment, payment_in_period) in payments {
-                let listed = client
-                    .refunds_of(&payment.provider_ref)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                for listed in listed {
-                    let refund_id = listed.metadata.get("refund_id").cloned();
-                    let in_period = refund_id
-                        .as_deref()
-                        .and_then(in_period_of)
-                        .unwrap_or(*payment_in_period);
-                    let refund = ProviderRefund {
-                        provider_ref: listed.id,
-                        refund_id,
-                        amount_cents: listed.amount,
-                    };
-                    at_provider.push((refund, in_period));
-                }
+            at_provider = stripe_refunds(client, store, payments, rows, in_period_of).await?;
+        }
+    }
+    Ok(at_provider)
+}
+
+/// Stripe's refunds of the period's PaymentIntents and of the payments our refunds name (a
+/// payment older than the period may be refunded in it), matched to ours by
+/// `metadata[refund_id]`; one not ours counts in the period when its payment does.
+async fn stripe_refunds(
+    client: &creditgate::providers::stripe::Client,
+    store: &Store,
+    payments: &[(ProviderPayment, bool)],
+    rows: &[Refund],
+    in_period_of: impl Fn(&str) -> Option<bool>,
+) -> anyhow::Result<Vec<(ProviderRefund, bool)>> {
+    let mut intents: Vec<(String, bool)> = payments
+        .iter()
+        .map(|(payment, inside)| (payment.provider_ref.clone(), *inside))
+        .collect();
+    for row in rows {
+        let payment = store.payment(&row.payment_id).await?;
+        if let Some(intent) = payment.and_then(|p| p.provider_ref) {
+            if !intents.iter().any(|(known, _)| *known == intent) {
+                intents.push((intent, false));
             }
+        }
+    }
+    let mut at_provider = Vec::new();
+    for (intent, payment_in_period) in intents {
+        let listed = client
+            .refunds_of(&intent)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for listed in listed {
+            let refund_id = listed.metadata.get("refund_id").cloned();
+            let in_period = refund_id
+                .as_deref()
+                .and_then(&in_period_of)
+                .unwrap_or(payment_in_period);
+            let refund = ProviderRefund {
+                provider_ref: listed.id,
+                refund_id,
+                amount_cents: listed.amount,
+            };
+            at_provider.push((refund, in_period));
         }
     }
     Ok(at_provider)
