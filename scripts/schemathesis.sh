@@ -219,6 +219,12 @@ checks.positive_data_acceptance.enabled = false
 include-name = "POST /v1/orgs/{org_id}/top_ups"
 checks.positive_data_acceptance.enabled = false
 
+# The payment's state: only a succeeded payment with unspent credits is refunded (else 404 or 409
+# refund_exceeds_unspent), and amount must be more than zero (else 400), which the whole-cents pattern leaves open.
+[[operations]]
+include-name = "POST /v1/payments/{payment_id}/refunds"
+checks.positive_data_acceptance.enabled = false
+
 # Rules across fields and state: monthly_limit must allow one reload within the configured limits, a target
 # above the threshold, the consent (current text version) and a card the first time it is enabled (else 400).
 [[operations]]

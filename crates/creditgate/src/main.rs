@@ -145,6 +145,13 @@ async fn reconcile(config: Option<PathBuf>, from: &str, to: &str) -> anyhow::Res
         "{} succeeded payments at {}, {} ledger credits from payments",
         report.payments, config.payments, report.credits
     );
+    println!(
+        "{} refunds, {} ledger refund transfers, {} refunds at {}",
+        report.refunds.refunds,
+        report.refunds.transfers,
+        report.refunds.at_provider,
+        config.payments
+    );
     for difference in &report.differences {
         println!("DIFFERENCE {difference}");
     }

@@ -229,6 +229,18 @@ fn routes() -> Vec<Route> {
         route("get", "/v1/orgs/{org_id}/payments", OwnOrg, no_body),
         route("get", "/v1/payments/{payment_id}", OwnOrg, no_body),
         route(
+            "post",
+            "/v1/payments/{payment_id}/refunds",
+            OperatorOnly,
+            |_| Some(json!({ "amount": "1.00" })),
+        ),
+        route(
+            "get",
+            "/v1/payments/{payment_id}/refunds",
+            OperatorOnly,
+            no_body,
+        ),
+        route(
             "get",
             "/v1/orgs/{org_id}/auto_reload",
             OperatorOnly,

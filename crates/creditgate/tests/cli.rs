@@ -668,3 +668,48 @@ fn failures_name_the_code_and_set_the_exit_code() {
         .fails(1);
     assert!(bad_url.stderr.contains("--url"), "{}", bad_url.stderr);
 }
+
+#[test]
+fn refunds_go_to_the_payment_and_name_the_refusal() {
+    let server = Server::start();
+    // No such payment: 404 from the refunds route, exit 1.
+    let missing = server
+        .cli(&["credits", "refund", "pay_doesnotexist", "--amount", "1.00"])
+        .fails(1);
+    assert!(
+        missing.stderr.contains("error: payment_not_found: "),
+        "{}",
+        missing.stderr
+    );
+    // The key was announced before the request, so a lost answer can be retried.
+    assert!(
+        missing
+            .stderr
+            .contains("(to retry safely: creditgate credits refund … --idempotency-key cli_"),
+        "{}",
+        missing.stderr
+    );
+    // Bad input is refused before anything is read, naming the field.
+    let fraction = server
+        .cli(&[
+            "credits",
+            "refund",
+            "pay_doesnotexist",
+            "--amount",
+            "0.001",
+            "--reason",
+            "test",
+        ])
+        .fails(1);
+    assert!(
+        fraction.stderr.contains("(param: amount)"),
+        "{}",
+        fraction.stderr
+    );
+    let malformed = server.cli(&["credits", "refund", "nope"]).fails(1);
+    assert!(
+        malformed.stderr.contains("error: invalid_id: "),
+        "{}",
+        malformed.stderr
+    );
+}

@@ -27,10 +27,8 @@ const LONG_FILES: &[(&str, usize)] = &[
     ("crates/creditgate/src/providers/stripe.rs", 516),
     ("crates/creditgate/src/http/api/holds.rs", 512),
     ("crates/creditgate/src/http/api/payments.rs", 629),
-    ("crates/domain/src/ledger/types.rs", 574),
-    ("crates/store/src/api/access.rs", 505),
+    ("crates/domain/src/ledger/types.rs", 541),
     ("crates/store/src/api/members.rs", 508),
-    ("crates/store/src/batch.rs", 503),
     ("crates/store/src/postgres.rs", 677),
     ("crates/store/src/sqlite/writer.rs", 512),
 ];

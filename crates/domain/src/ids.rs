@@ -68,6 +68,26 @@ pub fn payment_credit(payment_id: &str) -> TransferId {
     TransferId::new(format!("txn_{payment_id}"))
 }
 
+/// The refund the operator (`scope`) asked for under key `key` of payment `payment_id`.
+pub fn refund(scope: &str, payment_id: &str, key: &str) -> String {
+    derived("rfd", &[scope, "refund", payment_id, key])
+}
+
+/// The one ledger transfer a refund produces, once the provider gave the money back.
+pub fn refund_transfer(refund_id: &str) -> TransferId {
+    TransferId::new(format!("txn_{refund_id}"))
+}
+
+/// The idempotency key the payment provider gets for refund `refund_id`.
+pub fn refund_provider_key(refund_id: &str) -> String {
+    format!("refund-{refund_id}")
+}
+
+/// The receipt notice of refund `refund_id`.
+pub fn refund_notice(refund_id: &str) -> String {
+    format!("ntc_refund_{}", letters_and_digits(refund_id, 48))
+}
+
 /// `text`'s ASCII letters and digits, the first `len_max` of them: the part of a notice id
 /// derived from another id, so that the same cause always gives the same notice. Notice
 /// ids are `ntc_` and letters and digits.

@@ -18,6 +18,7 @@ pub const SQLITE: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/sqlite/0013_rate_limits.sql"),
     ),
+    (14, include_str!("../migrations/sqlite/0014_refunds.sql")),
 ];
 
 /// (version, SQL) for PostgreSQL, in order.
@@ -38,6 +39,7 @@ pub const POSTGRES: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/postgres/0013_rate_limits.sql"),
     ),
+    (14, include_str!("../migrations/postgres/0014_refunds.sql")),
 ];
 
 /// Creates the bookkeeping table; same statement on both backends.

@@ -10,7 +10,8 @@
 //! HTML. Neither calls the other.
 //!
 //! Operations here so far: API keys ([`keys`]), members ([`members`]), orgs ([`orgs`]),
-//! balance and history ([`balance`]), top-ups and auto-reload ([`payments`]).
+//! balance and history ([`balance`]), top-ups and auto-reload ([`payments`]), refunds by the
+//! operator ([`refunds`]).
 
 pub mod actor;
 pub mod balance;
@@ -23,6 +24,7 @@ pub mod metering;
 pub mod orgs;
 pub mod payments;
 pub mod rate_limit;
+pub mod refunds;
 
 use creditgate_domain::member::{self, Action};
 use creditgate_store::api::Org;

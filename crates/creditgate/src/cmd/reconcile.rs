@@ -1,6 +1,7 @@
 //! `creditgate reconcile`: every succeeded payment at the provider beside its ledger credit,
 //! for a period, and every difference: a payment without a credit, a credit without a
-//! payment, an amount that differs.
+//! payment, an amount that differs. Then the same for refunds ([`refunds`]): our refunds,
+//! the ledger's refund transfers and the provider's refunds.
 //!
 //! A payment near the period's edge may be credited just across it, so both sides are read
 //! over the period widened by [`EDGE_SLACK_MS`] on each side, and only differences about
@@ -12,6 +13,8 @@ use creditgate_store::{Store, StoreConfig};
 
 use creditgate::config::Config;
 use creditgate::providers::{Provider, ProviderPayment};
+
+pub mod refunds;
 
 /// How far beyond the period both sides are read.
 pub const EDGE_SLACK_MS: i64 = 24 * 60 * 60 * 1000;
@@ -46,6 +49,8 @@ pub enum Difference {
         /// How much.
         amount: Amount,
     },
+    /// A difference about refunds.
+    Refund(refunds::RefundDifference),
     /// Both exist with different amounts.
     AmountMismatch {
         /// Our payment.
@@ -74,6 +79,7 @@ impl std::fmt::Display for Difference {
                 transfer_id,
                 amount,
             } => write!(f, "credit without payment: {transfer_id} {amount}"),
+            Difference::Refund(difference) => write!(f, "{difference}"),
             Difference::AmountMismatch {
                 payment_id,
                 provider_cents,
@@ -143,6 +149,8 @@ pub struct Report {
     pub payments: usize,
     /// Ledger credits from payments in the period.
     pub credits: usize,
+    /// The refunds side.
+    pub refunds: refunds::RefundsReport,
     /// The differences.
     pub differences: Vec<Difference>,
 }
@@ -152,7 +160,59 @@ pub async fn run(config: &Config, from: Timestamp, to: Timestamp) -> anyhow::Res
     let store = Store::open(&StoreConfig::new(config.database_url())).await?;
     let provider = Provider::from_config(config).map_err(anyhow::Error::msg)?;
     let (wide_from, wide_to) = (from.plus_ms(-EDGE_SLACK_MS), to.plus_ms(EDGE_SLACK_MS));
-    let at_provider: Vec<(ProviderPayment, Timestamp)> = match &provider {
+    let at_provider = provider_payments(&store, &provider, (wide_from, wide_to), from).await?;
+    let within = |at: Timestamp| at >= from && at < to;
+    let provider_payments: Vec<(ProviderPayment, bool)> = at_provider
+        .into_iter()
+        .map(|(payment, at)| (payment, within(at)))
+        .collect();
+    let mut credits = Vec::new();
+    for (transfer_id, org_id, amount) in store.payment_credits_between(wide_from, wide_to).await? {
+        let payment_id = transfer_id.trim_start_matches("txn_");
+        let at = store
+            .payment(payment_id)
+            .await?
+            .map(|p| p.created_at)
+            .unwrap_or(from);
+        credits.push((
+            Credit {
+                transfer_id,
+                org_id,
+                amount,
+            },
+            within(at),
+        ));
+    }
+    let mut differences = compare(&provider_payments, &credits);
+    let refunds = refunds::run(
+        &store,
+        &provider,
+        &provider_payments,
+        (from, to),
+        (wide_from, wide_to),
+    )
+    .await?;
+    differences.extend(refunds.differences.iter().cloned().map(Difference::Refund));
+    Ok(Report {
+        payments: provider_payments
+            .iter()
+            .filter(|(_, inside)| *inside)
+            .count(),
+        credits: credits.iter().filter(|(_, inside)| *inside).count(),
+        refunds,
+        differences,
+    })
+}
+
+/// The provider's succeeded payments over `[wide_from, wide_to)`, each with when our
+/// payment was made (`from` when it names none of ours).
+async fn provider_payments(
+    store: &Store,
+    provider: &Provider,
+    (wide_from, wide_to): (Timestamp, Timestamp),
+    from: Timestamp,
+) -> anyhow::Result<Vec<(ProviderPayment, Timestamp)>> {
+    Ok(match provider {
         Provider::Sandbox => store
             .sandbox_charges_between(wide_from, wide_to)
             .await?
@@ -183,34 +243,6 @@ pub async fn run(config: &Config, from: Timestamp, to: Timestamp) -> anyhow::Res
             }
             with_times
         }
-    };
-    let within = |at: Timestamp| at >= from && at < to;
-    let provider: Vec<(ProviderPayment, bool)> = at_provider
-        .into_iter()
-        .map(|(payment, at)| (payment, within(at)))
-        .collect();
-    let mut credits = Vec::new();
-    for (transfer_id, org_id, amount) in store.payment_credits_between(wide_from, wide_to).await? {
-        let payment_id = transfer_id.trim_start_matches("txn_");
-        let at = store
-            .payment(payment_id)
-            .await?
-            .map(|p| p.created_at)
-            .unwrap_or(from);
-        credits.push((
-            Credit {
-                transfer_id,
-                org_id,
-                amount,
-            },
-            within(at),
-        ));
-    }
-    let differences = compare(&provider, &credits);
-    Ok(Report {
-        payments: provider.iter().filter(|(_, inside)| *inside).count(),
-        credits: credits.iter().filter(|(_, inside)| *inside).count(),
-        differences,
     })
 }
 

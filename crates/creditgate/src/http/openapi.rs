@@ -9,8 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api::{
-    credits, holds, keys, members, notices, orgs, payments, prices, recoveries, system, usage,
-    webhooks,
+    credits, holds, keys, members, notices, orgs, payments, prices, recoveries, refunds, system,
+    usage, webhooks,
 };
 use super::proxy;
 use crate::state::AppState;
@@ -86,6 +86,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::create_top_up))
         .routes(routes!(payments::list_payments))
         .routes(routes!(payments::get_payment))
+        .routes(routes!(refunds::create_refund, refunds::list_refunds))
         .routes(routes!(
             payments::get_auto_reload,
             payments::put_auto_reload

@@ -6,6 +6,7 @@
 pub mod mail;
 pub mod sandbox;
 pub mod stripe;
+pub mod stripe_refunds;
 
 use creditgate_domain::reload::{FailurePolicy, PaymentLimits};
 use creditgate_domain::Amount;
@@ -73,6 +74,24 @@ pub enum ChargeOutcome {
         /// The provider's object, if one was made.
         provider_ref: Option<String>,
         /// A stable code (`card_declined`, `insufficient_funds`, …).
+        code: String,
+        /// For people.
+        message: String,
+    },
+}
+
+/// What a refund came to at the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The money went back (or is on its way: Stripe's `pending` is as good as done for us,
+    /// it is not undone by the customer).
+    Succeeded {
+        /// The provider's refund object.
+        provider_ref: String,
+    },
+    /// Refused: nothing went back.
+    Refused {
+        /// A stable code.
         code: String,
         /// For people.
         message: String,

@@ -1,10 +1,11 @@
 //! The sandbox provider (the embedded default): Stripe's test-card behaviours without a
 //! network. Its charges are kept in its own table (`sandbox_charges`, one per payment: its
-//! idempotency), which is what reconciliation reads for it.
+//! idempotency), which is what reconciliation reads for it; its refunds likewise
+//! (`sandbox_refunds`, one per refund id).
 
-use creditgate_store::api::{Payment, SandboxCharge};
+use creditgate_store::api::{Payment, Refund, SandboxCharge};
 
-use super::{ChargeOutcome, ProviderError};
+use super::{ChargeOutcome, ProviderError, RefundOutcome};
 use crate::state::AppState;
 
 /// What charging a test card does.
@@ -141,6 +142,46 @@ pub async fn find(
                 ));
         outcome(&charge, behaviour)
     }))
+}
+
+/// Refunds `refund` of its payment's sandbox charge, once per refund id: a repeat answers
+/// the first refund. A payment without a succeeded sandbox charge is refused.
+pub async fn refund(state: &AppState, refund: &Refund) -> Result<RefundOutcome, ProviderError> {
+    let store = state.store();
+    let unreachable = |e: creditgate_store::StoreError| ProviderError::Unreachable(e.to_string());
+    let charge = store
+        .sandbox_charge(&refund.payment_id)
+        .await
+        .map_err(unreachable)?
+        .filter(|charge| charge.status == "succeeded");
+    let Some(charge) = charge else {
+        return Ok(RefundOutcome::Refused {
+            code: "charge_not_refundable".into(),
+            message: "The sandbox has no succeeded charge for this payment.".into(),
+        });
+    };
+    let id = format!("re_sandbox_{}", refund.id.trim_start_matches("rfd_"));
+    // Like Stripe, never more than the charge: the other refunds' total and this one.
+    let others = store
+        .sandbox_refunds(&charge.id)
+        .await
+        .map_err(unreachable)?
+        .into_iter()
+        .filter(|(other, _)| *other != id)
+        .try_fold(refund.amount, |total, (_, amount)| {
+            total.checked_add(amount)
+        });
+    if others.is_none_or(|total| total > charge.amount) {
+        return Ok(RefundOutcome::Refused {
+            code: "amount_too_large".into(),
+            message: "The refunds would exceed the charge.".into(),
+        });
+    }
+    let provider_ref = store
+        .sandbox_refund_once(&id, &refund.id, &charge.id, refund.amount, state.now())
+        .await
+        .map_err(unreachable)?;
+    Ok(RefundOutcome::Succeeded { provider_ref })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{de::DeserializeOwned, Deserialize};
 use sha2::Sha256;
 
 use super::{ChargeOutcome, ProviderError, ProviderPayment};
@@ -80,10 +80,10 @@ struct Created {
 }
 
 #[derive(Deserialize)]
-struct List<T> {
-    data: Vec<T>,
+pub(super) struct List<T> {
+    pub(super) data: Vec<T>,
     #[serde(default)]
-    has_more: bool,
+    pub(super) has_more: bool,
 }
 
 /// A card PaymentMethod, as much as we read.
@@ -134,7 +134,7 @@ impl Client {
         })
     }
 
-    async fn post<T: for<'de> Deserialize<'de>>(
+    pub(super) async fn post<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
         idempotency_key: &str,
@@ -153,7 +153,7 @@ impl Client {
         read(response).await
     }
 
-    async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ProviderError> {
+    pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -409,7 +409,7 @@ fn card_label(card: Option<&Card>) -> String {
 }
 
 /// Ids go into paths; anything but id characters is refused by percent-encoding it.
-fn path_part(id: &str) -> String {
+pub(super) fn path_part(id: &str) -> String {
     form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 

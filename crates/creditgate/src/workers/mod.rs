@@ -75,6 +75,9 @@ pub(crate) async fn payments_loop(state: &AppState, shutdown: &CancellationToken
         if let Err(error) = crate::app::charges::run_once(state, state.now()).await {
             tracing::warn!(%error, "payments step failed; the next one retries");
         }
+        if let Err(error) = crate::app::refunds::run_once(state, state.now()).await {
+            tracing::warn!(%error, "refunds step failed; the next one retries");
+        }
     }
 }
 

@@ -262,11 +262,11 @@ fn row_time(kind: NoticeKind) -> RowTime {
 }
 
 /// Whether the notice's transfer is a receipt number the email shows (a credits-expiring
-/// notice names its grant there instead).
+/// notice names its grant there instead; a refund's receipt is its refund transfer).
 fn has_receipt(kind: NoticeKind) -> bool {
     matches!(
         kind,
-        NoticeKind::CreditsAdded | NoticeKind::AutoReloadCharged
+        NoticeKind::CreditsAdded | NoticeKind::AutoReloadCharged | NoticeKind::RefundIssued
     )
 }
 

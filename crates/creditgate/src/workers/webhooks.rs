@@ -61,7 +61,8 @@ fn access_state(kind: NoticeKind, level: u32) -> Option<AccessState> {
         | NoticeKind::PaymentActionRequired
         | NoticeKind::CreditsExpiring
         | NoticeKind::MemberSignIn
-        | NoticeKind::MemberInvited => None,
+        | NoticeKind::MemberInvited
+        | NoticeKind::RefundIssued => None,
     }
 }
 

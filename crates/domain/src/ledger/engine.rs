@@ -6,6 +6,7 @@
 
 use super::checks::*;
 use super::execute::*;
+use super::operation::*;
 use super::result::{Outcome, Receipt, Rejection, Status};
 use super::state::LedgerState;
 use super::types::*;
@@ -30,7 +31,66 @@ pub fn apply(state: &mut LedgerState, operation: &Operation, now: Timestamp) -> 
             Close::Expire,
         ),
         Operation::ExpireGrant(request) => expire_grant(state, request, now),
+        Operation::Refund(request) => refund(state, request, now),
     }
+}
+
+fn refund(state: &mut LedgerState, request: &RefundRequest, now: Timestamp) -> Outcome {
+    check_id(request.id.as_str())?;
+    check_reference(&request.reference)?;
+    check_positive(request.amount)?;
+    check_different(&request.debit_account_id, &request.credit_account_id)?;
+    if let Some(existing) = state.transfer(&request.id) {
+        let same = existing.kind == TransferKind::Refund
+            && existing.hold_id.is_none()
+            && existing.debit_account_id == request.debit_account_id
+            && existing.credit_account_id == request.credit_account_id
+            && existing.amount == request.amount
+            && existing.reference == request.reference;
+        return exists(existing, same);
+    }
+    if state.closed_hold(&request.id).is_some() {
+        return Err(Rejection::ExistsWithDifferentFields);
+    }
+    let (debit, credit) =
+        find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
+    if debit.kind != AccountKind::OrgCredit {
+        return Err(Rejection::GrantNotFound);
+    }
+    check_credit(credit, request.amount)?;
+    let unspent = state
+        .grant(&request.debit_account_id, &request.grant_id)
+        .map_or(Amount::ZERO, Grant::spendable);
+    if request.amount > unspent {
+        return Err(Rejection::RefundExceedsUnspent);
+    }
+    check_debit(debit, request.amount, Amount::ZERO, None)?;
+
+    consume_grant(
+        state,
+        &request.debit_account_id,
+        &request.grant_id,
+        request.amount,
+    );
+    let movement = Movement {
+        id: &request.id,
+        debit: &request.debit_account_id,
+        credit: &request.credit_account_id,
+        amount: request.amount,
+        kind: TransferKind::Refund,
+        reference: &request.reference,
+        hold_id: None,
+    };
+    // The grant was consumed above; nothing more is taken in consumption order.
+    let transfer = post(
+        state,
+        movement,
+        Amount::ZERO,
+        GrantTerms::default(),
+        Amount::ZERO,
+        now,
+    );
+    Ok(created(Some(transfer), None))
 }
 
 fn transfer(state: &mut LedgerState, request: &TransferRequest, now: Timestamp) -> Outcome {

@@ -81,6 +81,21 @@ pub(super) fn consume(state: &mut LedgerState, account_id: &AccountId, amount: A
     }
 }
 
+/// Takes `amount` from one grant (a refund of the payment that opened it); the checks
+/// established that it can spend that much.
+pub(super) fn consume_grant(
+    state: &mut LedgerState,
+    account_id: &AccountId,
+    grant_id: &GrantId,
+    amount: Amount,
+) {
+    let grant = state.grant_mut(account_id, grant_id);
+    grant.consumed = grant
+        .consumed
+        .checked_add(amount)
+        .expect("within spendable");
+}
+
 /// Reserves `amount` on the account's spendable grants in consumption order; answers where
 /// it sits and the part no grant could cover.
 pub(super) fn allocate(

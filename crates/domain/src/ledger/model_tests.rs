@@ -247,6 +247,8 @@ impl Model {
             Operation::VoidHold(request) => next.void_hold(request, now),
             Operation::ExpireHold(request) => next.expire_hold(request, now),
             Operation::ExpireGrant(request) => next.expire_grant(request, now),
+            // Refunds are covered by the table tests (tests.rs); the generator makes none.
+            Operation::Refund(_) => unreachable!("the model does not generate refunds"),
         };
         if verdict == Ok(Status::Created) {
             *self = next;
@@ -1069,6 +1071,7 @@ fn changed(operation: &Operation, change: u8) -> Operation {
             request.hold_id = HoldId::new(format!("{}x", request.hold_id));
         }
         Operation::ExpireGrant(request) => request.account_id = other_org(&request.account_id),
+        Operation::Refund(request) => request.amount = bump(request.amount),
     }
     operation
 }
@@ -1094,6 +1097,8 @@ fn malformed(mut operation: Operation, change: u8) -> Operation {
         Operation::VoidHold(request) => request.id = TransferId::new(text),
         Operation::ExpireHold(request) => request.hold_id = HoldId::new(text),
         Operation::ExpireGrant(request) => request.grant_id = GrantId::new(text),
+        Operation::Refund(request) if reference => request.reference = text,
+        Operation::Refund(request) => request.id = TransferId::new(text),
     }
     operation
 }
@@ -1131,6 +1136,13 @@ fn describe(operation: &Operation) -> String {
         Operation::VoidHold(r) => format!("void {} {}", r.id, r.hold_id),
         Operation::ExpireHold(r) => format!("expire_hold {}", r.hold_id),
         Operation::ExpireGrant(r) => format!("expire_grant {} {}", r.account_id, r.grant_id),
+        Operation::Refund(r) => format!(
+            "refund {} {} grant={} {}",
+            r.id,
+            r.debit_account_id,
+            r.grant_id,
+            r.amount.micros()
+        ),
     }
 }
 

@@ -98,6 +98,10 @@ pub enum Rejection {
     #[error("amount would overflow a balance")]
     /// A balance would leave the `i64` range.
     AmountOverflow,
+    #[error("the refund exceeds the unspent credits of the payment")]
+    /// A refund asks for more than its grant can still spend (consumed, reserved by open
+    /// holds, expired or not loaded because nothing is left).
+    RefundExceedsUnspent,
     #[error("insufficient funds")]
     /// The debit would take the available balance below the floor.
     InsufficientFunds,
@@ -131,6 +135,7 @@ impl Rejection {
             Rejection::GrantNotFound => "grant_not_found",
             Rejection::GrantNotExpired => "grant_not_expired",
             Rejection::AmountOverflow => "amount_overflow",
+            Rejection::RefundExceedsUnspent => "refund_exceeds_unspent",
             Rejection::InsufficientFunds => "insufficient_funds",
         }
     }

@@ -26,7 +26,7 @@ const EXPIRED: &str = "acct_op_expired_credits";
 const LARGEST: &str = "9223372036854.775807";
 
 /// Every rejection, in precedence order.
-const REJECTIONS: [Rejection; 25] = [
+const REJECTIONS: [Rejection; 26] = [
     Rejection::IdMustNotBeEmpty,
     Rejection::IdTooLong,
     Rejection::IdInvalidCharacter,
@@ -51,6 +51,7 @@ const REJECTIONS: [Rejection; 25] = [
     Rejection::GrantNotFound,
     Rejection::GrantNotExpired,
     Rejection::AmountOverflow,
+    Rejection::RefundExceedsUnspent,
     Rejection::InsufficientFunds,
 ];
 
@@ -82,6 +83,7 @@ fn _every_rejection_is_listed(rejection: Rejection) {
         | GrantNotFound
         | GrantNotExpired
         | AmountOverflow
+        | RefundExceedsUnspent
         | InsufficientFunds => {}
     }
 }
@@ -265,6 +267,7 @@ fn key(operation: &Operation) -> String {
         Operation::VoidHold(request) => request.id.to_string(),
         Operation::ExpireHold(request) => request.operation_id().to_string(),
         Operation::ExpireGrant(request) => request.operation_id().to_string(),
+        Operation::Refund(request) => request.id.to_string(),
     }
 }
 
@@ -373,6 +376,18 @@ fn expire_grant(account: &str, grant: &str) -> Operation {
     })
 }
 
+/// A refund of `amount` from `account`'s grant `grant` back to payments received.
+fn refund(id: &str, account: &str, grant: &str, amount: &str) -> Operation {
+    Operation::Refund(RefundRequest {
+        id: TransferId::new(id),
+        debit_account_id: AccountId::new(account),
+        credit_account_id: AccountId::new(PAYMENTS),
+        grant_id: GrantId::new(grant),
+        amount: money(amount),
+        reference: String::new(),
+    })
+}
+
 fn kind(operation: Operation, kind: TransferKind) -> Operation {
     let Operation::Transfer(request) = operation else {
         panic!("only plain transfers have a kind");
@@ -454,6 +469,7 @@ fn every_result_code_in_precedence_order() {
         1000, expire_grant(A, "t1") => "grant_not_expired";
         1000, purchase("t3", B, "1") => "created";
         1000, transfer("t4", A, B, LARGEST) => "amount_overflow";
+        1000, refund("t4", A, "t1", "10.000001") => "refund_exceeds_unspent";
         1000, transfer("t4", A, REVENUE, "9.000001") => "insufficient_funds";
     ];
     let listed: BTreeSet<&str> = table.iter().map(|row| row.2).collect();
@@ -979,4 +995,40 @@ fn bug_usage_while_fully_reserved_stays_unbacked_after_release() {
     ledger.expect_balance(A, ["0", "0", "0", "3"]);
     ledger.expect_unbacked(A, "0");
     ledger.expect_grant(A, "g1", ["3", "0", "7"]);
+}
+
+#[test]
+fn refunds_take_only_the_unspent_credits_of_their_grant() {
+    let table: Vec<Row> = rows![
+        0, purchase("pay1", A, "10") => "created";
+        1, purchase("pay2", A, "5") => "created";
+        // pay1 is consumed first (oldest): 4 used, 6 left; a hold reserves 1 more of it.
+        2, usage("u1", A, "4") => "created";
+        3, hold("h1", A, "1", 1000) => "created";
+        // Only pay1's own unspent 5 can go back, whatever pay2 still holds.
+        4, refund("r1", A, "pay1", "5.000001") => "refund_exceeds_unspent";
+        4, refund("r1", A, "pay1", "0") => "amount_must_be_positive";
+        4, refund("r1", A, "nope", "1") => "refund_exceeds_unspent";
+        4, refund("r1", REVENUE, "pay1", "1") => "grant_not_found";
+        4, refund("r1", A, "pay1", "3") => "created";
+        5, refund("r1", A, "pay1", "3") => "exists";
+        5, refund("r1", A, "pay1", "2") => "exists_with_different_fields";
+        5, refund("u1", A, "pay1", "1") => "exists_with_different_fields";
+        6, refund("r2", A, "pay1", "2.000001") => "refund_exceeds_unspent";
+        6, refund("r2", A, "pay1", "2") => "created";
+        7, refund("r3", A, "pay1", "0.000001") => "refund_exceeds_unspent";
+        // The hold's release makes its part of pay1 unspent again.
+        8, void("v1", "h1") => "created";
+        9, refund("r3", A, "pay1", "1") => "created";
+        9, refund("r4", A, "pay2", "5") => "created";
+        9, refund("r5", A, "pay2", "0.000001") => "refund_exceeds_unspent";
+    ];
+    let mut ledger = Ledger::new();
+    ledger.run(&table);
+    ledger.expect_grant(A, "pay1", ["10", "0", "0"]);
+    ledger.expect_grant(A, "pay2", ["5", "0", "0"]);
+    ledger.expect_balance(A, ["0", "0", "0", "0"]);
+    ledger.expect_transfer("r1", ["3", "8", "-12", "0"]);
+    assert_eq!(ledger.transfer("r1").kind, TransferKind::Refund);
+    assert_eq!(ledger.account(PAYMENTS).posted, money("-4"));
 }

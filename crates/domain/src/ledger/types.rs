@@ -539,36 +539,3 @@ pub struct ExpireGrantRequest {
     /// The grant to expire.
     pub grant_id: GrantId,
 }
-
-/// Every balance-changing operation. All go through [`crate::ledger::apply`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Operation {
-    /// Move money between two accounts.
-    Transfer(TransferRequest),
-    /// Record usage that already happened.
-    RecordUsage(UsageRequest),
-    /// Reserve credits for an in-flight request.
-    PlaceHold(PlaceHoldRequest),
-    /// Charge a hold and release the rest.
-    SettleHold(SettleHoldRequest),
-    /// Release a hold without charging.
-    VoidHold(VoidHoldRequest),
-    /// Close a hold whose TTL has passed (expiry worker only).
-    ExpireHold(ExpireHoldRequest),
-    /// Expire a due grant's remainder (expiry worker only).
-    ExpireGrant(ExpireGrantRequest),
-}
-
-impl ExpireHoldRequest {
-    /// The id under which a hold's expiry is recorded: one per hold, so it happens once.
-    pub fn operation_id(&self) -> TransferId {
-        TransferId::new(format!("{}:expiry", self.hold_id))
-    }
-}
-
-impl ExpireGrantRequest {
-    /// The id of the expiry transfer of a grant: one per grant, so it happens once.
-    pub fn operation_id(&self) -> TransferId {
-        TransferId::new(format!("{}:expiry", self.grant_id))
-    }
-}

@@ -11,6 +11,7 @@ use super::layout::{api_name, format_money, format_utc, one_line, render_html, r
 use super::member_emails::{member_invited, member_sign_in};
 use super::payment_emails::{
     auto_reload_charged, auto_reload_disabled, auto_reload_failed, payment_action_required,
+    refund_issued,
 };
 use super::NoticeKind;
 use crate::money::Amount;
@@ -136,6 +137,7 @@ fn compose(kind: NoticeKind, context: &EmailContext) -> Message {
         NoticeKind::CreditsExpiring => credits_expiring(&common),
         NoticeKind::MemberSignIn => member_sign_in(&common),
         NoticeKind::MemberInvited => member_invited(&common),
+        NoticeKind::RefundIssued => refund_issued(&common),
     }
 }
 

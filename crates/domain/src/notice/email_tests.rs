@@ -169,6 +169,14 @@ fn required_content() {
                 assert!(email.html.contains(">Accept the invitation</a>"));
                 assert!(!text.contains(billing), "links to the sign-in only");
             }
+            NoticeKind::RefundIssued => {
+                assert!(text.contains("$12.50 was refunded to the card"));
+                assert!(lines.contains(&"Reason: Bought twice by mistake"));
+                assert!(lines.contains(&"Refunded: $12.50"));
+                assert!(lines.contains(&"Receipt number: txn_rfd_5e0a7c13"));
+                assert!(lines.contains(&"Available balance: $7.50"));
+                assert!(email.html.contains(">Open the Billing page</a>"));
+            }
         }
     }
 }

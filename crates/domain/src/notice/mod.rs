@@ -85,11 +85,14 @@ pub enum NoticeKind {
     MemberSignIn,
     /// A member was added to an org, with a link to sign in (for that member only).
     MemberInvited,
+    /// The operator refunded (part of) a payment: its unspent credits were taken back and
+    /// the money returned to the card. The receipt.
+    RefundIssued,
 }
 
 impl NoticeKind {
     /// Every kind.
-    pub const ALL: [NoticeKind; 12] = [
+    pub const ALL: [NoticeKind; 13] = [
         NoticeKind::AccessTurnedOff,
         NoticeKind::AccessRestored,
         NoticeKind::BalanceLow,
@@ -102,6 +105,7 @@ impl NoticeKind {
         NoticeKind::CreditsExpiring,
         NoticeKind::MemberSignIn,
         NoticeKind::MemberInvited,
+        NoticeKind::RefundIssued,
     ];
 
     /// The kind's stable name: the webhook event name and the outbox's kind column.
@@ -119,6 +123,7 @@ impl NoticeKind {
             NoticeKind::CreditsExpiring => "credits.expiring",
             NoticeKind::MemberSignIn => "member.sign_in",
             NoticeKind::MemberInvited => "member.invited",
+            NoticeKind::RefundIssued => "refund.issued",
         }
     }
 

@@ -1,6 +1,6 @@
 //! The payment emails: the receipt for an auto-reload charge, an auto-reload charge that
 //! failed, auto-reload turned off after repeated failures, and a payment waiting for the
-//! card holder's confirmation.
+//! card holder's confirmation, and the receipt of a refund.
 
 use super::email::{when_credits_run_out, Block, Common, Message};
 use super::layout::format_utc;
@@ -157,4 +157,41 @@ fn web_url(url: &str) -> Option<&str> {
     });
     let one_word = !url.chars().any(|c| c.is_whitespace() || c.is_control());
     (web && one_word).then_some(url)
+}
+
+pub(super) fn refund_issued(common: &Common) -> Message {
+    let Common { product, org, .. } = common;
+    let refunded = common.context.amount.map(|amount| common.money(amount));
+    let (subject, what) = match &refunded {
+        Some(refunded) => (
+            format!("Receipt: {refunded} of {product} credits refunded"),
+            format!("{refunded} was"),
+        ),
+        None => (
+            format!("Receipt: {product} credits refunded"),
+            "A payment was".to_owned(),
+        ),
+    };
+    let mut blocks = vec![Block::Paragraph(format!(
+        "{what} refunded to the card that paid for credits of {org} on {product}. The \
+         refunded credits were taken from the balance; credits already used are not refunded."
+    ))];
+    blocks.extend(
+        common
+            .failure_reason()
+            .map(|reason| Block::Paragraph(format!("Reason: {reason}"))),
+    );
+    blocks.extend(refunded.map(|value| Block::Figure {
+        label: "Refunded",
+        value,
+    }));
+    blocks.extend(common.receipt());
+    blocks.push(common.balance());
+    blocks.push(Block::Action {
+        lead: "See your balance and history on the Billing page".to_owned(),
+        button: "Open the Billing page",
+        url: common.billing_url.clone(),
+    });
+    blocks.push(common.help());
+    common.message(subject, "Refund issued", blocks)
 }

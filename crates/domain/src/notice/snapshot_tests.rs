@@ -49,7 +49,7 @@ pub(super) const CONFIRM_URL: &str =
     "https://pay.example/authenticate/pi_3QxYz8K2eZvKYlo2C?client=email&step=1";
 
 /// The emails the snapshots hold: one of each kind.
-pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 12] {
+pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 13] {
     let turned_off = EmailContext {
         available: Amount::ZERO,
         ..context()
@@ -117,6 +117,13 @@ pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 12] {
         expires_at: Some(expiry()),
         ..context()
     };
+    let refunded = EmailContext {
+        available: amount("7.50"),
+        amount: Some(amount("12.50")),
+        receipt_id: Some("txn_rfd_5e0a7c13"),
+        failure_reason: Some("Bought twice by mistake"),
+        ..context()
+    };
     [
         (
             NoticeKind::AccessTurnedOff,
@@ -178,6 +185,11 @@ pub(super) fn examples() -> [(NoticeKind, &'static str, Email); 12] {
             "member_invited",
             render(NoticeKind::MemberInvited, &invited),
         ),
+        (
+            NoticeKind::RefundIssued,
+            "refund_issued",
+            render(NoticeKind::RefundIssued, &refunded),
+        ),
     ]
 }
 
@@ -199,6 +211,7 @@ fn subjects_are_exact() {
             "$20.00 of your Acme AI credits expire on 2026-11-24",
             "Your sign-in link for Acme AI billing",
             "You're invited to Initech on Acme AI",
+            "Receipt: $12.50 of Acme AI credits refunded",
         ]
     );
     // A product name cannot break the header.

@@ -31,6 +31,7 @@ fn names_round_trip() {
             "credits.expiring",
             "member.sign_in",
             "member.invited",
+            "refund.issued",
         ]
     );
     let for_member: Vec<NoticeKind> = NoticeKind::ALL

@@ -253,17 +253,7 @@ pub(crate) async fn tell_turned_off_after_reload(
     reason: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let lock = format!(
-        "SELECT posted - reserved FROM accounts WHERE id = $1{}",
-        tx.for_update()
-    );
-    let Some(available) = tx
-        .query(&lock, &values![org_id])
-        .await?
-        .first()
-        .map(|row| row.amount(0))
-        .transpose()?
-    else {
+    let Some(available) = super::orgs::available(tx, org_id, true).await? else {
         return Ok(());
     };
     let Some(stored) = stored_access(tx, org_id).await? else {

@@ -15,6 +15,7 @@ mod payments;
 mod prices;
 mod proxy;
 mod reads;
+mod refunds;
 mod settings;
 mod webhooks;
 
@@ -32,6 +33,7 @@ pub use payments::{
 };
 pub use proxy::ProxyRecovery;
 pub use reads::{Spend, UsageGroup};
+pub use refunds::{Refund, RefundCreated, RefundState};
 pub use webhooks::delivery_id;
 
 /// An organization, as the API shows it.

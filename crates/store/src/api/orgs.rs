@@ -71,6 +71,22 @@ pub(super) fn rate_values(limits: &RateLimits) -> [Option<i64>; 3] {
     ]
 }
 
+/// The org's available balance (posted − reserved), `None` when it has no account; with
+/// `lock`, its account row is locked first (PostgreSQL `FOR UPDATE`), as the writer does.
+pub(crate) async fn available(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    lock: bool,
+) -> Result<Option<Amount>, StoreError> {
+    let lock = if lock { tx.for_update() } else { "" };
+    let sql = format!("SELECT posted - reserved FROM accounts WHERE id = $1{lock}");
+    tx.query(&sql, &values![org_id])
+        .await?
+        .first()
+        .map(|row| row.amount(0))
+        .transpose()
+}
+
 fn policy(org: &Org, cutoff_min: Amount) -> AccessPolicy {
     AccessPolicy {
         suspended: org.suspended,

@@ -1,4 +1,4 @@
-//! `creditgate credits grant|adjust`: the money-moving commands, each sent with an
+//! `creditgate credits grant|adjust|refund`: the money-moving commands, each sent with an
 //! idempotency key.
 
 use std::io::Write as _;
@@ -79,6 +79,26 @@ enum CreditsCommand {
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
     },
+    /// Refund a payment (a top-up or an auto-reload) from its unspent credits: the card is
+    /// refunded, then the credits leave the org's balance.
+    Refund(RefundArgs),
+}
+
+/// `creditgate credits refund …`
+#[derive(Args, Debug)]
+struct RefundArgs {
+    /// `pay_…`
+    payment_id: String,
+    /// How much, in whole cents, e.g. 12.50 [default: everything still unspent].
+    #[arg(long)]
+    amount: Option<String>,
+    /// Why (shown in the receipt email).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// Makes a retry safe: the same key never refunds twice [default: a new random key,
+    /// printed to stderr].
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
 }
 
 pub(super) async fn run_credits(args: CreditsArgs) -> Result<(), Failure> {
@@ -123,33 +143,85 @@ pub(super) async fn run_credits(args: CreditsArgs) -> Result<(), Failure> {
             amount,
             reason,
             idempotency_key: key,
-        } => {
-            let key = idempotency_key(key, "adjust");
-            let body = serde_json::json!({ "amount": amount, "reason": reason });
-            let answer = client
-                .send(
-                    Method::POST,
-                    &["v1", "orgs", &org_id, "adjustments"],
-                    &[],
-                    Some(body),
-                    Some(&key),
-                )
-                .await?;
-            let view = format!(
-                "Adjusted {org_id} by {}{}.\n{}",
-                if answer.body["direction"] == "debit" {
-                    "-"
-                } else {
-                    "+"
-                },
-                text(&answer.body["amount"]),
-                transfer_view(&answer.body)
-            );
-            (answer, view)
-        }
+        } => adjust(&client, &org_id, amount, reason, key).await?,
+        CreditsCommand::Refund(refund_args) => refund(&client, refund_args).await?,
     };
     show(&client, &answer, &view);
     Ok(())
+}
+
+async fn adjust(
+    client: &Client,
+    org_id: &str,
+    amount: String,
+    reason: String,
+    key: Option<String>,
+) -> Result<(super::client::Answer, String), Failure> {
+    let key = idempotency_key(key, "adjust");
+    let body = serde_json::json!({ "amount": amount, "reason": reason });
+    let answer = client
+        .send(
+            Method::POST,
+            &["v1", "orgs", org_id, "adjustments"],
+            &[],
+            Some(body),
+            Some(&key),
+        )
+        .await?;
+    let view = format!(
+        "Adjusted {org_id} by {}{}.\n{}",
+        if answer.body["direction"] == "debit" {
+            "-"
+        } else {
+            "+"
+        },
+        text(&answer.body["amount"]),
+        transfer_view(&answer.body)
+    );
+    Ok((answer, view))
+}
+
+async fn refund(
+    client: &Client,
+    args: RefundArgs,
+) -> Result<(super::client::Answer, String), Failure> {
+    let payment_id = args.payment_id.as_str();
+    let key = idempotency_key(args.idempotency_key, "refund");
+    let body = object(vec![
+        ("amount", args.amount.map(Value::from)),
+        ("reason", args.reason.map(Value::from)),
+    ]);
+    let answer = client
+        .send(
+            Method::POST,
+            &["v1", "payments", payment_id, "refunds"],
+            &[],
+            Some(body),
+            Some(&key),
+        )
+        .await?;
+    let view = format!(
+        "Refund of {} on {payment_id}: {}.\n{}",
+        text(&answer.body["amount"]),
+        text(&answer.body["state"]),
+        refund_view(&answer.body)
+    );
+    Ok((answer, view))
+}
+
+fn refund_view(refund: &Value) -> String {
+    fields(&[
+        ("refund", text(&refund["id"])),
+        ("payment", text(&refund["payment_id"])),
+        ("org", text(&refund["org_id"])),
+        ("state", text(&refund["state"])),
+        ("amount", text(&refund["amount"])),
+        ("reason", text(&refund["reason"])),
+        ("provider refund", text(&refund["provider_ref"])),
+        ("failure", text(&refund["failure_message"])),
+        ("transfer", text(&refund["transfer_id"])),
+        ("created", time(&refund["created_at"])),
+    ])
 }
 
 /// A fresh idempotency key, announced on stderr before anything is sent so that a request

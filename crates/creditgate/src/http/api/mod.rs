@@ -10,6 +10,7 @@ pub mod orgs;
 pub mod payments;
 pub mod prices;
 pub mod recoveries;
+pub mod refunds;
 pub mod system;
 pub mod usage;
 pub mod webhooks;

@@ -111,16 +111,9 @@ async fn notice(
     retry_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let available = tx
-        .query(
-            "SELECT posted - reserved FROM accounts WHERE id = $1",
-            &values![payment.org_id.as_str()],
-        )
+    let available = super::orgs::available(tx, &payment.org_id, false)
         .await?
-        .first()
-        .map(|row| row.int(0))
-        .transpose()?
-        .unwrap_or(0);
+        .map_or(0, Amount::micros);
 
     tx.execute(
         "INSERT INTO notices (id, kind, org_id, available, level, state, attempts,

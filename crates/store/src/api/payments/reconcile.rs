@@ -1,6 +1,6 @@
-//! Reconciliation reads: succeeded payments, the sandbox's succeeded charges and the
-//! ledger's payment credits in a time window, for `creditgate reconcile` to set beside the
-//! provider's own list.
+//! Reconciliation reads: succeeded payments, the sandbox's succeeded charges and refunds,
+//! and the ledger's payment credits and refund transfers in a time window, for `creditgate
+//! reconcile` to set beside the provider's own list.
 
 use creditgate_domain::{Amount, Timestamp};
 
@@ -61,6 +61,45 @@ impl Store {
                 "SELECT id, credit_account_id, amount FROM transfers
                  WHERE kind IN ('purchase', 'auto_reload') AND created_at >= $1 AND created_at < $2
                  ORDER BY seq",
+                &values![from.unix_ms(), to.unix_ms()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.text(0)?, row.text(1)?, row.amount(2)?)))
+            .collect()
+    }
+
+    /// Ledger refund transfers made in `[from, to)`: (transfer id, org, amount).
+    pub async fn refund_transfers_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, String, Amount)>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT id, debit_account_id, amount FROM transfers
+                 WHERE kind = 'refund' AND created_at >= $1 AND created_at < $2
+                 ORDER BY seq",
+                &values![from.unix_ms(), to.unix_ms()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.text(0)?, row.text(1)?, row.amount(2)?)))
+            .collect()
+    }
+
+    /// The sandbox's refunds made in `[from, to)`: (its id, our refund id, amount).
+    pub async fn sandbox_refunds_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, String, Amount)>, StoreError> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT id, refund_id, amount FROM sandbox_refunds
+                 WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at, id",
                 &values![from.unix_ms(), to.unix_ms()],
             )
             .await?;

@@ -168,16 +168,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<ReloadBegun, StoreError> {
         let mut tx = self.db().transaction().await?;
-        let lock = format!(
-            "SELECT posted - reserved FROM accounts WHERE id = $1{}",
-            tx.for_update()
-        );
-        let available = tx
-            .query(&lock, &values![org_id])
-            .await?
-            .first()
-            .map(|row| row.amount(0))
-            .transpose()?;
+        let available = super::super::orgs::available(&mut tx, org_id, true).await?;
         let select = format!(
             "SELECT {RELOAD_COLUMNS} FROM auto_reloads WHERE org_id = $1{}",
             tx.for_update()
