@@ -239,6 +239,30 @@ fn operator_commands_drive_the_api() {
     );
     assert_eq!(created.field("low thresholds"), "10.00, 2.50");
     assert_eq!(created.field("spend limit monthly"), "500.00");
+    assert_eq!(created.field("rate limits"), "none");
+    let limited = server
+        .cli(&[
+            "org",
+            "rate-limits",
+            &org,
+            "--requests-per-minute",
+            "600",
+            "--output-tokens-per-minute",
+            "90000",
+        ])
+        .ok();
+    assert_eq!(
+        limited.stdout.trim(),
+        format!("Org {org} rate limits: 600 requests, 90000 output tokens a minute.")
+    );
+    let zero = server
+        .cli(&["org", "rate-limits", &org, "--requests-per-minute", "0"])
+        .fails(1);
+    assert!(
+        zero.stderr.contains("rate_limits.requests_per_minute"),
+        "{}",
+        zero.stderr
+    );
 
     let beta = server
         .cli(&["org", "create", "--name", "Beta", "--floor", "-5", "--json"])
@@ -370,9 +394,12 @@ fn operator_commands_drive_the_api() {
             "ci",
             "--spend-limit-monthly",
             "50",
+            "--requests-per-minute",
+            "120",
         ])
         .ok();
     let key_id = key.field("id");
+    assert_eq!(key.field("rate limits"), "120 requests a minute");
     assert!(key_id.starts_with("key_"));
     assert!(
         key.stdout

@@ -5,6 +5,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{object, Client};
+use super::rate::{limits_text, RateFlags};
 use super::view::{fields, items, show, text, time, Align, Table};
 use super::{Connection, Failure};
 
@@ -29,6 +30,8 @@ enum KeyCommand {
         /// Monthly spend cap for calls made with this key.
         #[arg(long, value_name = "AMOUNT")]
         spend_limit_monthly: Option<String>,
+        #[command(flatten)]
+        rate: RateFlags,
     },
     /// List an org's keys, newest first (revoked ones included).
     List {
@@ -49,10 +52,12 @@ pub(super) async fn run_key(args: KeyArgs) -> Result<(), Failure> {
             org_id,
             name,
             spend_limit_monthly,
+            rate,
         } => {
             let body = object(vec![
                 ("name", name.map(Value::from)),
                 ("spend_limit_monthly", spend_limit_monthly.map(Value::from)),
+                ("rate_limits", rate.given()),
             ]);
             let answer = client
                 .send(
@@ -106,6 +111,7 @@ fn key_view(key: &Value) -> String {
         ("name", text(&key["name"])),
         ("prefix", text(&key["prefix"])),
         ("spend limit monthly", text(&key["spend_limit_monthly"])),
+        ("rate limits", limits_text(&key["rate_limits"])),
         ("status", key_status(key)),
         ("created", time(&key["created_at"])),
     ])

@@ -20,6 +20,7 @@ mod credits;
 mod key;
 mod org;
 mod price;
+mod rate;
 mod view;
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `creditgate org create|list|show|suspend|unsuspend`.
+//! `creditgate org create|list|show|rate-limits|suspend|unsuspend`.
 
 use std::fmt::Write as _;
 
@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{object, Answer, Client};
+use super::rate::{limits_text, RateFlags};
 use super::view::{fields, items, show, text, time, Align, Table};
 use super::{Connection, Failure};
 
@@ -38,6 +39,15 @@ enum OrgCommand {
         /// Monthly spend cap.
         #[arg(long, value_name = "AMOUNT")]
         spend_limit_monthly: Option<String>,
+        #[command(flatten)]
+        rate: RateFlags,
+    },
+    /// Set an org's rate limits, all three at once (a flag left out: no limit).
+    RateLimits {
+        /// `org_…`
+        org_id: String,
+        #[command(flatten)]
+        rate: RateFlags,
     },
     /// List orgs, in id order, one page at a time.
     List {
@@ -74,6 +84,7 @@ pub(super) async fn run_org(args: OrgArgs) -> Result<(), Failure> {
             low_thresholds,
             floor,
             spend_limit_monthly,
+            rate,
         } => {
             let body = object(vec![
                 ("name", Some(name.into())),
@@ -87,6 +98,7 @@ pub(super) async fn run_org(args: OrgArgs) -> Result<(), Failure> {
                 ),
                 ("floor", floor.map(Value::from)),
                 ("spend_limit_monthly", spend_limit_monthly.map(Value::from)),
+                ("rate_limits", rate.given()),
             ]);
             let answer = client
                 .send(Method::POST, &["v1", "orgs"], &[], Some(body), None)
@@ -116,6 +128,24 @@ pub(super) async fn run_org(args: OrgArgs) -> Result<(), Failure> {
         OrgCommand::Show { org_id } => {
             let answer = client.get(&["v1", "orgs", &org_id], &[]).await?;
             let view = org_view(&answer.body);
+            (answer, view)
+        }
+        OrgCommand::RateLimits { org_id, rate } => {
+            let body = serde_json::json!({ "rate_limits": rate.body() });
+            let answer = client
+                .send(
+                    Method::PATCH,
+                    &["v1", "orgs", &org_id],
+                    &[],
+                    Some(body),
+                    None,
+                )
+                .await?;
+            let view = format!(
+                "Org {} rate limits: {}.",
+                text(&answer.body["id"]),
+                limits_text(&answer.body["rate_limits"])
+            );
             (answer, view)
         }
         OrgCommand::Suspend { org_id } => set_suspended(&client, &org_id, true).await?,
@@ -159,6 +189,7 @@ fn org_view(org: &Value) -> String {
         ("floor", text(&org["floor"])),
         ("low thresholds", text(&org["low_thresholds"])),
         ("spend limit monthly", text(&org["spend_limit_monthly"])),
+        ("rate limits", limits_text(&org["rate_limits"])),
         ("billing emails", text(&org["billing_emails"])),
         ("created", time(&org["created_at"])),
     ])
