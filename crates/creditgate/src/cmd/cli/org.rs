@@ -130,29 +130,36 @@ pub(super) async fn run_org(args: OrgArgs) -> Result<(), Failure> {
             let view = org_view(&answer.body);
             (answer, view)
         }
-        OrgCommand::RateLimits { org_id, rate } => {
-            let body = serde_json::json!({ "rate_limits": rate.body() });
-            let answer = client
-                .send(
-                    Method::PATCH,
-                    &["v1", "orgs", &org_id],
-                    &[],
-                    Some(body),
-                    None,
-                )
-                .await?;
-            let view = format!(
-                "Org {} rate limits: {}.",
-                text(&answer.body["id"]),
-                limits_text(&answer.body["rate_limits"])
-            );
-            (answer, view)
-        }
+        OrgCommand::RateLimits { org_id, rate } => set_rate_limits(&client, &org_id, &rate).await?,
         OrgCommand::Suspend { org_id } => set_suspended(&client, &org_id, true).await?,
         OrgCommand::Unsuspend { org_id } => set_suspended(&client, &org_id, false).await?,
     };
     show(&client, &answer, &view);
     Ok(())
+}
+
+/// `PATCH /v1/orgs/{org_id}` with `rate_limits`.
+async fn set_rate_limits(
+    client: &Client,
+    org_id: &str,
+    rate: &RateFlags,
+) -> Result<(Answer, String), Failure> {
+    let body = serde_json::json!({ "rate_limits": rate.body() });
+    let answer = client
+        .send(
+            Method::PATCH,
+            &["v1", "orgs", org_id],
+            &[],
+            Some(body),
+            None,
+        )
+        .await?;
+    let view = format!(
+        "Org {} rate limits: {}.",
+        text(&answer.body["id"]),
+        limits_text(&answer.body["rate_limits"])
+    );
+    Ok((answer, view))
 }
 
 /// `PATCH /v1/orgs/{org_id}` with `suspended`.
