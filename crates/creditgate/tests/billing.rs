@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use api_support::{databases, spawn_app_with, As, TestApp};
 use creditgate_domain::member::{allows, Action, Role};
 use creditgate_domain::Timestamp;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// A browser without a browser: keeps cookies, never follows redirects.
@@ -346,6 +346,26 @@ async fn csrf_is_required_on_forms_and_session_writes() {
         assert!(
             !page.text.contains(&secret),
             "the secret is shown once only"
+        );
+        // The org's and each key's rate limits are on the page, in words.
+        assert!(page
+            .text
+            .contains("all keys together: <strong>none</strong>"));
+        let patched = app
+            .request(
+                &As::Operator,
+                Method::PATCH,
+                &format!("/v1/orgs/{org}"),
+                Some(json!({ "rate_limits": { "requests_per_minute": 600 } })),
+                &[],
+            )
+            .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+        let page = visitor.get(&keys).await;
+        assert!(
+            page.text.contains("<strong>600 requests a minute</strong>"),
+            "{}",
+            page.text
         );
 
         // The API with the session cookie: reads need no token, writes do.

@@ -45,6 +45,19 @@ impl RateLimits {
         }
     }
 
+    /// In words, for pages and the CLI: `60 requests, 8000 output tokens a minute`, or `none`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = Dimension::ALL
+            .iter()
+            .filter_map(|d| self.get(*d).map(|n| format!("{n} {}", d.noun())))
+            .collect();
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{} a minute", parts.join(", "))
+        }
+    }
+
     /// The first limit outside 1..=[`PER_MINUTE_MAX`], by its field name.
     pub fn invalid_field(&self) -> Option<&'static str> {
         Dimension::ALL
@@ -370,6 +383,13 @@ mod tests {
         };
         assert_eq!(huge.invalid_field(), Some("requests_per_minute"));
         assert_eq!(RateLimits::default().invalid_field(), None);
+        assert_eq!(RateLimits::default().describe(), "none");
+        let some = RateLimits {
+            requests_per_minute: Some(60),
+            output_tokens_per_minute: Some(8_000),
+            ..RateLimits::default()
+        };
+        assert_eq!(some.describe(), "60 requests, 8000 output tokens a minute");
         assert!(RateLimits::default().is_unlimited());
     }
 

@@ -2,6 +2,7 @@
 //! reads in a view.
 
 use clap::Args;
+use creditgate_domain::rate::RateLimits;
 use serde_json::{json, Value};
 
 /// Requests, input tokens and output tokens per minute (each absent: no limit).
@@ -39,19 +40,13 @@ impl RateFlags {
 
 /// `rate_limits` as a view reads it: `60 requests, 40000 input tokens a minute`, or `none`.
 pub(super) fn limits_text(limits: &Value) -> String {
-    let parts: Vec<String> = [
-        ("requests_per_minute", "requests"),
-        ("input_tokens_per_minute", "input tokens"),
-        ("output_tokens_per_minute", "output tokens"),
-    ]
-    .iter()
-    .filter_map(|(field, noun)| limits[field].as_u64().map(|n| format!("{n} {noun}")))
-    .collect();
-    if parts.is_empty() {
-        "none".to_owned()
-    } else {
-        format!("{} a minute", parts.join(", "))
+    let limit = |field: &str| limits[field].as_u64();
+    RateLimits {
+        requests_per_minute: limit("requests_per_minute"),
+        input_tokens_per_minute: limit("input_tokens_per_minute"),
+        output_tokens_per_minute: limit("output_tokens_per_minute"),
     }
+    .describe()
 }
 
 #[cfg(test)]

@@ -38,12 +38,17 @@ async fn keys_view(ctx: &Ctx, created: Option<(&str, &str)>, error: &str) -> Res
                 button type="submit" #create-key { "Create key" }
             }
         }
+        p #org-rate-limits {
+            "Rate limits of the organization, all keys together: "
+            strong { (ctx.org.rate_limits.describe()) } "."
+        }
         div.table-wrap {
             table #keys {
                 thead {
                     tr {
                         th scope="col" { "Name" }
                         th scope="col" { "Key" }
+                        th scope="col" { "Rate limits" }
                         th scope="col" { "Created (UTC)" }
                         th scope="col" { span.sr-only { "Actions" } }
                     }
@@ -53,6 +58,7 @@ async fn keys_view(ctx: &Ctx, created: Option<(&str, &str)>, error: &str) -> Res
                         tr {
                             td { (k.name) }
                             td { code { (k.prefix) "…" } }
+                            td { (k.rate_limits.describe()) }
                             td { (utc_date(k.created_at.unix_ms().div_euclid(1000))) }
                             td {
                                 @if k.revoked_at.is_some() {
