@@ -222,6 +222,8 @@ pub struct Config {
     pub sign_in_link_ttl_ms: u64,
     /// How long an invitation's sign-in link works (it works once).
     pub invite_link_ttl_ms: u64,
+    /// How long the "undo this charge" link of an auto-reload receipt works.
+    pub undo_window_ms: u64,
     /// Unused, unexpired sign-in links a member may have at once; asking for more sends none.
     pub sign_in_links_open_max: u32,
     /// How long a billing-page session lasts after sign-in.
@@ -299,6 +301,7 @@ impl Default for Config {
             consent_text_version: "2026-11".into(),
             sign_in_link_ttl_ms: 15 * 60_000,
             invite_link_ttl_ms: 7 * 24 * 3_600_000,
+            undo_window_ms: 24 * 3_600_000,
             sign_in_links_open_max: 5,
             session_ttl_ms: 12 * 3_600_000,
             credits_expiring_lead_ms: 7 * 24 * 3_600_000,

@@ -68,6 +68,13 @@ pub fn payment_credit(payment_id: &str) -> TransferId {
     TransferId::new(format!("txn_{payment_id}"))
 }
 
+/// The payment whose credit transfer is `transfer_id` (the inverse of [`payment_credit`]).
+pub fn payment_of_credit(transfer_id: &str) -> Option<&str> {
+    transfer_id
+        .strip_prefix("txn_")
+        .filter(|rest| rest.starts_with("pay_"))
+}
+
 /// The refund the operator (`scope`) asked for under key `key` of payment `payment_id`.
 pub fn refund(scope: &str, payment_id: &str, key: &str) -> String {
     derived("rfd", &[scope, "refund", payment_id, key])
@@ -76,6 +83,11 @@ pub fn refund(scope: &str, payment_id: &str, key: &str) -> String {
 /// The one ledger transfer a refund produces, once the provider gave the money back.
 pub fn refund_transfer(refund_id: &str) -> TransferId {
     TransferId::new(format!("txn_{refund_id}"))
+}
+
+/// The transfer that gives a refund's credits back when the provider refused it.
+pub fn refund_reversal(refund_id: &str) -> TransferId {
+    TransferId::new(format!("txn_rev_{refund_id}"))
 }
 
 /// The idempotency key the payment provider gets for refund `refund_id`.
@@ -146,6 +158,14 @@ pub fn webhook_delivery(notice_id: &str, endpoint_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_payment_credit_names_its_payment() {
+        let id = payment_credit("pay_01abc");
+        assert_eq!(payment_of_credit(id.as_str()), Some("pay_01abc"));
+        assert_eq!(payment_of_credit("txn_grant_1"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -29,6 +29,14 @@ pub fn secret_hash(key_hash_secret: &[u8], secret: &str) -> String {
 /// Longest key name.
 pub const KEY_NAME_LEN_MAX: usize = 100;
 
+/// Compares without an early exit, so the time taken says nothing about the token.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// A key to create.
 #[derive(Clone, Debug, Default)]
 pub struct NewKey {

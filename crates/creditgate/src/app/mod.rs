@@ -25,6 +25,7 @@ pub mod orgs;
 pub mod payments;
 pub mod rate_limit;
 pub mod refunds;
+pub mod undo;
 
 use creditgate_domain::member::{self, Action};
 use creditgate_store::api::Org;

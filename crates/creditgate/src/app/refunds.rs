@@ -5,18 +5,24 @@
 //! 1. a `refunds` row (`created`), its id derived from the `Idempotency-Key`, written with
 //!    the check against the unspent part of the payment's grant (`txn_<payment id>`) less
 //!    the refunds under way (`store::create_refund`);
-//! 2. `requesting`, then the provider (Stripe `POST /v1/refunds` with the PaymentIntent, the
-//!    amount in cents and an idempotency key derived from the refund id; the sandbox records
-//!    it in its own table). A refund found `requesting` again (a crash, a timeout) is first
-//!    looked for at the provider by its id, then asked for again under the same key;
-//! 3. on success, the ledger's refund transfer (`txn_<refund id>`, so exactly once),
-//!    consuming that payment's grant only (the ledger refuses more:
-//!    `refund_exceeds_unspent`); then the row `succeeded` with the receipt notice.
+//! 2. `requesting`, then the ledger's refund transfer (`txn_<refund id>`, so exactly once),
+//!    consuming that payment's grant only, before the provider is asked: credits spent since
+//!    the check make the ledger refuse (`refund_exceeds_unspent`), the refund ends `failed`
+//!    and no money goes back for them;
+//! 3. the provider (Stripe `POST /v1/refunds` with the PaymentIntent, the amount in cents and
+//!    an idempotency key derived from the refund id; the sandbox records it in its own
+//!    table). A refund found `requesting` again (a crash, a timeout) is first looked for at
+//!    the provider by its id, then asked for again under the same key. On success the row is
+//!    `succeeded` with the receipt notice; a refusal gives the credits back (a grant,
+//!    `txn_rev_<refund id>`) and the row is `failed`.
 //!
 //! [`run_once`] (the payments worker) resumes refunds left `created` or `requesting`.
 
 use creditgate_domain::ids;
-use creditgate_domain::ledger::{AccountId, AccountKind, GrantId, Operation, RefundRequest};
+use creditgate_domain::ledger::{
+    AccountId, AccountKind, GrantId, GrantTerms, Operation, Origin, RefundRequest, Rejection,
+    TransferId, TransferKind, TransferRequest, GRANT_PRIORITY_DEFAULT,
+};
 use creditgate_domain::payment::{credit_transfer_id, is_whole_cents, to_cents, PaymentState};
 use creditgate_domain::{Amount, Timestamp};
 use creditgate_store::api::{Payment, Refund, RefundCreated, RefundState};
@@ -161,9 +167,13 @@ pub enum RefundError {
     NotFound(String),
 }
 
-/// Takes an open refund through the provider and the ledger: `requesting`, the provider
-/// (looked for first when it was already `requesting`), then the ledger transfer and
-/// `succeeded`, or `failed` when the provider refused.
+/// Takes an open refund through the ledger and the provider: `requesting`; the ledger's
+/// refund transfer first, which takes the credits back from that payment's grant (so usage
+/// cannot spend them while the provider is asked, and a refund is never more than what is
+/// unspent: if they were spent meanwhile, the ledger refuses and the provider is never
+/// asked, `failed`); then the provider (looked for first when it was already
+/// `requesting`), and `succeeded`. When the provider refuses, the credits are given back to
+/// the org (a grant under an id derived from the refund's) and the refund is `failed`.
 pub async fn execute(state: &AppState, refund: &Refund) -> Result<Refund, RefundError> {
     let store = state.store();
     let was_requesting = refund.state == RefundState::Requesting;
@@ -178,25 +188,40 @@ pub async fn execute(state: &AppState, refund: &Refund) -> Result<Refund, Refund
         .payment(&refund.payment_id)
         .await?
         .ok_or_else(|| RefundError::NotFound(refund.payment_id.clone()))?;
-    let outcome = ask_provider(state, &refund, &payment, was_requesting).await?;
-    let provider_ref = match outcome {
+    let transfer_id = ids::refund_transfer(&refund.id);
+    if let Err(rejection) = take_back(state, &refund, &transfer_id).await? {
+        tracing::warn!(refund = %refund.id, ?rejection, "the credits to refund were spent; nothing asked of the provider");
+        return fail(
+            state,
+            &refund,
+            rejection.code(),
+            "The credits of this payment were used before they could be taken back: nothing was refunded.",
+        )
+        .await;
+    }
+    let provider_ref = match ask_provider(state, &refund, &payment, was_requesting).await? {
         RefundOutcome::Succeeded { provider_ref } => provider_ref,
         RefundOutcome::Refused { code, message } => {
-            tracing::warn!(refund = %refund.id, %code, %message, "the provider refused a refund");
-            let failed = store
-                .refund_failed(
-                    &refund.id,
-                    RefundState::Failed,
-                    &code,
-                    &message,
-                    state.now(),
-                )
-                .await?;
-            return failed.ok_or_else(|| RefundError::NotFound(refund.id.clone()));
+            tracing::warn!(refund = %refund.id, %code, %message, "the provider refused a refund; its credits go back");
+            give_back(state, &refund).await?;
+            return fail(state, &refund, &code, &message).await;
         }
     };
     store.refund_provider_ref(&refund.id, &provider_ref).await?;
-    let transfer_id = ids::refund_transfer(&refund.id);
+    metrics::counter!("creditgate_refunds_total").increment(1);
+    store
+        .refund_succeeded(&refund.id, &provider_ref, &transfer_id, state.now())
+        .await?
+        .ok_or_else(|| RefundError::NotFound(refund.id.clone()))
+}
+
+/// The ledger's refund transfer: the refund's credits out of that payment's grant (once,
+/// under `transfer_id`; a repeat finds it).
+async fn take_back(
+    state: &AppState,
+    refund: &Refund,
+    transfer_id: &TransferId,
+) -> Result<Result<(), Rejection>, RefundError> {
     let request = RefundRequest {
         id: transfer_id.clone(),
         debit_account_id: AccountId::new(refund.org_id.clone()),
@@ -207,25 +232,50 @@ pub async fn execute(state: &AppState, refund: &Refund) -> Result<Refund, Refund
         amount: refund.amount,
         reference: refund.id.clone(),
     };
-    if let Err(rejection) = state.writer().submit(Operation::Refund(request)).await? {
-        tracing::error!(refund = %refund.id, ?rejection, "the provider refunded but the ledger refused; see reconcile");
-        store
-            .refund_failed(
-                &refund.id,
-                RefundState::LedgerRefused,
-                rejection.code(),
-                "The provider refunded, but the credits were spent before the ledger took them back.",
-                state.now(),
-            )
-            .await?;
+    Ok(state
+        .writer()
+        .submit(Operation::Refund(request))
+        .await?
+        .map(|_| ()))
+}
+
+/// Gives a refused refund's credits back to the org, once (a paid grant under an id derived
+/// from the refund's).
+async fn give_back(state: &AppState, refund: &Refund) -> Result<(), RefundError> {
+    let request = TransferRequest {
+        id: ids::refund_reversal(&refund.id),
+        debit_account_id: AccountKind::PaymentsReceived
+            .operator_account_id()
+            .expect("an operator account"),
+        credit_account_id: AccountId::new(refund.org_id.clone()),
+        amount: refund.amount,
+        kind: TransferKind::Adjustment,
+        reference: refund.id.clone(),
+        grant: Some(GrantTerms {
+            origin: Origin::Paid,
+            priority: GRANT_PRIORITY_DEFAULT,
+            expires_at: None,
+        }),
+    };
+    if let Err(rejection) = state.writer().submit(Operation::Transfer(request)).await? {
         return Err(RefundError::Ledger {
             refund_id: refund.id.clone(),
             rejection,
         });
     }
-    metrics::counter!("creditgate_refunds_total").increment(1);
-    store
-        .refund_succeeded(&refund.id, &provider_ref, &transfer_id, state.now())
+    Ok(())
+}
+
+/// Marks the refund `failed` with why.
+async fn fail(
+    state: &AppState,
+    refund: &Refund,
+    code: &str,
+    message: &str,
+) -> Result<Refund, RefundError> {
+    state
+        .store()
+        .refund_failed(&refund.id, RefundState::Failed, code, message, state.now())
         .await?
         .ok_or_else(|| RefundError::NotFound(refund.id.clone()))
 }

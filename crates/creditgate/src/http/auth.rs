@@ -15,20 +15,12 @@ use axum::http::request::Parts;
 use axum::http::Method;
 
 use super::error::ApiError;
-pub use crate::app::keys::{secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
+pub use crate::app::keys::{constant_time_eq, secret_hash, DISPLAY_PREFIX_LEN, SECRET_PREFIX};
 pub use crate::app::Caller;
 use crate::state::AppState;
 
 /// Longest credential looked at.
 const CREDENTIAL_LEN_MAX: usize = 256;
-
-/// Compares without an early exit, so the time taken says nothing about the token.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
 
 fn credential(parts: &Parts) -> Option<&str> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());

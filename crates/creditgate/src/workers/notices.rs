@@ -14,6 +14,7 @@
 //! member is gone or the secret was cleared, there is nothing to send and the row is marked
 //! sent.
 
+use creditgate_domain::ids;
 use creditgate_domain::notice::{self, EmailContext, NoticeKind};
 use creditgate_domain::outbox::after_failure;
 use creditgate_domain::Timestamp;
@@ -168,6 +169,7 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         .payment_id
         .as_deref()
         .map(|id| crate::app::charges::confirmation_url(state, id));
+    let (undo_url, undo_until) = undo_link(state, notice, kind).unzip();
     let context = EmailContext {
         product_name: &state.config().product_name,
         org_name: &org.name,
@@ -181,14 +183,33 @@ async fn deliver(state: &AppState, mailer: &Mailer, notice: &Notice) -> Result<(
         failure_reason,
         next_attempt_at: time_of(RowTime::NextAttempt),
         action_url: action_url.as_deref(),
-        link: audience.link.as_deref(),
+        link: audience.link.as_deref().or(undo_url.as_deref()),
         member_role: audience.role,
-        expires_at: time_of(RowTime::Expiry),
+        expires_at: time_of(RowTime::Expiry).or(undo_until),
         resets_at: time_of(RowTime::Reset),
         auto_reload_enabled,
     };
     let message = message(state, notice, notice::render(kind, &context), &audience.to)?;
     mailer.send(&notice.id, message).await
+}
+
+/// An auto-reload receipt's link that undoes the charge, and when it stops working.
+fn undo_link(
+    state: &AppState,
+    notice: &Notice,
+    kind: NoticeKind,
+) -> Option<(String, creditgate_domain::Timestamp)> {
+    let payment_id = notice
+        .payment_id
+        .as_deref()
+        .or_else(|| {
+            notice
+                .transfer_id
+                .as_deref()
+                .and_then(ids::payment_of_credit)
+        })
+        .filter(|_| kind == NoticeKind::AutoReloadCharged)?;
+    Some(crate::app::undo::link(state, payment_id, notice.created_at))
 }
 
 /// An org's notice goes to its billing contacts and its owners and admins, each address

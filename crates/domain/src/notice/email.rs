@@ -57,12 +57,14 @@ pub struct EmailContext<'a> {
     pub action_url: Option<&'a str>,
     /// [`NoticeKind::MemberSignIn`], [`NoticeKind::MemberInvited`]: the member's sign-in link
     /// (`{public_url}/billing/auth/{secret}`). When `None`, the email points to the Billing
-    /// page, where a new link can be asked for.
+    /// page, where a new link can be asked for. [`NoticeKind::AutoReloadCharged`]: the link
+    /// that undoes the charge (`{public_url}/undo/{token}`); when `None`, none is offered.
     pub link: Option<&'a str>,
     /// [`NoticeKind::MemberInvited`]: the member's role as people read it ("Admin").
     pub member_role: Option<&'a str>,
-    /// [`NoticeKind::MemberSignIn`], [`NoticeKind::MemberInvited`]: when the link stops
-    /// working. [`NoticeKind::CreditsExpiring`]: when the grant's credits expire.
+    /// [`NoticeKind::MemberSignIn`], [`NoticeKind::MemberInvited`],
+    /// [`NoticeKind::AutoReloadCharged`]: when the link stops working.
+    /// [`NoticeKind::CreditsExpiring`]: when the grant's credits expire.
     pub expires_at: Option<Timestamp>,
     /// [`NoticeKind::SpendLimitReached`]: when the spend limit resets and API requests are
     /// accepted again (`None`: the email says only that it resets).

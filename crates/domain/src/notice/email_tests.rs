@@ -663,3 +663,32 @@ fn spend_limit_reached_names_the_limit_and_its_reset() {
         );
     }
 }
+
+#[test]
+fn an_auto_reload_receipt_offers_its_undo_link_until_it_expires() {
+    let undo = "https://api.acme.example/undo/pay_1.1796860800000.ab12";
+    let until = Timestamp::from_unix_ms(1_796_860_800_000);
+    let with_link = EmailContext {
+        link: Some(undo),
+        expires_at: Some(until),
+        ..context()
+    };
+    let email = render(NoticeKind::AutoReloadCharged, &with_link);
+    let text = email.text.replace('\n', " ");
+    assert!(
+        text.contains("Did not expect this charge? You can undo it until"),
+        "{text}"
+    );
+    assert!(text.contains("auto-reload is turned off"), "{text}");
+    assert!(email.text.contains(undo), "{}", email.text);
+    assert!(email.html.contains("Undo this charge"), "{}", email.html);
+    assert!(email.html.contains(undo), "{}", email.html);
+    // Without a link, or with one that is not a web address, no undo is offered.
+    for link in [None, Some("javascript:alert(1)")] {
+        let email = render(
+            NoticeKind::AutoReloadCharged,
+            &EmailContext { link, ..with_link },
+        );
+        assert!(!email.text.contains("undo it"), "{}", email.text);
+    }
+}

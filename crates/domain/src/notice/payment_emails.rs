@@ -39,6 +39,20 @@ pub(super) fn auto_reload_charged(common: &Common) -> Message {
         button: "Open the Billing page",
         url: common.billing_url.clone(),
     });
+    if let Some(url) = common.context.link.and_then(web_url) {
+        let until = match common.context.expires_at {
+            Some(at) => format!(" until {}", format_utc(at)),
+            None => String::new(),
+        };
+        blocks.push(Block::Action {
+            lead: format!(
+                "Did not expect this charge? You can undo it{until}: the credits it added that \
+                 are not used yet go back to the card, and auto-reload is turned off"
+            ),
+            button: "Undo this charge",
+            url: url.to_owned(),
+        });
+    }
     blocks.push(common.help());
     common.message(subject, "Credits added by auto-reload", blocks)
 }

@@ -24,6 +24,7 @@ pub mod chart;
 mod html;
 mod pages;
 mod payment_pages;
+mod undo_page;
 
 use axum::http::{HeaderMap, Method};
 use axum::Router;
@@ -42,7 +43,9 @@ const COOKIE_LEN_MAX: usize = 128;
 
 /// The billing pages' routes.
 pub fn router() -> Router<AppState> {
-    pages::router().merge(payment_pages::router())
+    pages::router()
+        .merge(payment_pages::router())
+        .merge(undo_page::router())
 }
 
 pub use crate::ids::{new_secret, secret_hash};
