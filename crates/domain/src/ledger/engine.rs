@@ -35,22 +35,49 @@ pub fn apply(state: &mut LedgerState, operation: &Operation, now: Timestamp) -> 
     }
 }
 
-fn refund(state: &mut LedgerState, request: &RefundRequest, now: Timestamp) -> Outcome {
-    check_id(request.id.as_str())?;
-    check_reference(&request.reference)?;
-    check_positive(request.amount)?;
-    check_different(&request.debit_account_id, &request.credit_account_id)?;
-    if let Some(existing) = state.transfer(&request.id) {
-        let same = existing.kind == TransferKind::Refund
+/// A posting outside holds (a refund, recorded usage), as its first checks see it.
+struct Posting<'a> {
+    id: &'a TransferId,
+    kind: TransferKind,
+    debit: &'a AccountId,
+    credit: &'a AccountId,
+    amount: Amount,
+    reference: &'a str,
+}
+
+/// The checks a posting starts with: its fields, then its id. `Some(answer)` when the id was
+/// used before (the same posting: `exists`; anything else: `ExistsWithDifferentFields`).
+fn first_checks(state: &LedgerState, p: &Posting<'_>) -> Result<Option<Outcome>, Rejection> {
+    check_id(p.id.as_str())?;
+    check_reference(p.reference)?;
+    check_positive(p.amount)?;
+    check_different(p.debit, p.credit)?;
+    if let Some(existing) = state.transfer(p.id) {
+        let same = existing.kind == p.kind
             && existing.hold_id.is_none()
-            && existing.debit_account_id == request.debit_account_id
-            && existing.credit_account_id == request.credit_account_id
-            && existing.amount == request.amount
-            && existing.reference == request.reference;
-        return exists(existing, same);
+            && existing.debit_account_id == *p.debit
+            && existing.credit_account_id == *p.credit
+            && existing.amount == p.amount
+            && existing.reference == p.reference;
+        return Ok(Some(exists(existing, same)));
     }
-    if state.closed_hold(&request.id).is_some() {
+    if state.closed_hold(p.id).is_some() {
         return Err(Rejection::ExistsWithDifferentFields);
+    }
+    Ok(None)
+}
+
+fn refund(state: &mut LedgerState, request: &RefundRequest, now: Timestamp) -> Outcome {
+    let posting = Posting {
+        id: &request.id,
+        kind: TransferKind::Refund,
+        debit: &request.debit_account_id,
+        credit: &request.credit_account_id,
+        amount: request.amount,
+        reference: &request.reference,
+    };
+    if let Some(answer) = first_checks(state, &posting)? {
+        return answer;
     }
     let (debit, credit) =
         find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;
@@ -139,21 +166,16 @@ fn transfer(state: &mut LedgerState, request: &TransferRequest, now: Timestamp) 
 }
 
 fn record_usage(state: &mut LedgerState, request: &UsageRequest, now: Timestamp) -> Outcome {
-    check_id(request.id.as_str())?;
-    check_reference(&request.reference)?;
-    check_positive(request.amount)?;
-    check_different(&request.debit_account_id, &request.credit_account_id)?;
-    if let Some(existing) = state.transfer(&request.id) {
-        let same = existing.kind == TransferKind::Usage
-            && existing.hold_id.is_none()
-            && existing.debit_account_id == request.debit_account_id
-            && existing.credit_account_id == request.credit_account_id
-            && existing.amount == request.amount
-            && existing.reference == request.reference;
-        return exists(existing, same);
-    }
-    if state.closed_hold(&request.id).is_some() {
-        return Err(Rejection::ExistsWithDifferentFields);
+    let posting = Posting {
+        id: &request.id,
+        kind: TransferKind::Usage,
+        debit: &request.debit_account_id,
+        credit: &request.credit_account_id,
+        amount: request.amount,
+        reference: &request.reference,
+    };
+    if let Some(answer) = first_checks(state, &posting)? {
+        return answer;
     }
     let (debit, credit) =
         find_accounts(state, &request.debit_account_id, &request.credit_account_id)?;

@@ -138,13 +138,13 @@ pub(super) async fn run_org(args: OrgArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `PATCH /v1/orgs/{org_id}` with `rate_limits`.
-async fn set_rate_limits(
+/// `PATCH /v1/orgs/{org_id}` with `body`; the view says what changed.
+async fn patch_org(
     client: &Client,
     org_id: &str,
-    rate: &RateFlags,
+    body: Value,
+    view: impl Fn(&Value) -> String,
 ) -> Result<(Answer, String), Failure> {
-    let body = serde_json::json!({ "rate_limits": rate.body() });
     let answer = client
         .send(
             Method::PATCH,
@@ -154,12 +154,25 @@ async fn set_rate_limits(
             None,
         )
         .await?;
-    let view = format!(
-        "Org {} rate limits: {}.",
-        text(&answer.body["id"]),
-        limits_text(&answer.body["rate_limits"])
-    );
+    let view = view(&answer.body);
     Ok((answer, view))
+}
+
+/// `PATCH /v1/orgs/{org_id}` with `rate_limits`.
+async fn set_rate_limits(
+    client: &Client,
+    org_id: &str,
+    rate: &RateFlags,
+) -> Result<(Answer, String), Failure> {
+    let body = serde_json::json!({ "rate_limits": rate.body() });
+    patch_org(client, org_id, body, |org| {
+        format!(
+            "Org {} rate limits: {}.",
+            text(&org["id"]),
+            limits_text(&org["rate_limits"])
+        )
+    })
+    .await
 }
 
 /// `PATCH /v1/orgs/{org_id}` with `suspended`.
@@ -169,22 +182,15 @@ async fn set_suspended(
     suspend: bool,
 ) -> Result<(Answer, String), Failure> {
     let body = serde_json::json!({ "suspended": suspend });
-    let answer = client
-        .send(
-            Method::PATCH,
-            &["v1", "orgs", org_id],
-            &[],
-            Some(body),
-            None,
+    patch_org(client, org_id, body, |org| {
+        format!(
+            "Org {} {} (access state: {}).",
+            text(&org["id"]),
+            if suspend { "suspended" } else { "unsuspended" },
+            text(&org["access_state"])
         )
-        .await?;
-    let view = format!(
-        "Org {} {} (access state: {}).",
-        text(&answer.body["id"]),
-        if suspend { "suspended" } else { "unsuspended" },
-        text(&answer.body["access_state"])
-    );
-    Ok((answer, view))
+    })
+    .await
 }
 
 fn org_view(org: &Value) -> String {
