@@ -1,8 +1,8 @@
 //! Undoing an automatic charge from its receipt (issue 19's undo window). Every auto-reload
 //! receipt email carries a link, `{public_url}/undo/{token}`, valid for `undo_window_ms`
 //! after the charge's receipt (24 hours by default). The token names the payment and when
-//! the link stops working, signed with an HMAC-SHA256 under a key derived from the
-//! key-hash secret (shared by every node), so it cannot be forged or stretched.
+//! the link stops working, signed with HMAC-SHA256 under the key-hash secret (shared by
+//! every node) over a message of its own kind, so it cannot be forged or stretched.
 //!
 //! Undoing turns auto-reload off first (so the refund cannot start another charge), then
 //! refunds what is still unspent of that charge through [`super::refunds`], under an
