@@ -48,18 +48,21 @@ pub async fn price_at(
 }
 
 /// What a call counts against: its org's rate limits and, made with a key, the key's.
+/// Unlimited scopes are left out, so a call with no limits allocates and locks nothing.
 pub fn rate_scopes(actor: &Actor, org: &Org) -> Vec<Scope> {
-    let mut scopes = vec![Scope {
-        id: org.id.clone(),
-        limits: org.rate_limits,
-    }];
-    if let Actor::Key { key, .. } = actor {
-        scopes.push(Scope {
-            id: key.id.clone(),
-            limits: key.rate_limits,
-        });
-    }
-    scopes
+    let key = match actor {
+        Actor::Key { key, .. } => Some((&key.id, key.rate_limits)),
+        Actor::Operator | Actor::Member { .. } => None,
+    };
+    [Some((&org.id, org.rate_limits)), key]
+        .into_iter()
+        .flatten()
+        .filter(|(_, limits)| !limits.is_unlimited())
+        .map(|(id, limits)| Scope {
+            id: id.clone(),
+            limits,
+        })
+        .collect()
 }
 
 /// Gives back what an admitted call did not use: its tokens when its hold was refused, the

@@ -55,18 +55,14 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(String, String, Amount)>, StoreError> {
-        let rows = self
-            .db()
-            .query(
-                "SELECT id, credit_account_id, amount FROM transfers
-                 WHERE kind IN ('purchase', 'auto_reload') AND created_at >= $1 AND created_at < $2
-                 ORDER BY seq",
-                &values![from.unix_ms(), to.unix_ms()],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.text(0)?, row.text(1)?, row.amount(2)?)))
-            .collect()
+        self.triples_between(
+            "SELECT id, credit_account_id, amount FROM transfers
+             WHERE kind IN ('purchase', 'auto_reload') AND created_at >= $1 AND created_at < $2
+             ORDER BY seq",
+            from,
+            to,
+        )
+        .await
     }
 
     /// Ledger refund transfers made in `[from, to)`: (transfer id, org, amount).
@@ -75,18 +71,14 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(String, String, Amount)>, StoreError> {
-        let rows = self
-            .db()
-            .query(
-                "SELECT id, debit_account_id, amount FROM transfers
-                 WHERE kind = 'refund' AND created_at >= $1 AND created_at < $2
-                 ORDER BY seq",
-                &values![from.unix_ms(), to.unix_ms()],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.text(0)?, row.text(1)?, row.amount(2)?)))
-            .collect()
+        self.triples_between(
+            "SELECT id, debit_account_id, amount FROM transfers
+             WHERE kind = 'refund' AND created_at >= $1 AND created_at < $2
+             ORDER BY seq",
+            from,
+            to,
+        )
+        .await
     }
 
     /// The sandbox's refunds made in `[from, to)`: (its id, our refund id, amount).
@@ -95,13 +87,25 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(String, String, Amount)>, StoreError> {
+        self.triples_between(
+            "SELECT id, refund_id, amount FROM sandbox_refunds
+             WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at, id",
+            from,
+            to,
+        )
+        .await
+    }
+
+    /// The rows of `sql` (two texts and an amount, created in `[$1, $2)`) for `[from, to)`.
+    async fn triples_between(
+        &self,
+        sql: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(String, String, Amount)>, StoreError> {
         let rows = self
             .db()
-            .query(
-                "SELECT id, refund_id, amount FROM sandbox_refunds
-                 WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at, id",
-                &values![from.unix_ms(), to.unix_ms()],
-            )
+            .query(sql, &values![from.unix_ms(), to.unix_ms()])
             .await?;
         rows.iter()
             .map(|row| Ok((row.text(0)?, row.text(1)?, row.amount(2)?)))
